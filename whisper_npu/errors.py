@@ -1,0 +1,23 @@
+"""Error types whose message is fit to show a user as one line.
+
+The CLI catches :class:`WhisperNpuError` and prints ``error: <message>`` with a
+non-zero exit code; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class WhisperNpuError(Exception):
+    """Base class: the message is a complete, user-facing sentence."""
+
+
+class AudioError(WhisperNpuError):
+    """The input audio is missing, unreadable, corrupt or empty."""
+
+
+class ModelError(WhisperNpuError):
+    """The model directory or name cannot be resolved or loaded."""
+
+
+class NpuError(WhisperNpuError):
+    """An NPU kernel or runtime failure; normally caught by dispatch and turned into a CPU fallback."""
