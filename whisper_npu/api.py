@@ -1,0 +1,217 @@
+"""Library API: ``transcribe(path_or_array, **options) -> Result``.
+
+The CLI, the batch runner and the benchmarks all go through this module, so a
+run report means the same thing everywhere. Loaded models are cached per
+process (keyed by directory, device, runtime and threads) because building the
+ONNX graphs and sessions is the expensive part of start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from whisper_npu.errors import WhisperNpuError
+from whisper_npu.report import RunReport
+
+DEVICES = ("auto", "cpu", "npu")
+NPU_RUNTIMES = ("auto", "xrt", "emulator")
+
+
+@dataclass
+class Result:
+    """A transcript with its segments and the run report that produced it."""
+
+    text: str
+    segments: list[Any]
+    language: str
+    language_probability: float
+    duration: float
+    report: RunReport
+    model: str
+    device: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form written by the json writer and read by the other writers."""
+        return {
+            "text": self.text,
+            "language": self.language,
+            "language_probability": round(float(self.language_probability), 4),
+            "duration": round(self.duration, 3),
+            "model": self.model,
+            "device": self.device,
+            "segments": [_segment_dict(s) for s in self.segments],
+            "report": self.report.to_dict(),
+        }
+
+
+def _segment_dict(segment: Any) -> dict[str, Any]:
+    data = dataclasses.asdict(segment) if dataclasses.is_dataclass(segment) else dict(segment)
+    for key in ("start", "end"):
+        data[key] = round(float(data[key]), 3)
+    for key in ("avg_logprob", "compression_ratio", "no_speech_prob", "temperature"):
+        if key in data and data[key] is not None:
+            data[key] = round(float(data[key]), 4)
+    return data
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to transcribe: ONNX sessions plus the NPU setup, if any."""
+
+    name: str
+    model_dir: Path
+    load_s: float
+    device: str
+    model: Any  # whisper_npu.model.whisper.WhisperModel
+    npu: Any = None  # NPU setup object from whisper_npu.npu_ops, None on CPU
+    fresh: bool = field(default=True, repr=False)  # load time not yet charged to a run
+
+
+_CACHE: dict[tuple[str, str, str, int], LoadedModel] = {}
+
+
+def _check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise WhisperNpuError(f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
+    return value
+
+
+def load_model(
+    model: str | Path | None = None,
+    *,
+    device: str = "auto",
+    npu_runtime: str = "auto",
+    threads: int = 0,
+    report: RunReport | None = None,
+) -> LoadedModel:
+    """Resolve, read and build a model once per process.
+
+    ``device="cpu"`` keeps every op on onnxruntime's CPU kernels with native
+    MatMul nodes. ``"npu"`` routes the mel op and the weight matmuls through the
+    NPU op layer (each op falls back to CPU on its own, with the reason in the
+    report); ``"auto"`` does so only when a real XDNA device answers.
+    """
+    from whisper_npu.model.registry import resolve
+    from whisper_npu.model.whisper import WhisperModel
+
+    _check_choice(device, DEVICES, "device")
+    _check_choice(npu_runtime, NPU_RUNTIMES, "NPU runtime")
+    model_dir = resolve(model)
+    key = (str(model_dir), device, npu_runtime, int(threads))
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+
+    t0 = time.perf_counter()
+    npu = None
+    if device != "cpu":
+        from whisper_npu.npu_ops import setup as npu_setup
+
+        npu = npu_setup(device=device, runtime=npu_runtime, report=report)
+    whisper = WhisperModel.load(
+        model_dir,
+        threads=threads,
+        graph_hook=npu.graph_hook if npu is not None else None,
+        session_hook=npu.session_hook if npu is not None else None,
+    )
+    loaded = LoadedModel(
+        name=str(model) if model else model_dir.name,
+        model_dir=model_dir,
+        load_s=time.perf_counter() - t0,
+        device="npu" if npu is not None else "cpu",
+        model=whisper,
+        npu=npu,
+    )
+    _CACHE[key] = loaded
+    return loaded
+
+
+def transcribe(
+    audio: str | Path | np.ndarray,
+    *,
+    model: str | Path | LoadedModel | None = None,
+    device: str = "auto",
+    npu_runtime: str = "auto",
+    threads: int = 0,
+    sample_rate: int = 16000,
+    **options: Any,
+) -> Result:
+    """Transcribe a file path or a mono float array (at ``sample_rate``).
+
+    ``options`` are :class:`whisper_npu.transcribe.TranscribeOptions` fields
+    (``beam_size``, ``language``, ``task``, ``initial_prompt``...). The returned
+    report's ``wall_s`` covers everything this call did, including the model
+    load when this call loaded the model.
+    """
+    from whisper_npu.audio import SAMPLE_RATE, load_audio, prepare_array
+    from whisper_npu.features import N_SAMPLES, log_mel_spectrogram
+    from whisper_npu.transcribe import TranscribeOptions, transcribe_mel
+
+    t_start = time.perf_counter()
+    report = RunReport()
+    try:
+        opts = TranscribeOptions(**options)
+    except TypeError as exc:
+        raise WhisperNpuError(f"bad transcription option: {exc}") from None
+
+    preloaded = isinstance(model, LoadedModel)
+    loaded = (
+        model
+        if isinstance(model, LoadedModel)
+        else load_model(model, device=device, npu_runtime=npu_runtime, threads=threads, report=report)
+    )
+    # The first run on a model is charged its load time, whether it loaded the
+    # model itself (already inside the elapsed time) or was handed a fresh one.
+    charge_load = loaded.fresh and preloaded
+    if loaded.fresh:
+        report.load_s = loaded.load_s
+        loaded.fresh = False
+    if loaded.npu is not None:
+        loaded.npu.attach_report(report)
+
+    with report.stage("audio"):
+        if isinstance(audio, np.ndarray):
+            samples = prepare_array(audio, sample_rate)
+        else:
+            samples = load_audio(audio)
+    report.audio_s = len(samples) / SAMPLE_RATE
+
+    with report.stage("mel"):
+        mel = log_mel_spectrogram(
+            samples,
+            n_mels=loaded.model.dims.n_mels,
+            padding=N_SAMPLES,
+            mel_op=loaded.npu.mel_op if loaded.npu is not None else None,
+        )
+    if loaded.npu is None:
+        report.record_op("mel", "cpu", report.stages["mel"])
+
+    output = transcribe_mel(loaded.model, mel, opts, report)
+    segments = output.segments
+    text = "".join(s.text for s in segments).strip()
+    report.wall_s = time.perf_counter() - t_start + (loaded.load_s if charge_load else 0.0)
+    report.info.update(
+        model=loaded.name,
+        model_dir=str(loaded.model_dir),
+        device=loaded.device,
+        threads=threads,
+        beam_size=opts.beam_size,
+    )
+    if loaded.npu is not None:
+        report.info["npu"] = loaded.npu.describe()
+    return Result(
+        text=text,
+        segments=segments,
+        language=output.language,
+        language_probability=output.language_probability,
+        duration=report.audio_s,
+        report=report,
+        model=loaded.name,
+        device=loaded.device,
+    )
