@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Peak memory of a long transcription: builds a long file from the shared recordings.
+
+The recordings in ../shared/audio are concatenated (with 2 s pauses) until the
+requested duration is reached, written to a temporary WAV, and transcribed in
+a child process per system so each peak RSS (``ru_maxrss`` of that child) is
+the system's own. Prints a table; nothing is asserted here — the target
+(tiny.en, 10 minutes, < 1 GB) is read off the table.
+
+    python scripts/bench_memory.py --minutes 10 --model tiny.en
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+AUDIO_DIR = Path(__file__).resolve().parents[2] / "shared" / "audio"
+
+
+def build_long_file(minutes: float, path: Path) -> float:
+    """Concatenate the manifest's recordings with 2 s pauses up to ``minutes``."""
+    rows = (AUDIO_DIR / "MANIFEST.tsv").read_text().splitlines()[1:]
+    clips = [sf.read(AUDIO_DIR / row.split("\t")[0], dtype="float32")[0] for row in rows if row.strip()]
+    pause = np.zeros(32000, dtype=np.float32)
+    target = int(minutes * 60 * 16000)
+    pieces: list[np.ndarray] = []
+    total = 0
+    i = 0
+    while total < target:
+        clip = clips[i % len(clips)]
+        pieces += [clip, pause]
+        total += len(clip) + len(pause)
+        i += 1
+    audio = np.concatenate(pieces)[:target]
+    sf.write(path, audio, 16000, subtype="PCM_16")
+    return len(audio) / 16000
+
+
+def _run(system: str, model: str, path: str, beam: int, threads: int, queue: mp.Queue) -> None:
+    t0 = time.perf_counter()
+    if system == "whisper-npu (cpu)":
+        import whisper_npu
+
+        result = whisper_npu.transcribe(path, model=model, device="cpu", beam_size=beam, threads=threads)
+        words = len(result.text.split())
+    else:
+        from faster_whisper import WhisperModel
+
+        from whisper_npu.model.registry import resolve
+
+        fw = WhisperModel(str(resolve(model)), device="cpu", compute_type="float32", cpu_threads=threads)
+        segments, _ = fw.transcribe(path, beam_size=beam, vad_filter=False)
+        words = len(" ".join(s.text for s in segments).split())
+    wall = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    queue.put({"system": system, "wall_s": wall, "peak_mb": peak_mb, "words": words})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "long.wav"
+        duration = build_long_file(args.minutes, wav)
+        systems = ["whisper-npu (cpu)"] + ([] if args.skip_baseline else ["faster-whisper"])
+        rows = []
+        for system in systems:
+            queue: mp.Queue = ctx.Queue()
+            proc = ctx.Process(target=_run, args=(system, args.model, str(wav), args.beam_size, args.threads, queue))
+            proc.start()
+            proc.join()
+            if proc.exitcode != 0:
+                rows.append({"system": system, "error": f"exit code {proc.exitcode}"})
+                continue
+            rows.append(queue.get())
+    print(f"\nPeak memory, {args.model}, {duration / 60:.1f} min of audio, beam {args.beam_size}, {args.threads} threads")
+    print(f"{'system':<20} {'peak RSS MB':>12} {'wall s':>8} {'x realtime':>11} {'words':>6}")
+    for row in rows:
+        if "error" in row:
+            print(f"{row['system']:<20} {row['error']}")
+            continue
+        rtf = duration / row["wall_s"]
+        print(f"{row['system']:<20} {row['peak_mb']:>12.0f} {row['wall_s']:>8.1f} {rtf:>10.1f}x {row['words']:>6}")
+    print("peak RSS = ru_maxrss of a child process running only that system (model load included)")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
