@@ -1,0 +1,94 @@
+"""End-to-end: the library API on real recordings with the embedded tiny.en."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import whisper_npu
+from whisper_npu.errors import AudioError, WhisperNpuError
+
+AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
+
+
+def _manifest() -> dict[str, str]:
+    rows = (AUDIO / "MANIFEST.tsv").read_text().splitlines()
+    header = rows[0].split("\t")
+    out = {}
+    for row in rows[1:]:
+        cols = dict(zip(header, row.split("\t")))
+        out[cols["path"]] = cols["reference_transcript"]
+    return out
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
+
+
+def _wer(ref: str, hyp: str) -> float:
+    import jiwer
+
+    return jiwer.wer(" ".join(_words(ref)), " ".join(_words(hyp)))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return whisper_npu.load_model("tiny.en", device="cpu", threads=2)
+
+
+def test_jfk_words_and_report(tiny):
+    result = whisper_npu.transcribe(AUDIO / "jfk" / "jfk.wav", model=tiny, beam_size=5)
+    assert "ask not what your country can do for you" in " ".join(_words(result.text))
+    assert result.language == "en"
+    report = result.report
+    assert report.audio_s == pytest.approx(11.0, abs=0.05)
+    assert report.rtf == pytest.approx(report.audio_s / report.wall_s)
+    for stage in ("audio", "mel", "encoder", "decoder"):
+        assert report.stages[stage] > 0, stage
+    assert sum(report.stages.values()) <= report.wall_s
+    segs = result.segments
+    assert segs and all(0 <= s.start < s.end <= report.audio_s + 0.5 for s in segs)
+    assert all(a.end <= b.start + 1e-6 for a, b in zip(segs, segs[1:]))
+    data = result.to_dict()
+    assert data["report"]["rtf"] > 0 and data["segments"][0]["id"] == 0
+    assert data["report"]["ops"]["mel"]["backends"]["cpu"]["calls"] == 1
+
+
+@pytest.mark.parametrize("rel", sorted(_manifest()))
+def test_recordings_match_reference(tiny, rel):
+    ref = _manifest()[rel]
+    result = whisper_npu.transcribe(AUDIO / rel, model=tiny, beam_size=5)
+    # tiny.en's own error rate on these clips is a few percent; 15 % catches a broken engine.
+    assert _wer(ref, result.text) < 0.15, result.text
+
+
+def test_array_input_is_resampled(tiny):
+    audio, sr = sf.read(AUDIO / "jfk" / "jfk.wav", dtype="float32")
+    # 16 kHz -> 8 kHz by decimation keeps speech intelligible; the API resamples it back.
+    result = whisper_npu.transcribe(audio[::2].copy(), model=tiny, sample_rate=8000, beam_size=1)
+    assert "your country" in " ".join(_words(result.text))
+
+
+def test_silence_gives_no_text(tiny):
+    result = whisper_npu.transcribe(np.zeros(16000 * 5, dtype=np.float32), model=tiny)
+    assert result.text.strip() == ""
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, tiny):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 10)
+    for bad in (tmp_path / "missing.wav", tmp_path, empty, corrupt):
+        with pytest.raises(AudioError) as info:
+            whisper_npu.transcribe(bad, model=tiny)
+        assert "\n" not in str(info.value)
+
+
+def test_bad_option_is_one_line_error(tiny):
+    with pytest.raises(WhisperNpuError, match="option"):
+        whisper_npu.transcribe(AUDIO / "jfk" / "jfk.wav", model=tiny, no_such_option=1)

@@ -1,0 +1,372 @@
+"""Build Whisper's encoder and decoder as ONNX graphs from CTranslate2 weights.
+
+Why ONNX graphs built here instead of an exported model: no torch at run time,
+weights read straight from the faster-whisper directory, and every weight
+matmul is a node with a stable name (``encoder.layer3.mlp.fc1``) whose weight
+is a ``[in, out]`` initializer, so the NPU layer can find and reroute exactly
+those nodes. Biases are separate ``Add`` nodes named ``<name>.bias``.
+
+Two graphs:
+
+* encoder: mel ``[B, n_mels, 3000]`` -> conv stem -> pre-LN blocks -> final LN,
+  then the cross-attention K/V of *every decoder layer*, computed once per
+  window (K laid out ``[B, H, hd, S]``, V ``[B, H, S, hd]`` so the decoder
+  multiplies without transposing).
+* decoder step: tokens ``[B, T]`` + per-layer self-attention cache
+  (K ``[B, H, hd, P]``, V ``[B, H, P, hd]``, P may be 0) + cross K/V ->
+  logits ``[B, T, vocab]`` + the grown cache. Positions start at P, read from
+  the cache's shape inside the graph. Cross K/V with batch 1 broadcast over B
+  (the beams of one window share one encoder output without copies).
+
+The attention scale ``hd**-0.5`` is folded into the query weights at build time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from whisper_npu.model.ct2 import Ct2Model
+
+OPSET = 17
+LN_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """Whisper hyper-parameters, derived from the weight shapes."""
+
+    n_mels: int
+    n_audio_ctx: int
+    n_audio_state: int
+    n_audio_head: int
+    n_audio_layer: int
+    n_vocab: int
+    n_text_ctx: int
+    n_text_state: int
+    n_text_head: int
+    n_text_layer: int
+
+    @classmethod
+    def from_ct2(cls, m: Ct2Model) -> ModelDims:
+        def count(prefix: str) -> int:
+            n = 0
+            while f"{prefix}/layer_{n}/ffn/linear_0/weight" in m:
+                n += 1
+            return n
+
+        conv1 = m.raw("encoder/conv1/weight")
+        enc_pos = m.raw("encoder/position_encodings/encodings")
+        dec_pos = m.raw("decoder/position_encodings/encodings")
+        emb = m.raw("decoder/embeddings/weight")
+        return cls(
+            n_mels=int(conv1.shape[1]),
+            n_audio_ctx=int(enc_pos.shape[0]),
+            n_audio_state=int(enc_pos.shape[1]),
+            n_audio_head=int(m.scalar("encoder/num_heads")),
+            n_audio_layer=count("encoder"),
+            n_vocab=int(emb.shape[0]),
+            n_text_ctx=int(dec_pos.shape[0]),
+            n_text_state=int(emb.shape[1]),
+            n_text_head=int(m.scalar("decoder/num_heads")),
+            n_text_layer=count("decoder"),
+        )
+
+
+class _Builder:
+    """Tiny helper over onnx.helper that names values and collects initializers."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._n = 0
+        self._consts: dict[tuple, str] = {}
+
+    def tmp(self, hint: str) -> str:
+        self._n += 1
+        return f"{hint}__{self._n}"
+
+    def init(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def const(self, values: list[int] | np.ndarray, dtype: type = np.int64) -> str:
+        arr = np.asarray(values, dtype=dtype)
+        key = (arr.dtype.str, arr.shape, arr.tobytes())
+        if key not in self._consts:
+            self._consts[key] = self.init(self.tmp("const"), arr)
+        return self._consts[key]
+
+    def op(self, op_type: str, inputs: list[str], name: str | None = None, n_out: int = 1, **attrs) -> str:
+        node_name = name or self.tmp(op_type)
+        outs = [node_name if n_out == 1 else f"{node_name}:{i}" for i in range(n_out)]
+        if n_out == 1:
+            outs = [f"{node_name}:out"]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=node_name, **attrs))
+        return outs[0] if n_out == 1 else outs  # type: ignore[return-value]
+
+    def ops(self, op_type: str, inputs: list[str], n_out: int, **attrs) -> list[str]:
+        node_name = self.tmp(op_type)
+        outs = [f"{node_name}:{i}" for i in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=node_name, **attrs))
+        return outs
+
+    # -- building blocks -----------------------------------------------
+    def linear(self, x: str, name: str, weight: np.ndarray, bias: np.ndarray | None) -> str:
+        """x @ weight.T (+ bias): a MatMul named ``name`` with a [in, out] initializer."""
+        w = self.init(f"{name}.weight", np.ascontiguousarray(weight.T, dtype=np.float32))
+        y = self.op("MatMul", [x, w], name=name)
+        if bias is not None and np.any(bias):
+            b = self.init(f"{name}.bias_value", bias.astype(np.float32))
+            y = self.op("Add", [y, b], name=f"{name}.bias")
+        return y
+
+    def layer_norm(self, x: str, name: str, gamma: np.ndarray, beta: np.ndarray) -> str:
+        g = self.init(f"{name}.gamma", gamma.astype(np.float32))
+        b = self.init(f"{name}.beta", beta.astype(np.float32))
+        return self.op("LayerNormalization", [x, g, b], name=name, axis=-1, epsilon=LN_EPS)
+
+    def gelu(self, x: str) -> str:
+        # Exact (erf) GELU, as Whisper uses; onnxruntime fuses this pattern into one kernel.
+        inv_sqrt2 = self.const(np.array(1 / np.sqrt(2), np.float32), np.float32)
+        half = self.const(np.array(0.5, np.float32), np.float32)
+        one = self.const(np.array(1.0, np.float32), np.float32)
+        erf = self.op("Erf", [self.op("Mul", [x, inv_sqrt2])])
+        return self.op("Mul", [self.op("Mul", [x, half]), self.op("Add", [erf, one])])
+
+    def heads(self, x: str, n_head: int, head_dim: int, perm: list[int]) -> str:
+        """[B, S, D] -> [B, S, H, hd] -> transpose(perm)."""
+        r = self.op("Reshape", [x, self.const([0, 0, n_head, head_dim])])
+        return self.op("Transpose", [r], perm=perm)
+
+    def merge_heads(self, x: str, dim: int) -> str:
+        """[B, H, S, hd] -> [B, S, D]."""
+        t = self.op("Transpose", [x], perm=[0, 2, 1, 3])
+        return self.op("Reshape", [t, self.const([0, 0, dim])])
+
+
+def _qkv_split(m: Ct2Model, prefix: str, dim: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Fused QKV weight/bias with the attention scale folded into the Q rows."""
+    w = m.get(f"{prefix}/weight").copy()
+    b = m.get(f"{prefix}/bias").copy()
+    w[:dim] *= scale
+    b[:dim] *= scale
+    return w, b
+
+
+def _mlp(g: _Builder, m: Ct2Model, x: str, src: str, name: str) -> str:
+    h = g.layer_norm(
+        x, f"{name}.mlp.ln", m.get(f"{src}/ffn/layer_norm/gamma"), m.get(f"{src}/ffn/layer_norm/beta")
+    )
+    h = g.linear(h, f"{name}.mlp.fc1", m.get(f"{src}/ffn/linear_0/weight"), m.get(f"{src}/ffn/linear_0/bias"))
+    h = g.gelu(h)
+    h = g.linear(h, f"{name}.mlp.fc2", m.get(f"{src}/ffn/linear_1/weight"), m.get(f"{src}/ffn/linear_1/bias"))
+    return g.op("Add", [x, h])
+
+
+def build_encoder(m: Ct2Model, dims: ModelDims) -> onnx.ModelProto:
+    g = _Builder()
+    d, h = dims.n_audio_state, dims.n_audio_head
+    hd = d // h
+    x = g.op(
+        "Conv",
+        [
+            "mel",
+            g.init("encoder.conv1.weight", m.get("encoder/conv1/weight")),
+            g.init("encoder.conv1.b", m.get("encoder/conv1/bias")),
+        ],
+        name="encoder.conv1",
+        pads=[1, 1],
+        kernel_shape=[3],
+    )
+    x = g.gelu(x)
+    x = g.op(
+        "Conv",
+        [
+            x,
+            g.init("encoder.conv2.weight", m.get("encoder/conv2/weight")),
+            g.init("encoder.conv2.b", m.get("encoder/conv2/bias")),
+        ],
+        name="encoder.conv2",
+        pads=[1, 1],
+        strides=[2],
+        kernel_shape=[3],
+    )
+    x = g.gelu(x)
+    x = g.op("Transpose", [x], perm=[0, 2, 1])
+    x = g.op("Add", [x, g.init("encoder.positions", m.get("encoder/position_encodings/encodings"))])
+
+    for i in range(dims.n_audio_layer):
+        src, name = f"encoder/layer_{i}", f"encoder.layer{i}"
+        a = g.layer_norm(
+            x,
+            f"{name}.attn.ln",
+            m.get(f"{src}/self_attention/layer_norm/gamma"),
+            m.get(f"{src}/self_attention/layer_norm/beta"),
+        )
+        w, b = _qkv_split(m, f"{src}/self_attention/linear_0", d, hd**-0.5)
+        qkv = g.linear(a, f"{name}.attn.qkv", w, b)
+        q, k, v = g.ops("Split", [qkv, g.const([d, d, d])], 3, axis=-1)
+        q = g.heads(q, h, hd, [0, 2, 1, 3])
+        k = g.heads(k, h, hd, [0, 2, 3, 1])
+        v = g.heads(v, h, hd, [0, 2, 1, 3])
+        p = g.op("Softmax", [g.op("MatMul", [q, k])], axis=-1)
+        o = g.merge_heads(g.op("MatMul", [p, v]), d)
+        o = g.linear(
+            o,
+            f"{name}.attn.out",
+            m.get(f"{src}/self_attention/linear_1/weight"),
+            m.get(f"{src}/self_attention/linear_1/bias"),
+        )
+        x = g.op("Add", [x, o])
+        x = _mlp(g, m, x, src, name)
+    x = g.layer_norm(
+        x, "encoder.ln_post", m.get("encoder/layer_norm/gamma"), m.get("encoder/layer_norm/beta")
+    )
+
+    outputs = []
+    dt = dims.n_text_state
+    ht = dims.n_text_head
+    for i in range(dims.n_text_layer):
+        src = f"decoder/layer_{i}/attention/linear_1"
+        kv = g.linear(x, f"decoder.layer{i}.cross_attn.kv", m.get(f"{src}/weight"), m.get(f"{src}/bias"))
+        k, v = g.ops("Split", [kv, g.const([dt, dt])], 2, axis=-1)
+        k = g.heads(k, ht, dt // ht, [0, 2, 3, 1])
+        v = g.heads(v, ht, dt // ht, [0, 2, 1, 3])
+        g.nodes.append(helper.make_node("Identity", [k], [f"cross_k{i}"], name=f"cross_k{i}.out"))
+        g.nodes.append(helper.make_node("Identity", [v], [f"cross_v{i}"], name=f"cross_v{i}.out"))
+        outputs += [
+            helper.make_tensor_value_info(
+                f"cross_k{i}", TensorProto.FLOAT, ["B", ht, dt // ht, dims.n_audio_ctx]
+            ),
+            helper.make_tensor_value_info(
+                f"cross_v{i}", TensorProto.FLOAT, ["B", ht, dims.n_audio_ctx, dt // ht]
+            ),
+        ]
+    inputs = [
+        helper.make_tensor_value_info("mel", TensorProto.FLOAT, ["B", dims.n_mels, 2 * dims.n_audio_ctx])
+    ]
+    graph = helper.make_graph(g.nodes, "whisper_encoder", inputs, outputs, g.inits)
+    return _model(graph)
+
+
+def build_decoder(m: Ct2Model, dims: ModelDims) -> onnx.ModelProto:
+    g = _Builder()
+    d, h = dims.n_text_state, dims.n_text_head
+    hd = d // h
+    inputs = [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["B", "T"])]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B", "T", dims.n_vocab])]
+
+    emb = m.get("decoder/embeddings/weight")
+    emb_name = g.init("decoder.embeddings", emb)
+    x = g.op("Gather", [emb_name, "tokens"], axis=0)
+
+    # Positions P .. P+T-1 where P is the cached length, read off past_v0's shape.
+    tok_shape = g.op("Shape", ["tokens"])
+    t_len = g.op("Gather", [tok_shape, g.const(1)], axis=0)
+    past_shape = g.op("Shape", ["past_v0"])
+    p_len = g.op("Gather", [past_shape, g.const(2)], axis=0)
+    total = g.op("Add", [p_len, t_len])
+    positions = g.op("Range", [p_len, total, g.const(1)])
+    pos = g.op(
+        "Gather",
+        [g.init("decoder.positions", m.get("decoder/position_encodings/encodings")), positions],
+        axis=0,
+    )
+    x = g.op("Add", [x, pos])
+
+    # Causal mask [T, P+T]: query t (absolute P+t) may see keys j <= P+t.
+    rows = g.op("Unsqueeze", [positions, g.const([1])])
+    cols = g.op("Unsqueeze", [g.op("Range", [g.const(0), total, g.const(1)]), g.const([0])])
+    neg = g.const(np.array(-1e9, np.float32), np.float32)
+    zero = g.const(np.array(0.0, np.float32), np.float32)
+    mask = g.op("Where", [g.op("Less", [rows, cols]), neg, zero])
+
+    for i in range(dims.n_text_layer):
+        src, name = f"decoder/layer_{i}", f"decoder.layer{i}"
+        past_k, past_v = f"past_k{i}", f"past_v{i}"
+        inputs += [
+            helper.make_tensor_value_info(past_k, TensorProto.FLOAT, ["B", h, hd, "P"]),
+            helper.make_tensor_value_info(past_v, TensorProto.FLOAT, ["B", h, "P", hd]),
+        ]
+        # self-attention with cache
+        a = g.layer_norm(
+            x,
+            f"{name}.self_attn.ln",
+            m.get(f"{src}/self_attention/layer_norm/gamma"),
+            m.get(f"{src}/self_attention/layer_norm/beta"),
+        )
+        w, b = _qkv_split(m, f"{src}/self_attention/linear_0", d, hd**-0.5)
+        qkv = g.linear(a, f"{name}.self_attn.qkv", w, b)
+        q, k, v = g.ops("Split", [qkv, g.const([d, d, d])], 3, axis=-1)
+        q = g.heads(q, h, hd, [0, 2, 1, 3])
+        k = g.heads(k, h, hd, [0, 2, 3, 1])
+        v = g.heads(v, h, hd, [0, 2, 1, 3])
+        present_k, present_v = f"present_k{i}", f"present_v{i}"
+        g.nodes.append(helper.make_node("Concat", [past_k, k], [present_k], name=f"{name}.cache_k", axis=3))
+        g.nodes.append(helper.make_node("Concat", [past_v, v], [present_v], name=f"{name}.cache_v", axis=2))
+        outputs += [
+            helper.make_tensor_value_info(present_k, TensorProto.FLOAT, ["B", h, hd, "P2"]),
+            helper.make_tensor_value_info(present_v, TensorProto.FLOAT, ["B", h, "P2", hd]),
+        ]
+        scores = g.op("Add", [g.op("MatMul", [q, present_k]), mask])
+        o = g.merge_heads(g.op("MatMul", [g.op("Softmax", [scores], axis=-1), present_v]), d)
+        o = g.linear(
+            o,
+            f"{name}.self_attn.out",
+            m.get(f"{src}/self_attention/linear_1/weight"),
+            m.get(f"{src}/self_attention/linear_1/bias"),
+        )
+        x = g.op("Add", [x, o])
+
+        # cross-attention over the encoder output (K/V precomputed by the encoder graph)
+        cross_k, cross_v = f"cross_k{i}", f"cross_v{i}"
+        inputs += [
+            helper.make_tensor_value_info(cross_k, TensorProto.FLOAT, ["Bk", h, hd, dims.n_audio_ctx]),
+            helper.make_tensor_value_info(cross_v, TensorProto.FLOAT, ["Bk", h, dims.n_audio_ctx, hd]),
+        ]
+        a = g.layer_norm(
+            x,
+            f"{name}.cross_attn.ln",
+            m.get(f"{src}/attention/layer_norm/gamma"),
+            m.get(f"{src}/attention/layer_norm/beta"),
+        )
+        q = g.linear(
+            a,
+            f"{name}.cross_attn.q",
+            m.get(f"{src}/attention/linear_0/weight") * hd**-0.5,
+            m.get(f"{src}/attention/linear_0/bias") * hd**-0.5,
+        )
+        q = g.heads(q, h, hd, [0, 2, 1, 3])
+        p = g.op("Softmax", [g.op("MatMul", [q, cross_k])], axis=-1)
+        o = g.merge_heads(g.op("MatMul", [p, cross_v]), d)
+        o = g.linear(
+            o,
+            f"{name}.cross_attn.out",
+            m.get(f"{src}/attention/linear_2/weight"),
+            m.get(f"{src}/attention/linear_2/bias"),
+        )
+        x = g.op("Add", [x, o])
+        x = _mlp(g, m, x, src, name)
+
+    x = g.layer_norm(x, "decoder.ln", m.get("decoder/layer_norm/gamma"), m.get("decoder/layer_norm/beta"))
+    # Logits share the embedding table (Gemm with transB) instead of storing its transpose.
+    flat = g.op("Reshape", [x, g.const([-1, d])])
+    logits2d = g.op("Gemm", [flat, emb_name], name="decoder.logits", transB=1)
+    out_shape = g.op("Concat", [g.op("Shape", ["tokens"]), g.const([dims.n_vocab])], axis=0)
+    g.nodes.append(
+        helper.make_node("Reshape", [logits2d, out_shape], ["logits"], name="decoder.logits.reshape")
+    )
+    graph = helper.make_graph(g.nodes, "whisper_decoder", inputs, outputs, g.inits)
+    return _model(graph)
+
+
+def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="whisper-npu"
+    )
+    model.ir_version = 8
+    return model

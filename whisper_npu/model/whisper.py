@@ -1,0 +1,181 @@
+"""WhisperModel: onnxruntime sessions over the graphs built in ``graph.py``.
+
+The decoder runs one step per call with an explicit self-attention cache, so a
+token costs O(1) layers of work instead of re-running the whole prefix (AMD's
+ONNX Whisper demo re-runs it without a cache). Cross-attention K/V come out of
+the encoder graph once per 30 s window and are reused by every step and beam.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from whisper_npu.errors import ModelError
+from whisper_npu.model.ct2 import load_ct2_dir
+from whisper_npu.model.graph import ModelDims, build_decoder, build_encoder
+
+__all__ = ["EncoderOutput", "KVCache", "ModelDims", "WhisperModel"]
+
+GraphHook = Callable[[onnx.ModelProto, str], onnx.ModelProto]
+SessionHook = Callable[[ort.SessionOptions], None]
+
+
+@dataclass
+class EncoderOutput:
+    """Cross-attention K/V of every decoder layer for ``batch`` windows."""
+
+    cross_k: list[np.ndarray]
+    cross_v: list[np.ndarray]
+
+    @property
+    def batch(self) -> int:
+        return int(self.cross_k[0].shape[0])
+
+    def select(self, index: np.ndarray) -> EncoderOutput:
+        return EncoderOutput([k[index] for k in self.cross_k], [v[index] for v in self.cross_v])
+
+
+@dataclass
+class KVCache:
+    """Self-attention K ([B, H, hd, P]) and V ([B, H, P, hd]) of every decoder layer."""
+
+    k: list[np.ndarray]
+    v: list[np.ndarray]
+
+    @property
+    def length(self) -> int:
+        return int(self.v[0].shape[2])
+
+    @property
+    def batch(self) -> int:
+        return int(self.v[0].shape[0])
+
+    def select(self, index: np.ndarray) -> KVCache:
+        """Rows ``index`` along the batch axis (beam reorder, or expand 1 -> n beams)."""
+        index = np.asarray(index)
+        return KVCache([k[index] for k in self.k], [v[index] for v in self.v])
+
+    @classmethod
+    def empty(cls, dims: ModelDims, batch: int) -> KVCache:
+        h = dims.n_text_head
+        hd = dims.n_text_state // h
+        k = [np.zeros((batch, h, hd, 0), np.float32) for _ in range(dims.n_text_layer)]
+        v = [np.zeros((batch, h, 0, hd), np.float32) for _ in range(dims.n_text_layer)]
+        return cls(k, v)
+
+
+@dataclass
+class RunCounter:
+    """Graph runs and their wall time, for the CPU rows of the run report."""
+
+    calls: dict[str, int] = field(default_factory=lambda: {"encoder": 0, "decoder": 0})
+    seconds: dict[str, float] = field(default_factory=lambda: {"encoder": 0.0, "decoder": 0.0})
+
+    def add(self, graph: str, seconds: float) -> None:
+        self.calls[graph] += 1
+        self.seconds[graph] += seconds
+
+
+class WhisperModel:
+    """Whisper encoder + decoder over onnxruntime (CPU execution provider)."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        dims: ModelDims,
+        config: dict[str, Any],
+        encoder: ort.InferenceSession,
+        decoder: ort.InferenceSession,
+    ) -> None:
+        self.model_dir = model_dir
+        self.dims = dims
+        self.config = config
+        self.tokenizer_file = model_dir / "tokenizer.json"
+        self.is_multilingual = dims.n_vocab >= 51865
+        self.num_languages = dims.n_vocab - 51765 - int(self.is_multilingual)
+        self._encoder = encoder
+        self._decoder = decoder
+        self.counter = RunCounter()
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        *,
+        threads: int = 0,
+        graph_hook: GraphHook | None = None,
+        session_hook: SessionHook | None = None,
+    ) -> WhisperModel:
+        model_dir = Path(model_dir)
+        ct2 = load_ct2_dir(model_dir)
+        if ct2.spec and ct2.spec != "WhisperSpec":
+            raise ModelError(f"{model_dir} holds a {ct2.spec}, not a Whisper model")
+        if not (model_dir / "tokenizer.json").is_file():
+            raise ModelError(f"{model_dir} has no tokenizer.json")
+        try:
+            dims = ModelDims.from_ct2(ct2)
+            encoder_proto = build_encoder(ct2, dims)
+            decoder_proto = build_decoder(ct2, dims)
+        except (KeyError, ValueError) as exc:
+            raise ModelError(f"{model_dir}: unexpected Whisper weights ({exc})") from None
+        if graph_hook is not None:
+            encoder_proto = graph_hook(encoder_proto, "encoder")
+            decoder_proto = graph_hook(decoder_proto, "decoder")
+        opts = ort.SessionOptions()
+        if threads > 0:
+            opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        if session_hook is not None:
+            session_hook(opts)
+        providers = ["CPUExecutionProvider"]
+        encoder = ort.InferenceSession(encoder_proto.SerializeToString(), opts, providers=providers)
+        del encoder_proto
+        decoder = ort.InferenceSession(decoder_proto.SerializeToString(), opts, providers=providers)
+        del decoder_proto
+        return cls(model_dir, dims, ct2.config, encoder, decoder)
+
+    def encode(self, mel: np.ndarray) -> EncoderOutput:
+        """mel float32 [B, n_mels, 3000] -> cross-attention K/V for every decoder layer."""
+        mel = np.ascontiguousarray(mel, dtype=np.float32)
+        if mel.ndim == 2:
+            mel = mel[None]
+        t0 = time.perf_counter()
+        outs = self._encoder.run(None, {"mel": mel})
+        self.counter.add("encoder", time.perf_counter() - t0)
+        n = self.dims.n_text_layer
+        return EncoderOutput(list(outs[0 : 2 * n : 2]), list(outs[1 : 2 * n : 2]))
+
+    def decode(
+        self, tokens: np.ndarray, enc: EncoderOutput, cache: KVCache | None = None
+    ) -> tuple[np.ndarray, KVCache]:
+        """One decoder pass over ``tokens`` [B, T] after ``cache``; returns logits [B, T, vocab]."""
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        if tokens.ndim == 1:
+            tokens = tokens[None]
+        batch = tokens.shape[0]
+        if cache is None:
+            cache = KVCache.empty(self.dims, batch)
+        if enc.batch not in (1, batch) or cache.batch != batch:
+            raise ValueError(f"batch mismatch: tokens {batch}, encoder {enc.batch}, cache {cache.batch}")
+        feeds: dict[str, np.ndarray] = {"tokens": tokens}
+        for i in range(self.dims.n_text_layer):
+            feeds[f"past_k{i}"] = cache.k[i]
+            feeds[f"past_v{i}"] = cache.v[i]
+            feeds[f"cross_k{i}"] = enc.cross_k[i]
+            feeds[f"cross_v{i}"] = enc.cross_v[i]
+        t0 = time.perf_counter()
+        outs = self._decoder.run(None, feeds)
+        self.counter.add("decoder", time.perf_counter() - t0)
+        n = self.dims.n_text_layer
+        return outs[0], KVCache(list(outs[1 : 1 + 2 * n : 2]), list(outs[2 : 2 + 2 * n : 2]))
