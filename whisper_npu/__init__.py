@@ -19,7 +19,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name == "TranscribeOptions":
-        from whisper_npu.transcribe import TranscribeOptions
+        from whisper_npu.longform import TranscribeOptions
 
         return TranscribeOptions
     raise AttributeError(f"module 'whisper_npu' has no attribute {name!r}")

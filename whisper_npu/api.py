@@ -151,7 +151,7 @@ def transcribe(
     """
     from whisper_npu.audio import SAMPLE_RATE, load_audio, prepare_array
     from whisper_npu.features import N_SAMPLES, log_mel_spectrogram
-    from whisper_npu.transcribe import TranscribeOptions, transcribe_mel
+    from whisper_npu.longform import TranscribeOptions, transcribe_mel
 
     t_start = time.perf_counter()
     report = RunReport()

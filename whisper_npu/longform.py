@@ -1,0 +1,217 @@
+"""Long-form transcription: seek over 30 s windows, temperature fallback, no-speech skip.
+
+Whisper sees 30 s at a time. After each window the seek position moves to the
+last complete timestamp the model emitted (so a sentence cut by the window
+edge is decoded again, whole, in the next window), or by the whole window
+when the model closed it with a single timestamp. A window whose output looks
+like a hallucination (too repetitive: high zlib compression ratio; or too
+unsure: low average log-probability) is decoded again at a higher temperature.
+A window the model itself calls silent (``<|nospeech|>`` probability) and
+decodes with low confidence is skipped, so silence yields no text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from whisper_npu.decoding import DecodingOptions, DecodingResult, decode_window, detect_language
+from whisper_npu.features import HOP_LENGTH, N_FRAMES, SAMPLE_RATE, pad_or_trim
+from whisper_npu.model.whisper import WhisperModel
+from whisper_npu.report import RunReport
+from whisper_npu.tokenizer import TIME_PRECISION, Tokenizer
+
+FRAMES_PER_TOKEN = 2  # mel frames per encoder position (conv2 has stride 2)
+
+
+@dataclass
+class TranscribeOptions:
+    """Long-form decoding options; defaults follow faster-whisper's ``transcribe``."""
+
+    beam_size: int = 5
+    best_of: int = 5
+    patience: float = 1.0
+    length_penalty: float | None = None
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float | None = 2.4
+    log_prob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    condition_on_previous_text: bool = True
+    prompt_reset_on_temperature: float = 0.5
+    initial_prompt: str | None = None
+    language: str | None = None
+    task: str = "transcribe"
+    without_timestamps: bool = False
+    max_initial_timestamp: float = 1.0
+    suppress_blank: bool = True
+    suppress_tokens: tuple[int, ...] = (-1,)
+
+    def __post_init__(self) -> None:
+        from whisper_npu.errors import WhisperNpuError
+
+        if self.beam_size < 1 or self.best_of < 1:
+            raise WhisperNpuError("beam size and best-of must be at least 1")
+        if self.task not in ("transcribe", "translate"):
+            raise WhisperNpuError(f"unknown task {self.task!r}: use transcribe or translate")
+        if isinstance(self.temperatures, (int, float)):
+            self.temperatures = (float(self.temperatures),)
+
+
+@dataclass
+class Segment:
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TranscriptionOutput:
+    segments: list[Segment]
+    language: str
+    language_probability: float
+
+
+def _decode_with_fallback(
+    model: WhisperModel, enc: Any, tokenizer: Tokenizer, options: TranscribeOptions, prompt: list[int]
+) -> DecodingResult:
+    result: DecodingResult | None = None
+    for temperature in options.temperatures:
+        dec = DecodingOptions(
+            temperature=temperature,
+            beam_size=options.beam_size if temperature == 0 else None,
+            best_of=options.best_of if temperature > 0 else None,
+            patience=options.patience,
+            length_penalty=options.length_penalty,
+            prompt=prompt,
+            suppress_tokens=tuple(options.suppress_tokens),
+            suppress_blank=options.suppress_blank,
+            without_timestamps=options.without_timestamps,
+            max_initial_timestamp=options.max_initial_timestamp,
+        )
+        result = decode_window(model, enc, tokenizer, dec)
+        needs_fallback = False
+        if (
+            options.compression_ratio_threshold is not None
+            and result.compression_ratio > options.compression_ratio_threshold
+        ):
+            needs_fallback = True
+        if options.log_prob_threshold is not None and result.avg_logprob < options.log_prob_threshold:
+            needs_fallback = True
+        if (
+            options.no_speech_threshold is not None
+            and result.no_speech_prob > options.no_speech_threshold
+            and options.log_prob_threshold is not None
+            and result.avg_logprob < options.log_prob_threshold
+        ):
+            needs_fallback = False  # silence: skipping beats decoding it again
+        if not needs_fallback:
+            break
+    assert result is not None
+    return result
+
+
+def _split_segments(
+    tokens: list[int], tokenizer: Tokenizer, time_offset: float, window_frames: int
+) -> tuple[list[tuple[float, float, list[int]]], int]:
+    """Cut a window's tokens at timestamp pairs; returns (start, end, tokens) and the seek advance."""
+    ts_begin = tokenizer.timestamp_begin
+    arr = np.array(tokens, dtype=np.int64)
+    is_ts = arr >= ts_begin
+    single_ending = len(arr) >= 2 and not is_ts[-2] and is_ts[-1]
+    cuts = (np.where(is_ts[:-1] & is_ts[1:])[0] + 1).tolist() if len(arr) > 1 else []
+    pieces: list[tuple[float, float, list[int]]] = []
+    if cuts:
+        if single_ending:
+            cuts.append(len(arr))
+        last = 0
+        for cut in cuts:
+            part = arr[last:cut]
+            start = time_offset + (int(part[0]) - ts_begin) * TIME_PRECISION
+            end = time_offset + (int(part[-1]) - ts_begin) * TIME_PRECISION
+            pieces.append((start, end, part.tolist()))
+            last = cut
+        if single_ending:
+            advance = window_frames
+        else:
+            advance = (int(arr[last - 1]) - ts_begin) * FRAMES_PER_TOKEN
+    else:
+        duration = window_frames * HOP_LENGTH / SAMPLE_RATE
+        stamps = arr[is_ts]
+        if len(stamps) > 0 and stamps[-1] != ts_begin:
+            duration = (int(stamps[-1]) - ts_begin) * TIME_PRECISION
+        pieces.append((time_offset, time_offset + duration, arr.tolist()))
+        advance = window_frames
+    return pieces, advance
+
+
+def transcribe_mel(
+    model: WhisperModel, mel: np.ndarray, options: TranscribeOptions, report: RunReport
+) -> TranscriptionOutput:
+    """Transcribe a whole log-mel [n_mels, frames] computed with 30 s of zero padding appended."""
+    content_frames = mel.shape[-1] - N_FRAMES
+    tokenizer = Tokenizer.from_file(
+        model.tokenizer_file, multilingual=model.is_multilingual, task=options.task, language=options.language
+    )
+    language = options.language if model.is_multilingual else "en"
+    language_probability = 1.0
+    tokenizer.language = language
+
+    all_tokens: list[int] = []
+    prompt_reset_since = 0
+    if options.initial_prompt:
+        all_tokens.extend(tokenizer.encode(" " + options.initial_prompt.strip()))
+    segments: list[Segment] = []
+    seek = 0
+    while seek < content_frames:
+        time_offset = seek * HOP_LENGTH / SAMPLE_RATE
+        window_frames = min(N_FRAMES, content_frames - seek)
+        window = pad_or_trim(mel[:, seek : seek + window_frames], N_FRAMES)
+        with report.stage("encoder"):
+            enc = model.encode(window[None])
+        with report.stage("decoder"):
+            if language is None:
+                language, language_probability = detect_language(model, enc, tokenizer)
+                tokenizer.language = language
+            prompt = all_tokens[prompt_reset_since:] if options.condition_on_previous_text else []
+            result = _decode_with_fallback(model, enc, tokenizer, options, prompt)
+        if (
+            options.no_speech_threshold is not None
+            and result.no_speech_prob > options.no_speech_threshold
+            and (options.log_prob_threshold is None or result.avg_logprob < options.log_prob_threshold)
+        ):
+            seek += window_frames
+            continue
+        pieces, advance = _split_segments(result.tokens, tokenizer, time_offset, window_frames)
+        seek += max(advance, 1)
+        for start, end, toks in pieces:
+            text = tokenizer.decode(toks)
+            if start >= end or not text.strip():
+                continue
+            segments.append(
+                Segment(
+                    id=len(segments),
+                    seek=seek,
+                    start=round(start, 3),
+                    end=round(end, 3),
+                    text=text,
+                    tokens=toks,
+                    temperature=result.temperature,
+                    avg_logprob=result.avg_logprob,
+                    compression_ratio=result.compression_ratio,
+                    no_speech_prob=result.no_speech_prob,
+                )
+            )
+            all_tokens.extend(toks)
+        if not options.condition_on_previous_text or result.temperature > options.prompt_reset_on_temperature:
+            prompt_reset_since = len(all_tokens)
+    return TranscriptionOutput(segments, language or "en", language_probability)
