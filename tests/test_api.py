@@ -73,11 +73,6 @@ def test_array_input_is_resampled(tiny):
     assert "your country" in " ".join(_words(result.text))
 
 
-def test_silence_gives_no_text(tiny):
-    result = whisper_npu.transcribe(np.zeros(16000 * 5, dtype=np.float32), model=tiny)
-    assert result.text.strip() == ""
-
-
 def test_bad_inputs_are_one_line_errors(tmp_path, tiny):
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")

@@ -228,7 +228,7 @@ def _sample(model, enc, rules, options, initial, last, cache, max_len, eot):
             seqs[k].append(int(nxt[k]))
             if nxt[k] == eot:
                 done[k] = True
-        if done.all() or len(seqs[0]) >= max_len:
+        if done.all() or max(len(s) for s in seqs) >= max_len:
             break
         out, cache = model.decode(nxt[:, None].astype(np.int64), enc, cache)
         logits = out[:, -1, :].copy()
