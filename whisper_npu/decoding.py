@@ -93,16 +93,20 @@ class LogitRules:
         if options.max_initial_timestamp is not None:
             self.max_initial = tokenizer.timestamp_begin + round(options.max_initial_timestamp / TIME_PRECISION)
 
-    def apply(self, logits: np.ndarray, sequences: list[list[int]]) -> None:
-        """``sequences[k]`` are hypothesis k's tokens so far (prompt included)."""
+    def apply(self, logits: np.ndarray, sequences: list[list[int]]) -> np.ndarray:
+        """Filter ``logits`` in place and return their log-softmax.
+
+        ``sequences[k]`` are hypothesis k's tokens so far (prompt included).
+        """
         n_sampled = len(sequences[0]) - self.sample_begin
         if self.options.suppress_blank and n_sampled == 0:
             logits[:, self.blank_ids] = NEG_INF
         logits[:, self.suppress] = NEG_INF
-        if not self.options.without_timestamps:
-            self._timestamps(logits, sequences, n_sampled)
+        if self.options.without_timestamps:
+            return log_softmax(logits)
+        return self._timestamps(logits, sequences, n_sampled)
 
-    def _timestamps(self, logits: np.ndarray, sequences: list[list[int]], n_sampled: int) -> None:
+    def _timestamps(self, logits: np.ndarray, sequences: list[list[int]], n_sampled: int) -> np.ndarray:
         ts = self.tok.timestamp_begin
         eot = self.tok.eot
         logits[:, self.tok.no_timestamps] = NEG_INF
@@ -129,7 +133,12 @@ class LogitRules:
         best_text = logprobs[:, :ts].max(axis=-1)
         force = ts_mass > best_text
         if force.any():
-            logits[np.ix_(force, np.arange(ts))] = NEG_INF
+            # Renormalise over the timestamps only, reusing the mass computed above.
+            rows = np.flatnonzero(force)
+            logits[rows, :ts] = NEG_INF
+            logprobs[rows, :ts] = NEG_INF
+            logprobs[rows, ts:] -= ts_mass[rows, None]
+        return logprobs
 
 
 def detect_language(model: WhisperModel, enc: EncoderOutput, tokenizer: Tokenizer) -> tuple[str, float]:
@@ -191,6 +200,19 @@ def decode_window(
     )
 
 
+def top_k(row: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest entries (unordered).
+
+    A cheap pre-filter (entries within e^-8 of the best) usually leaves a few
+    dozen candidates, which beats a full ``argpartition`` over the 52k vocabulary
+    on every beam of every step; when it leaves fewer than k, fall back to it.
+    """
+    near = np.flatnonzero(row >= row.max() - 8.0)
+    if len(near) >= k:
+        return near[np.argpartition(-row[near], k - 1)[:k]]
+    return np.argpartition(-row, k - 1)[:k]
+
+
 def _length_score(sum_lp: float, length: int, penalty: float | None) -> float:
     """openai-whisper's ranking: log-prob over length (or the Google NMT length penalty)."""
     if penalty is None:
@@ -211,8 +233,7 @@ def _sample(model, enc, rules, options, initial, last, cache, max_len, eot):
         last = np.repeat(last, n, axis=0)
     logits = np.array(last, dtype=np.float32)
     while True:
-        rules.apply(logits, seqs)
-        logprobs = log_softmax(logits)
+        logprobs = rules.apply(logits, seqs)
         if options.temperature > 0:
             gumbel = -np.log(-np.log(rng.random(logits.shape)))
             nxt = np.argmax(logits / options.temperature + gumbel, axis=-1)
@@ -247,14 +268,12 @@ def _beam_search(model, enc, rules, options, initial, last, cache, max_len, eot)
     finished: dict[tuple[int, ...], tuple[float, list[float]]] = {}
     logits = np.array(last, dtype=np.float32)
     while True:
-        rules.apply(logits, seqs)
-        logprobs = log_softmax(logits)
+        logprobs = rules.apply(logits, seqs)
         candidates: list[tuple[float, int, int, float]] = []  # (score, source, token, token lp)
         k_top = beam + 1
         for k in range(len(seqs)):
             row = logprobs[k]
-            top = np.argpartition(-row, k_top)[:k_top]
-            for t in top:
+            for t in top_k(row, k_top):
                 lp = float(row[t])
                 if lp == NEG_INF:
                     continue
