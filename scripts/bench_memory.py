@@ -89,7 +89,9 @@ def main() -> None:
                 rows.append({"system": system, "error": f"exit code {proc.exitcode}"})
                 continue
             rows.append(queue.get())
-    print(f"\nPeak memory, {args.model}, {duration / 60:.1f} min of audio, beam {args.beam_size}, {args.threads} threads")
+    print(
+        f"\nPeak memory, {args.model}, {duration / 60:.1f} min of audio, beam {args.beam_size}, {args.threads} threads"
+    )
     print(f"{'system':<20} {'peak RSS MB':>12} {'wall s':>8} {'x realtime':>11} {'words':>6}")
     for row in rows:
         if "error" in row:

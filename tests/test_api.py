@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 
@@ -20,7 +19,7 @@ def _manifest() -> dict[str, str]:
     header = rows[0].split("\t")
     out = {}
     for row in rows[1:]:
-        cols = dict(zip(header, row.split("\t")))
+        cols = dict(zip(header, row.split("\t"), strict=False))
         out[cols["path"]] = cols["reference_transcript"]
     return out
 
@@ -52,7 +51,7 @@ def test_jfk_words_and_report(tiny):
     assert sum(report.stages.values()) <= report.wall_s
     segs = result.segments
     assert segs and all(0 <= s.start < s.end <= report.audio_s + 0.5 for s in segs)
-    assert all(a.end <= b.start + 1e-6 for a, b in zip(segs, segs[1:]))
+    assert all(a.end <= b.start + 1e-6 for a, b in zip(segs, segs[1:], strict=False))
     data = result.to_dict()
     assert data["report"]["rtf"] > 0 and data["segments"][0]["id"] == 0
     assert data["report"]["ops"]["mel"]["backends"]["cpu"]["calls"] == 1

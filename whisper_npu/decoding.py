@@ -304,7 +304,7 @@ def _beam_search(model, enc, rules, options, initial, last, cache, max_len, eot)
         out, cache = model.decode(tokens, enc, cache)
         logits = out[:, -1, :].copy()
     if not finished:  # ran out of length: rank the live hypotheses instead
-        for seq, lp, tl in zip(new_seqs or seqs, new_lp or sum_lp, new_lps or lps):
+        for seq, lp, tl in zip(new_seqs or seqs, new_lp or sum_lp, new_lps or lps, strict=False):
             finished[tuple(seq)] = (lp, tl)
     n_init = len(initial)
 

@@ -154,9 +154,7 @@ class RunReport:
             f"[bold]{self.wall_s:.3f}[/bold]",
             f"[bold]{self.rtf:.1f}x[/bold]",
         )
-        summary.caption = (
-            f"audio {self.audio_s:.1f} s, RTF {self.rtf:.2f} (audio s / wall s, higher is faster)"
-        )
+        summary.caption = f"audio {self.audio_s:.1f} s, RTF {self.rtf:.2f} (audio s / wall s, higher is faster)"
         console.print(summary)
 
         ops = self._all_ops()

@@ -182,7 +182,7 @@ class Tokenizer:
         words, groups = self._split_unicode(tokens)
         out_words: list[str] = []
         out_groups: list[list[int]] = []
-        for word, group in zip(words, groups):
+        for word, group in zip(words, groups, strict=False):
             special = group[0] >= self.eot
             leading_space = word.startswith(" ")
             punct = word.strip() in string.punctuation

@@ -164,9 +164,7 @@ def read_model_bin(path: str | Path) -> Ct2Model:
                 aliases[alias] = cur.string()
     except struct.error:
         raise ModelError(f"{path} is truncated or corrupt") from None
-    return Ct2Model(
-        spec=spec, revision=revision, version=version, variables=variables, aliases=aliases, bfloat16=bf16
-    )
+    return Ct2Model(spec=spec, revision=revision, version=version, variables=variables, aliases=aliases, bfloat16=bf16)
 
 
 def load_ct2_dir(model_dir: str | Path) -> Ct2Model:

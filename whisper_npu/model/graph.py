@@ -158,9 +158,7 @@ def _qkv_split(m: Ct2Model, prefix: str, dim: int, scale: float) -> tuple[np.nda
 
 
 def _mlp(g: _Builder, m: Ct2Model, x: str, src: str, name: str) -> str:
-    h = g.layer_norm(
-        x, f"{name}.mlp.ln", m.get(f"{src}/ffn/layer_norm/gamma"), m.get(f"{src}/ffn/layer_norm/beta")
-    )
+    h = g.layer_norm(x, f"{name}.mlp.ln", m.get(f"{src}/ffn/layer_norm/gamma"), m.get(f"{src}/ffn/layer_norm/beta"))
     h = g.linear(h, f"{name}.mlp.fc1", m.get(f"{src}/ffn/linear_0/weight"), m.get(f"{src}/ffn/linear_0/bias"))
     h = g.gelu(h)
     h = g.linear(h, f"{name}.mlp.fc2", m.get(f"{src}/ffn/linear_1/weight"), m.get(f"{src}/ffn/linear_1/bias"))
@@ -223,9 +221,7 @@ def build_encoder(m: Ct2Model, dims: ModelDims) -> onnx.ModelProto:
         )
         x = g.op("Add", [x, o])
         x = _mlp(g, m, x, src, name)
-    x = g.layer_norm(
-        x, "encoder.ln_post", m.get("encoder/layer_norm/gamma"), m.get("encoder/layer_norm/beta")
-    )
+    x = g.layer_norm(x, "encoder.ln_post", m.get("encoder/layer_norm/gamma"), m.get("encoder/layer_norm/beta"))
 
     outputs = []
     dt = dims.n_text_state
@@ -239,16 +235,10 @@ def build_encoder(m: Ct2Model, dims: ModelDims) -> onnx.ModelProto:
         g.nodes.append(helper.make_node("Identity", [k], [f"cross_k{i}"], name=f"cross_k{i}.out"))
         g.nodes.append(helper.make_node("Identity", [v], [f"cross_v{i}"], name=f"cross_v{i}.out"))
         outputs += [
-            helper.make_tensor_value_info(
-                f"cross_k{i}", TensorProto.FLOAT, ["B", ht, dt // ht, dims.n_audio_ctx]
-            ),
-            helper.make_tensor_value_info(
-                f"cross_v{i}", TensorProto.FLOAT, ["B", ht, dims.n_audio_ctx, dt // ht]
-            ),
+            helper.make_tensor_value_info(f"cross_k{i}", TensorProto.FLOAT, ["B", ht, dt // ht, dims.n_audio_ctx]),
+            helper.make_tensor_value_info(f"cross_v{i}", TensorProto.FLOAT, ["B", ht, dims.n_audio_ctx, dt // ht]),
         ]
-    inputs = [
-        helper.make_tensor_value_info("mel", TensorProto.FLOAT, ["B", dims.n_mels, 2 * dims.n_audio_ctx])
-    ]
+    inputs = [helper.make_tensor_value_info("mel", TensorProto.FLOAT, ["B", dims.n_mels, 2 * dims.n_audio_ctx])]
     graph = helper.make_graph(g.nodes, "whisper_encoder", inputs, outputs, g.inits)
     return _model(graph)
 
@@ -357,16 +347,12 @@ def build_decoder(m: Ct2Model, dims: ModelDims) -> onnx.ModelProto:
     flat = g.op("Reshape", [x, g.const([-1, d])])
     logits2d = g.op("Gemm", [flat, emb_name], name="decoder.logits", transB=1)
     out_shape = g.op("Concat", [g.op("Shape", ["tokens"]), g.const([dims.n_vocab])], axis=0)
-    g.nodes.append(
-        helper.make_node("Reshape", [logits2d, out_shape], ["logits"], name="decoder.logits.reshape")
-    )
+    g.nodes.append(helper.make_node("Reshape", [logits2d, out_shape], ["logits"], name="decoder.logits.reshape"))
     graph = helper.make_graph(g.nodes, "whisper_decoder", inputs, outputs, g.inits)
     return _model(graph)
 
 
 def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="whisper-npu"
-    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="whisper-npu")
     model.ir_version = 8
     return model
