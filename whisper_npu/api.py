@@ -113,7 +113,7 @@ def load_model(
     if device != "cpu":
         from whisper_npu.npu_ops import setup as npu_setup
 
-        npu = npu_setup(device=device, runtime=npu_runtime, report=report)
+        npu = npu_setup(device=device, runtime=npu_runtime)
     whisper = WhisperModel.load(
         model_dir,
         threads=threads,

@@ -1,0 +1,5 @@
+"""python -m whisper_npu"""
+
+from whisper_npu.cli import main
+
+main()
