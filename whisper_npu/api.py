@@ -60,6 +60,34 @@ def _segment_dict(segment: Any) -> dict[str, Any]:
     return data
 
 
+def _record_graph_ops(report: RunReport, counter: Any, before: tuple[dict, dict], npu: bool) -> None:
+    """Report the onnxruntime graph runs as CPU ops.
+
+    Weight matmuls routed to the NPU are counted by the dispatcher inside the
+    encoder graph's time, so the encoder row here is the rest of that graph
+    (attention, norms, GELU, and any matmul not routed).
+    """
+    calls0, secs0 = before
+    routed = sum(
+        stat.seconds
+        for op, per in report.ops.items()
+        if op.startswith(("encoder.layer", "decoder.layer"))
+        for stat in per.values()
+    )
+    enc_calls = counter.calls["encoder"] - calls0["encoder"]
+    enc_secs = counter.seconds["encoder"] - secs0["encoder"] - routed
+    dec_calls = counter.calls["decoder"] - calls0["decoder"]
+    dec_secs = counter.seconds["decoder"] - secs0["decoder"]
+    if enc_calls:
+        report.record_op("encoder.graph (onnxruntime)", "cpu", max(enc_secs, 0.0), enc_calls)
+    if dec_calls:
+        report.record_op("decoder.step (onnxruntime)", "cpu", dec_secs, dec_calls)
+        if npu:
+            from whisper_npu.npu_ops import DECODER_POLICY
+
+            report.record_fallback("decoder.step (onnxruntime)", DECODER_POLICY, dec_calls)
+
+
 @dataclass
 class LoadedModel:
     """A model ready to transcribe: ONNX sessions plus the NPU setup, if any."""
@@ -187,12 +215,15 @@ def transcribe(
             samples,
             n_mels=loaded.model.dims.n_mels,
             padding=N_SAMPLES,
-            mel_op=loaded.npu.mel_op if loaded.npu is not None else None,
+            mel_op=loaded.npu.mel_op_for(loaded.model.dims.n_mels) if loaded.npu is not None else None,
         )
     if loaded.npu is None:
         report.record_op("mel", "cpu", report.stages["mel"])
 
+    counter = loaded.model.counter
+    runs_before = dict(counter.calls), dict(counter.seconds)
     output = transcribe_mel(loaded.model, mel, opts, report)
+    _record_graph_ops(report, counter, runs_before, loaded.npu is not None)
     segments = output.segments
     text = "".join(s.text for s in segments).strip()
     report.wall_s = time.perf_counter() - t_start + (loaded.load_s if charge_load else 0.0)

@@ -1,0 +1,110 @@
+"""NPU op layer: XCLBIN-backed matmul and mel ops with per-op CPU fallback.
+
+``setup(device, runtime)`` is the one entry point the library API uses. It
+returns None when the run should simply be a CPU run (``device="auto"`` with
+no NPU), otherwise an :class:`NpuSetup` whose hooks reroute the encoder's
+weight matmuls and the mel op through the dispatcher — which falls back to the
+CPU, op by op, with the reason recorded, whenever the NPU cannot or should not
+run them (including when there is no device at all and ``device="npu"``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnx
+
+from whisper_npu.errors import WhisperNpuError
+from whisper_npu.npu_ops.dispatch import Dispatcher
+from whisper_npu.npu_ops.manifest import load_manifest
+from whisper_npu.npu_ops.runtime import XdnaSession, open_xrt
+from whisper_npu.report import RunReport
+
+DECODER_POLICY = "policy: decoder matmuls have beam-size rows per step; kept as native onnxruntime MatMul"
+
+
+@dataclass
+class NpuSetup:
+    """Hooks and state that put a model's ops on the NPU (or say why not)."""
+
+    dispatcher: Dispatcher
+    runtime: str  # "xrt" | "emulator"
+    routed: list[str] = field(default_factory=list)
+    _mel_ops: dict[int, Any] = field(default_factory=dict)
+
+    def graph_hook(self, model: onnx.ModelProto, which: str) -> onnx.ModelProto:
+        from whisper_npu.npu_ops.graph_routing import ENCODER_MATMULS, route_matmuls
+
+        if which != "encoder":
+            return model  # decoder: DECODER_POLICY
+        model, routed = route_matmuls(model, self.dispatcher, lambda name: bool(ENCODER_MATMULS.match(name)))
+        self.routed += routed
+        return model
+
+    def session_hook(self, options: Any) -> None:
+        from whisper_npu.npu_ops.graph_routing import register_session_library
+
+        register_session_library(options)
+
+    def mel_op_for(self, n_mels: int) -> Any:
+        if n_mels not in self._mel_ops:
+            from whisper_npu.features import mel_filters
+
+            self._mel_ops[n_mels] = self.dispatcher.mel_op(mel_filters, n_mels)
+        return self._mel_ops[n_mels]
+
+    def attach_report(self, report: RunReport) -> None:
+        self.dispatcher.report = report
+
+    def describe(self) -> dict[str, Any]:
+        session = self.dispatcher.session
+        return {
+            "runtime": self.runtime,
+            "backend": self.dispatcher.label,
+            "emulated": bool(session and session.emulated),
+            "target": session.target if session else None,
+            "unavailable_reason": self.dispatcher.unavailable_reason,
+            "routed_ops": len(self.routed),
+            "disabled_kernels": dict(self.dispatcher.disabled),
+            "decoder": DECODER_POLICY,
+        }
+
+
+def _target_for(name: str) -> str:
+    forced = os.environ.get("WHISPER_NPU_TARGET")
+    if forced:
+        return forced
+    return "npu2" if any(tag in name for tag in ("Strix", "Krackan", "npu4", "NPU4")) else "npu1"
+
+
+def open_session(runtime: str) -> tuple[XdnaSession | None, str | None]:
+    """An XDNA session on the chosen runtime, or the reason there is none."""
+    if runtime == "emulator":
+        from whisper_npu.npu_ops import emulator
+
+        return XdnaSession(emulator, emulated=True, target=os.environ.get("WHISPER_NPU_TARGET", "npu1")), None
+    xrt, reason = open_xrt()
+    if xrt is None:
+        return None, reason
+    try:
+        session = XdnaSession(xrt, emulated=False)
+    except WhisperNpuError as exc:
+        return None, str(exc)
+    session.target = _target_for(session.device_name())
+    return session, None
+
+
+def setup(device: str = "auto", runtime: str = "auto") -> NpuSetup | None:
+    """NPU hooks for ``device`` ("auto" | "npu") on ``runtime`` ("auto" | "xrt" | "emulator")."""
+    runtime = os.environ.get("WHISPER_NPU_RUNTIME", runtime) if runtime == "auto" else runtime
+    if runtime not in ("auto", "xrt", "emulator"):
+        raise WhisperNpuError(f"unknown NPU runtime {runtime!r}: choose auto, xrt or emulator")
+    chosen = "emulator" if runtime == "emulator" else "xrt"
+    session, reason = open_session(chosen)
+    if session is None and device == "auto":
+        return None  # plain CPU run; `whisper-npu doctor` says why
+    specs, manifest_reason = load_manifest()
+    dispatcher = Dispatcher(session, specs, unavailable_reason=reason or manifest_reason)
+    return NpuSetup(dispatcher, chosen)
