@@ -145,8 +145,7 @@ def load_model(
     whisper = WhisperModel.load(
         model_dir,
         threads=threads,
-        graph_hook=npu.graph_hook if npu is not None else None,
-        session_hook=npu.session_hook if npu is not None else None,
+        router=npu,
     )
     loaded = LoadedModel(
         name=str(model) if model else model_dir.name,

@@ -9,10 +9,9 @@ the encoder graph once per 30 s window and are reused by every step and beam.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnx
@@ -21,11 +20,19 @@ import onnxruntime as ort
 from whisper_npu.errors import ModelError
 from whisper_npu.model.ct2 import load_ct2_dir
 from whisper_npu.model.graph import ModelDims, build_decoder, build_encoder
+from whisper_npu.model.segmented import SegmentedGraph, weights_of
 
 __all__ = ["EncoderOutput", "KVCache", "ModelDims", "WhisperModel"]
 
-GraphHook = Callable[[onnx.ModelProto, str], onnx.ModelProto]
-SessionHook = Callable[[ort.SessionOptions], None]
+
+class MatmulRouter(Protocol):
+    """Takes some weight MatMul nodes out of onnxruntime (the NPU layer implements this)."""
+
+    def select(self, graph: str, node: str) -> bool: ...
+
+    def register(self, node: str, weight: np.ndarray) -> None: ...
+
+    def matmul(self, node: str, x: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -84,6 +91,21 @@ class RunCounter:
         self.seconds[graph] += seconds
 
 
+def _session(
+    proto: onnx.ModelProto, which: str, opts: ort.SessionOptions, router: MatmulRouter | None
+) -> ort.InferenceSession | SegmentedGraph:
+    """A plain session, or a segmented one when the router takes some of the graph's matmuls."""
+    providers = ["CPUExecutionProvider"]
+    routed: set[str] = set()
+    if router is not None:
+        routed = {n.name for n in proto.graph.node if n.op_type == "MatMul" and router.select(which, n.name)}
+    if not routed:
+        return ort.InferenceSession(proto.SerializeToString(), opts, providers=providers)
+    for name, weight in weights_of(proto, routed).items():
+        router.register(name, weight)
+    return SegmentedGraph(proto, routed, router.matmul, opts, providers)
+
+
 class WhisperModel:
     """Whisper encoder + decoder over onnxruntime (CPU execution provider)."""
 
@@ -92,8 +114,8 @@ class WhisperModel:
         model_dir: Path,
         dims: ModelDims,
         config: dict[str, Any],
-        encoder: ort.InferenceSession,
-        decoder: ort.InferenceSession,
+        encoder: ort.InferenceSession | SegmentedGraph,
+        decoder: ort.InferenceSession | SegmentedGraph,
     ) -> None:
         self.model_dir = model_dir
         self.dims = dims
@@ -111,8 +133,7 @@ class WhisperModel:
         model_dir: str | Path,
         *,
         threads: int = 0,
-        graph_hook: GraphHook | None = None,
-        session_hook: SessionHook | None = None,
+        router: MatmulRouter | None = None,
     ) -> WhisperModel:
         model_dir = Path(model_dir)
         ct2 = load_ct2_dir(model_dir)
@@ -126,9 +147,6 @@ class WhisperModel:
             decoder_proto = build_decoder(ct2, dims)
         except (KeyError, ValueError) as exc:
             raise ModelError(f"{model_dir}: unexpected Whisper weights ({exc})") from None
-        if graph_hook is not None:
-            encoder_proto = graph_hook(encoder_proto, "encoder")
-            decoder_proto = graph_hook(decoder_proto, "decoder")
         opts = ort.SessionOptions()
         if threads > 0:
             opts.intra_op_num_threads = threads
@@ -136,12 +154,9 @@ class WhisperModel:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
-        if session_hook is not None:
-            session_hook(opts)
-        providers = ["CPUExecutionProvider"]
-        encoder = ort.InferenceSession(encoder_proto.SerializeToString(), opts, providers=providers)
+        encoder = _session(encoder_proto, "encoder", opts, router)
         del encoder_proto
-        decoder = ort.InferenceSession(decoder_proto.SerializeToString(), opts, providers=providers)
+        decoder = _session(decoder_proto, "decoder", opts, router)
         del decoder_proto
         return cls(model_dir, dims, ct2.config, encoder, decoder)
 

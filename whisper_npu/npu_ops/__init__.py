@@ -11,10 +11,11 @@ run them (including when there is no device at all and ``device="npu"``).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import onnx
+import numpy as np
 
 from whisper_npu.errors import WhisperNpuError
 from whisper_npu.npu_ops.dispatch import Dispatcher
@@ -22,6 +23,10 @@ from whisper_npu.npu_ops.manifest import load_manifest
 from whisper_npu.npu_ops.runtime import XdnaSession, open_xrt
 from whisper_npu.report import RunReport
 
+#: Encoder weight matmuls, plus the cross-attention K/V projection that lives in the encoder graph.
+ENCODER_MATMULS = re.compile(
+    r"^(encoder\.layer\d+\.(attn\.qkv|attn\.out|mlp\.fc1|mlp\.fc2)|decoder\.layer\d+\.cross_attn\.kv)$"
+)
 DECODER_POLICY = "policy: decoder matmuls have beam-size rows per step; kept as native onnxruntime MatMul"
 
 
@@ -34,19 +39,17 @@ class NpuSetup:
     routed: list[str] = field(default_factory=list)
     _mel_ops: dict[int, Any] = field(default_factory=dict)
 
-    def graph_hook(self, model: onnx.ModelProto, which: str) -> onnx.ModelProto:
-        from whisper_npu.npu_ops.graph_routing import ENCODER_MATMULS, route_matmuls
+    # -- model.whisper.MatmulRouter -----------------------------------------
+    def select(self, graph: str, node: str) -> bool:
+        """Encoder weight matmuls go through dispatch; decoder ones stay native (DECODER_POLICY)."""
+        return graph == "encoder" and bool(ENCODER_MATMULS.match(node))
 
-        if which != "encoder":
-            return model  # decoder: DECODER_POLICY
-        model, routed = route_matmuls(model, self.dispatcher, lambda name: bool(ENCODER_MATMULS.match(name)))
-        self.routed += routed
-        return model
+    def register(self, node: str, weight: np.ndarray) -> None:
+        self.dispatcher.register_matmul(node, weight)
+        self.routed.append(node)
 
-    def session_hook(self, options: Any) -> None:
-        from whisper_npu.npu_ops.graph_routing import register_session_library
-
-        register_session_library(options)
+    def matmul(self, node: str, x: np.ndarray) -> np.ndarray:
+        return self.dispatcher.matmul(node, x)
 
     def mel_op_for(self, n_mels: int) -> Any:
         if n_mels not in self._mel_ops:

@@ -55,10 +55,7 @@ class TileConfig:
     def check(self, M: int, K: int, N: int) -> str | None:
         """None when (M, K, N) is a legal problem size for this design, else why not."""
         if M % self.m_multiple or K % self.k_multiple or N % self.n_multiple:
-            return (
-                f"shape {M}x{K}x{N} is not a multiple of "
-                f"{self.m_multiple}x{self.k_multiple}x{self.n_multiple}"
-            )
+            return f"shape {M}x{K}x{N} is not a multiple of {self.m_multiple}x{self.k_multiple}x{self.n_multiple}"
         if K * I8_MAX * I8_MAX > ACC_LIMIT:
             return f"K={K} could overflow the int32 accumulator"
         return None
@@ -118,9 +115,9 @@ def gemm_bf16x3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # Minimax-style fit of log2(m) for m in [1, 2) (max error ~1e-6), evaluated in f32 with Horner.
 _LOG2_COEFFS = np.array(
-    np.polynomial.polynomial.Polynomial.fit(
-        np.linspace(1.0, 2.0, 2049), np.log2(np.linspace(1.0, 2.0, 2049)), deg=7
-    ).convert().coef,
+    np.polynomial.polynomial.Polynomial.fit(np.linspace(1.0, 2.0, 2049), np.log2(np.linspace(1.0, 2.0, 2049)), deg=7)
+    .convert()
+    .coef,
     dtype=np.float32,
 )
 LOG10_2 = np.float32(0.30102999566398120)
