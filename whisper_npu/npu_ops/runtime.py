@@ -208,7 +208,8 @@ class XdnaSession:
         except KernelFailure:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise KernelFailure(f"{spec.name}: XRT call failed: {str(exc).splitlines()[0] if str(exc) else exc}")
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise KernelFailure(f"{spec.name}: XRT call failed: {first}") from None
         handle.runs += 1
         if state != xrt.ert_cmd_state.ERT_CMD_STATE_COMPLETED:
             name = getattr(state, "name", str(state))
