@@ -1,0 +1,52 @@
+"""Shared fixtures: real recordings from ../shared/audio and the offline models."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+AUDIO_DIR = Path(__file__).resolve().parents[2] / "shared" / "audio"
+
+
+def manifest() -> dict[str, str]:
+    """Recording path (relative to AUDIO_DIR) -> reference transcript."""
+    rows = (AUDIO_DIR / "MANIFEST.tsv").read_text().splitlines()
+    header = rows[0].split("\t")
+    out = {}
+    for row in rows[1:]:
+        if row.strip():
+            cols = dict(zip(header, row.split("\t"), strict=False))
+            out[cols["path"]] = cols["reference_transcript"]
+    return out
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
+
+
+@pytest.fixture(scope="session")
+def jfk_path() -> Path:
+    return AUDIO_DIR / "jfk" / "jfk.wav"
+
+
+@pytest.fixture(scope="session")
+def tiny_dir() -> Path:
+    from whisper_npu.model.registry import resolve
+
+    return resolve("tiny.en")
+
+
+@pytest.fixture(scope="session")
+def base_dir() -> Path:
+    from whisper_npu.model.registry import resolve
+
+    return resolve("base")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dir):
+    from whisper_npu.model.whisper import WhisperModel
+
+    return WhisperModel.load(tiny_dir, threads=2)
