@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -61,7 +60,9 @@ def _run(system: str, model: str, path: str, beam: int, threads: int, queue: mp.
         segments, _ = fw.transcribe(path, beam_size=beam, vad_filter=False)
         words = len(" ".join(s.text for s in segments).split())
     wall = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    from whisper_npu.bench import peak_rss_mb
+
+    peak_mb = peak_rss_mb()
     queue.put({"system": system, "wall_s": wall, "peak_mb": peak_mb, "words": words})
 
 
@@ -99,7 +100,7 @@ def main() -> None:
             continue
         rtf = duration / row["wall_s"]
         print(f"{row['system']:<20} {row['peak_mb']:>12.0f} {row['wall_s']:>8.1f} {rtf:>10.1f}x {row['words']:>6}")
-    print("peak RSS = ru_maxrss of a child process running only that system (model load included)")
+    print("peak RSS = VmHWM of a child process running only that system (model load included)")
     print(json.dumps(rows))
 
 

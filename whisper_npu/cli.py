@@ -119,7 +119,7 @@ def _transcribe_batch(
 
     def on_file(outcome) -> None:
         if outcome.status == "failed":
-            err.print(f"[red]failed[/red] {outcome.path}: {outcome.reason}")
+            err.print(f"failed {outcome.path}: {outcome.reason}", markup=False, highlight=False)
 
     columns = (
         TextColumn("[bold]batch"),
@@ -216,7 +216,7 @@ def main() -> None:
     try:
         app()
     except WhisperNpuError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")

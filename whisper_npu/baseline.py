@@ -1,0 +1,82 @@
+"""CPU baselines for benchmarks: faster-whisper, and WhisperX when its extra is installed.
+
+Both load the same CTranslate2 model directory as this pipeline. faster-whisper
+runs with ``compute_type="float32"`` because our engine computes in float32
+(on these CPUs int8 is smaller but not faster, per the design notes), with the
+same beam size and thread count, no VAD, and ``condition_on_previous_text``
+on, like ours.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from whisper_npu.errors import WhisperNpuError
+
+
+@dataclass
+class BaselineRun:
+    text: str
+    duration: float
+    seconds: float
+
+
+def whisperx_available() -> bool:
+    return importlib.util.find_spec("whisperx") is not None
+
+
+class FasterWhisper:
+    """faster-whisper on one model directory, loaded once."""
+
+    name = "faster-whisper"
+
+    def __init__(self, model_dir: Path, threads: int, beam_size: int) -> None:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError:
+            raise WhisperNpuError("faster-whisper is not installed: pip install 'whisper-npu[baseline]'") from None
+        t0 = time.perf_counter()
+        self.model = WhisperModel(str(model_dir), device="cpu", compute_type="float32", cpu_threads=threads)
+        self.load_s = time.perf_counter() - t0
+        self.beam_size = beam_size
+
+    def transcribe(self, path: Path) -> BaselineRun:
+        t0 = time.perf_counter()
+        segments, info = self.model.transcribe(
+            str(path), beam_size=self.beam_size, vad_filter=False, condition_on_previous_text=True
+        )
+        text = "".join(s.text for s in segments).strip()  # the generator does the work
+        return BaselineRun(text, float(info.duration), time.perf_counter() - t0)
+
+
+class WhisperX:
+    """WhisperX's batched CPU pipeline (faster-whisper backend + its VAD) on the same model directory."""
+
+    name = "whisperx"
+
+    def __init__(self, model_dir: Path, threads: int, beam_size: int) -> None:
+        if not whisperx_available():
+            raise WhisperNpuError("WhisperX is not installed: pip install 'whisper-npu[whisperx]'")
+        import whisperx  # type: ignore[import-not-found]
+
+        t0 = time.perf_counter()
+        self._whisperx: Any = whisperx
+        self.model = whisperx.load_model(
+            str(model_dir),
+            device="cpu",
+            compute_type="float32",
+            threads=threads,
+            asr_options={"beam_size": beam_size},
+        )
+        self.load_s = time.perf_counter() - t0
+
+    def transcribe(self, path: Path) -> BaselineRun:
+        t0 = time.perf_counter()
+        audio = self._whisperx.load_audio(str(path))
+        result = self.model.transcribe(audio, batch_size=4)
+        text = " ".join(s["text"].strip() for s in result["segments"])
+        return BaselineRun(text, len(audio) / 16000, time.perf_counter() - t0)

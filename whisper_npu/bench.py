@@ -1,0 +1,294 @@
+"""``whisper-npu bench``: this pipeline against the CPU baselines on the same audio.
+
+Timing: every system is loaded in this one process and the timed runs are
+interleaved (a, b, c, a, b, c, ...) after one warm-up run each, so a noisy
+machine slows all systems alike; the median of K runs is reported.
+Memory: peak RSS cannot be attributed per system inside one process, so each
+system is also run once in a fresh child process whose ``ru_maxrss`` is its
+own (model load included).
+WER: jiwer on lower-cased text with punctuation stripped, against a reference
+from ``--reference``, a ``.txt`` beside the audio, or a MANIFEST.tsv in the
+audio's folders.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import re
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from whisper_npu.errors import WhisperNpuError
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case, punctuation stripped (apostrophes kept), single spaces."""
+    return " ".join(re.sub(r"[^\w' ]+", " ", text.lower()).replace("_", " ").split())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    ref = normalize_text(reference)
+    return float(jiwer.wer(ref, normalize_text(hypothesis))) if ref else float("nan")
+
+
+def find_reference(audio: Path, explicit: Path | None = None) -> str | None:
+    """Reference transcript: explicit file, ``<audio>.txt`` beside it, or a MANIFEST.tsv row."""
+    if explicit is not None:
+        return explicit.read_text().strip()
+    beside = audio.with_suffix(".txt")
+    if beside.is_file():
+        return beside.read_text().strip()
+    for folder in audio.resolve().parents:
+        manifest = folder / "MANIFEST.tsv"
+        if manifest.is_file():
+            rows = manifest.read_text().splitlines()
+            header = rows[0].split("\t")
+            if "path" in header and "reference_transcript" in header:
+                rel = str(audio.resolve().relative_to(folder))
+                for row in rows[1:]:
+                    cols = dict(zip(header, row.split("\t"), strict=False))
+                    if cols.get("path") == rel:
+                        return cols["reference_transcript"]
+            return None
+    return None
+
+
+@dataclass
+class BenchConfig:
+    paths: list[Path]
+    model: str | None = None
+    beam_size: int = 5
+    runs: int = 3
+    threads: int = 2
+    reference: Path | None = None
+    output_dir: Path = Path(".")
+    npu_runtime: str = "auto"
+    measure_memory: bool = True
+    chart: bool = True
+
+
+@dataclass
+class SystemResult:
+    system: str
+    status: str = "ok"  # ok | not installed | failed
+    note: str = ""
+    load_s: float | None = None
+    audio_s: float = 0.0
+    seconds: list[float] = field(default_factory=list)  # per timed run, all files together
+    peak_rss_mb: float | None = None
+    wer: float | None = None
+    texts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def median_s(self) -> float | None:
+        return statistics.median(self.seconds) if self.seconds else None
+
+    @property
+    def rtf(self) -> float | None:
+        m = self.median_s
+        return self.audio_s / m if m else None
+
+
+@dataclass
+class BenchResult:
+    config: dict[str, Any]
+    systems: list[SystemResult]
+    baseline: str = "faster-whisper"
+
+    def ratio(self, sr: SystemResult) -> float | None:
+        base = next((s for s in self.systems if s.system == self.baseline and s.rtf), None)
+        return sr.rtf / base.rtf if base and sr.rtf else None
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = []
+        for s in self.systems:
+            row = asdict(s)
+            row.update(median_s=s.median_s, rtf=s.rtf, rtf_vs_faster_whisper=self.ratio(s))
+            rows.append(row)
+        return {"config": self.config, "systems": rows}
+
+
+# -- systems -------------------------------------------------------------------
+
+Runner = Callable[[Path], tuple[str, float]]  # path -> (text, audio seconds)
+
+
+def _ours(config: BenchConfig, device: str) -> tuple[str, Runner, float, str]:
+    import whisper_npu
+    from whisper_npu.npu_ops import open_session
+
+    runtime = config.npu_runtime
+    label = "whisper-npu (cpu)"
+    note = ""
+    if device == "npu":
+        if runtime == "auto":
+            session, reason = open_session("xrt")
+            runtime = "xrt" if session is not None else "emulator"
+            note = "" if session is not None else f"emulated: {reason}"
+        label = "whisper-npu (npu, emulated)" if runtime == "emulator" else "whisper-npu (npu)"
+    loaded = whisper_npu.load_model(config.model, device=device, npu_runtime=runtime, threads=config.threads)
+
+    def run(path: Path) -> tuple[str, float]:
+        result = whisper_npu.transcribe(path, model=loaded, beam_size=config.beam_size)
+        return result.text, result.duration
+
+    return label, run, loaded.load_s, note
+
+
+def _baseline(config: BenchConfig, cls: Any) -> tuple[str, Runner, float, str]:
+    from whisper_npu.model.registry import resolve
+
+    system = cls(resolve(config.model), config.threads, config.beam_size)
+
+    def run(path: Path) -> tuple[str, float]:
+        out = system.transcribe(path)
+        return out.text, out.duration
+
+    return cls.name, run, system.load_s, ""
+
+
+def _factories(config: BenchConfig) -> list[tuple[str, Callable[[], tuple[str, Runner, float, str]]]]:
+    from whisper_npu.baseline import FasterWhisper, WhisperX
+
+    return [
+        ("whisper-npu (cpu)", lambda: _ours(config, "cpu")),
+        ("whisper-npu (npu)", lambda: _ours(config, "npu")),
+        ("faster-whisper", lambda: _baseline(config, FasterWhisper)),
+        ("whisperx", lambda: _baseline(config, WhisperX)),
+    ]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM).
+
+    ``ru_maxrss`` survives exec on Linux, so a child spawned by a big parent
+    would report the parent's peak; VmHWM belongs to the new address space.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _child_peak(config: BenchConfig, index: int, queue: Any) -> None:
+    """Child process: build system ``index``, run every file once, report ru_maxrss."""
+    try:
+        _, run, _, _ = _factories(config)[index][1]()
+        for path in config.paths:
+            run(path)
+        queue.put(peak_rss_mb())
+    except Exception as exc:  # noqa: BLE001 - reported as "no figure"
+        queue.put(f"{type(exc).__name__}: {exc}")
+
+
+def _peak_rss(config: BenchConfig, index: int) -> float | None:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child_peak, args=(config, index, queue))
+    proc.start()
+    proc.join()
+    value = queue.get() if not queue.empty() else None
+    return value if isinstance(value, float) else None
+
+
+def run_bench(config: BenchConfig) -> BenchResult:
+    for path in config.paths:
+        if not Path(path).is_file():
+            raise WhisperNpuError(f"file not found: {path}")
+    results: list[SystemResult] = []
+    runners: list[tuple[SystemResult, Runner]] = []
+    for index, (name, factory) in enumerate(_factories(config)):
+        try:
+            label, run, load_s, note = factory()
+        except WhisperNpuError as exc:
+            status = "not installed" if "not installed" in str(exc) else "failed"
+            results.append(SystemResult(name, status=status, note=str(exc)))
+            continue
+        sr = SystemResult(label, load_s=load_s, note=note)
+        results.append(sr)
+        runners.append((sr, run))
+        sr._index = index  # type: ignore[attr-defined]
+    # warm-up, then interleaved timed runs
+    for sr, run in runners:
+        for path in config.paths:
+            text, duration = run(path)
+            sr.texts[str(path)] = text
+            sr.audio_s += duration
+    for _ in range(config.runs):
+        for sr, run in runners:
+            t0 = time.perf_counter()
+            for path in config.paths:
+                run(path)
+            sr.seconds.append(time.perf_counter() - t0)
+    refs = {str(p): find_reference(Path(p), config.reference if len(config.paths) == 1 else None) for p in config.paths}
+    for sr, _ in runners:
+        pairs = [(refs[p], t) for p, t in sr.texts.items() if refs.get(p)]
+        if pairs:
+            sr.wer = word_error_rate(" ".join(r for r, _ in pairs), " ".join(t for _, t in pairs))
+        if config.measure_memory:
+            sr.peak_rss_mb = _peak_rss(config, sr._index)  # type: ignore[attr-defined]
+    cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    cfg["paths"] = [str(p) for p in config.paths]
+    result = BenchResult(cfg, results)
+    out_dir = Path(config.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "bench.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if config.chart:
+        _chart(result, out_dir / "bench.png")
+    return result
+
+
+def _chart(result: BenchResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [s for s in result.systems if s.rtf]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.barh([s.system for s in rows], [s.rtf for s in rows], color="#4c72b0")
+    for i, s in enumerate(rows):
+        ax.text(s.rtf, i, f" {s.rtf:.1f}x", va="center")
+    ax.set_xlabel("x realtime (audio s / wall s, median) — higher is faster")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def render(result: BenchResult, console: Any) -> None:
+    from rich.table import Table
+
+    cfg = result.config
+    table = Table(
+        title=f"bench: model {cfg['model'] or 'tiny.en'}, beam {cfg['beam_size']}, {cfg['threads']} threads, "
+        f"median of {cfg['runs']} runs"
+    )
+    for col in ("system", "x realtime", "vs faster-whisper", "load s", "peak RSS MB", "WER"):
+        table.add_column(col, justify="left" if col == "system" else "right", no_wrap=True)
+    for s in result.systems:
+        ratio = result.ratio(s)
+        table.add_row(
+            s.system,
+            f"{s.rtf:.1f}x" if s.rtf else s.status,
+            f"{ratio:.2f}" if ratio else "-",
+            f"{s.load_s:.2f}" if s.load_s is not None else "-",
+            f"{s.peak_rss_mb:.0f}" if s.peak_rss_mb else "-",
+            f"{100 * s.wer:.1f}%" if s.wer is not None else "-",
+        )
+    table.caption = "timings interleaved in one process; peak RSS (VmHWM) from a separate child process per system"
+    console.print(table)
+    for s in result.systems:
+        if s.note:
+            console.print(f"{s.system}: {s.note}", markup=False)
