@@ -73,6 +73,8 @@ class BenchConfig:
     npu_runtime: str = "auto"
     measure_memory: bool = True
     chart: bool = True
+    systems: tuple[str, ...] = ("whisper-npu (cpu)", "whisper-npu (npu)", "faster-whisper", "whisperx")
+    write_files: bool = True
 
 
 @dataclass
@@ -209,6 +211,8 @@ def run_bench(config: BenchConfig) -> BenchResult:
     results: list[SystemResult] = []
     runners: list[tuple[SystemResult, Runner]] = []
     for index, (name, factory) in enumerate(_factories(config)):
+        if name not in config.systems:
+            continue
         try:
             label, run, load_s, note = factory()
         except WhisperNpuError as exc:
@@ -241,11 +245,12 @@ def run_bench(config: BenchConfig) -> BenchResult:
     cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
     cfg["paths"] = [str(p) for p in config.paths]
     result = BenchResult(cfg, results)
-    out_dir = Path(config.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "bench.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    if config.chart:
-        _chart(result, out_dir / "bench.png")
+    if config.write_files:
+        out_dir = Path(config.output_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "bench.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        if config.chart:
+            _chart(result, out_dir / "bench.png")
     return result
 
 
