@@ -116,7 +116,7 @@ def load_model(
     device: str = "auto",
     npu_runtime: str = "auto",
     threads: int = 0,
-    report: RunReport | None = None,
+    cache: bool = True,
 ) -> LoadedModel:
     """Resolve, read and build a model once per process.
 
@@ -132,7 +132,7 @@ def load_model(
     _check_choice(npu_runtime, NPU_RUNTIMES, "NPU runtime")
     model_dir = resolve(model)
     key = (str(model_dir), device, npu_runtime, int(threads))
-    cached = _CACHE.get(key)
+    cached = _CACHE.get(key) if cache else None
     if cached is not None:
         return cached
 
@@ -155,7 +155,8 @@ def load_model(
         model=whisper,
         npu=npu,
     )
-    _CACHE[key] = loaded
+    if cache:
+        _CACHE[key] = loaded
     return loaded
 
 
@@ -191,7 +192,7 @@ def transcribe(
     loaded = (
         model
         if isinstance(model, LoadedModel)
-        else load_model(model, device=device, npu_runtime=npu_runtime, threads=threads, report=report)
+        else load_model(model, device=device, npu_runtime=npu_runtime, threads=threads)
     )
     # The first run on a model is charged its load time, whether it loaded the
     # model itself (already inside the elapsed time) or was handed a fresh one.

@@ -91,7 +91,6 @@ class xclBOSyncDirection(IntEnum):  # noqa: N801 - pyxrt's name
 class ert_cmd_state(IntEnum):  # noqa: N801 - pyxrt's name
     ERT_CMD_STATE_NEW = 1
     ERT_CMD_STATE_QUEUED = 2
-    ERT_CMD_STATE_RUNNING = 3
     ERT_CMD_STATE_COMPLETED = 4
     ERT_CMD_STATE_ERROR = 5
     ERT_CMD_STATE_ABORT = 6

@@ -113,13 +113,12 @@ def gemm_bf16x3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return acc.astype(np.float32)
 
 
-# Minimax-style fit of log2(m) for m in [1, 2) (max error ~1e-6), evaluated in f32 with Horner.
-_LOG2_COEFFS = np.array(
-    np.polynomial.polynomial.Polynomial.fit(np.linspace(1.0, 2.0, 2049), np.log2(np.linspace(1.0, 2.0, 2049)), deg=7)
-    .convert()
-    .coef,
-    dtype=np.float32,
-)
+# log2(m) for m in [1, 2) as a degree-7 polynomial (least-squares fit, max error ~1e-6), evaluated
+# in f32 with Horner. Bit patterns, so kernels_src/aie2/log2_coeffs.h holds exactly the same constants.
+LOG2_COEFF_BITS = (
+    0xC04F0F01, 0x40E2BC2C, 0xC0ECB30B, 0x40B5938B, 0xC03A8E8D, 0x3F736ECA, 0xBE366B27, 0x3C6F3A38,
+)  # fmt: skip
+_LOG2_COEFFS = np.array(LOG2_COEFF_BITS, dtype=np.uint32).view(np.float32)
 LOG10_2 = np.float32(0.30102999566398120)
 LOG_FLOOR = np.float32(1e-10)
 

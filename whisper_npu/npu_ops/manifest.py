@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def sha256_file(path: Path) -> str:
 
 def load_manifest(directory: Path | None = None) -> tuple[list[KernelSpec], str | None]:
     """Kernels listed in ``manifest.json`` and, if the manifest itself is unusable, why."""
-    directory = Path(directory or DEFAULT_DIR)
+    directory = Path(directory or os.environ.get("WHISPER_NPU_XCLBINS") or DEFAULT_DIR)
     path = directory / "manifest.json"
     try:
         data = json.loads(path.read_text())

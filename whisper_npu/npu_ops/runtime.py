@@ -38,6 +38,7 @@ PYXRT_API: tuple[tuple[str | None, str], ...] = (
     (None, "bo"),
     (None, "xclBOSyncDirection"),
     (None, "ert_cmd_state"),
+    (None, "xrt_info_device"),
     ("device", "register_xclbin"),
     ("device", "get_info"),
     ("xclbin", "get_uuid"),
