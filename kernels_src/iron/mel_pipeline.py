@@ -78,12 +78,12 @@ def design(frames: int, n_mels: int, device_name: str):
     basis_all = np.ndarray[(K_PADDED * 2 * N_FREQ,), np.dtype[np.float32]]
     filt_all = np.ndarray[(n_mels * N_FREQ,), np.dtype[np.float32]]
     out_all = np.ndarray[(n_mels * frames,), np.dtype[np.float32]]
-    with rt.sequence(frames_ty, basis_all, filt_all, out_all) as (F, B, FL, O):
+    with rt.sequence(frames_ty, basis_all, filt_all, out_all) as (F, B, FL, OUT):
         rt.start(*workers)
         rt.fill(basis_in.prod(), B)
         rt.fill(filt_in.prod(), FL)
         rt.fill(frames_in.prod(), F)
-        rt.drain(out.cons(), O, wait=True)
+        rt.drain(out.cons(), OUT, wait=True)
     return Program(dev, rt).resolve_program(SequentialPlacer())
 
 
