@@ -44,6 +44,8 @@ def _short_reason(exc: Exception) -> str:
     # libsndfile's messages repeat the path; keep the part after it
     if "Error opening" in reason and ":" in reason:
         reason = reason.rsplit(":", 1)[-1].strip()
+    if "does not exist or is not a" in reason:  # libsndfile's words for "no decoder recognised it"
+        reason = "not a recognised audio format"
     return reason[:200]
 
 

@@ -86,7 +86,7 @@ def discover(inputs: Iterable[str | Path]) -> tuple[list[BatchItem], list[FileOu
     seen: set[Path] = set()
 
     def add(path: Path, relative: Path) -> None:
-        key = path.resolve()
+        key = path.absolute()
         if key not in seen:
             seen.add(key)
             items.append(BatchItem(path, relative))
@@ -115,6 +115,16 @@ def discover(inputs: Iterable[str | Path]) -> tuple[list[BatchItem], list[FileOu
         else:
             failures.append(FileOutcome(text, "failed", "file not found"))
     return items, failures
+
+
+def remove_stale_temp_files(output_dir: Path) -> int:
+    """Delete temp files a killed run left behind (writers use ``.<name>.<random>.tmp``)."""
+    removed = 0
+    if output_dir.is_dir():
+        for tmp in output_dir.rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def is_done(item: BatchItem, output_dir: Path, formats: list[str]) -> bool:
@@ -177,6 +187,7 @@ def run_batch(
     output_dir = Path(output_dir)
     fmts = expand_formats(formats)
     items, outcomes = discover(inputs)
+    remove_stale_temp_files(output_dir)
     for failed in outcomes:
         if on_file:
             on_file(failed)

@@ -119,7 +119,7 @@ def _transcribe_batch(
 
     def on_file(outcome) -> None:
         if outcome.status == "failed":
-            err.print(f"failed {outcome.path}: {outcome.reason}", markup=False, highlight=False)
+            err.print(f"failed {outcome.path}: {outcome.reason}", markup=False, highlight=False, soft_wrap=True)
 
     columns = (
         TextColumn("[bold]batch"),
