@@ -1,0 +1,54 @@
+"""Benchmark: real measurements for this pipeline (cpu, npu-emulated) and faster-whisper; WhisperX row when absent."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from whisper_npu import baseline
+from whisper_npu.bench import BenchConfig, find_reference, normalize_text, render, run_bench, word_error_rate
+
+
+def test_normalizer_and_wer():
+    assert normalize_text("And so, my fellow Americans: ask NOT!") == "and so my fellow americans ask not"
+    assert word_error_rate("a b c d", "a x c") == pytest.approx(0.5)
+
+
+def test_reference_lookup(jfk_path, tmp_path):
+    assert find_reference(jfk_path).startswith("And so my fellow Americans")
+    audio = tmp_path / "x.wav"
+    audio.write_bytes(b"")
+    assert find_reference(audio) is None
+    audio.with_suffix(".txt").write_text("hello world\n")
+    assert find_reference(audio) == "hello world"
+
+
+def test_bench_table_json_and_chart(jfk_path, tmp_path):
+    config = BenchConfig(paths=[jfk_path], runs=1, threads=2, output_dir=tmp_path, npu_runtime="auto")
+    result = run_bench(config)
+    rows = {s.system: s for s in result.systems}
+    for name in ("whisper-npu (cpu)", "whisper-npu (npu, emulated)", "faster-whisper"):
+        row = rows[name]
+        assert row.status == "ok" and row.rtf > 0 and row.load_s > 0
+        assert row.peak_rss_mb and row.peak_rss_mb > 50
+        assert row.wer is not None and row.wer < 0.1
+    assert rows["whisper-npu (npu, emulated)"].note.startswith("emulated")
+    assert result.ratio(rows["faster-whisper"]) == pytest.approx(1.0)
+    if not baseline.whisperx_available():
+        assert rows["whisperx"].status == "not installed"
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert {s["system"] for s in data["systems"]} == set(rows)
+    png = (tmp_path / "bench.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    buf = io.StringIO()
+    render(result, Console(file=buf, width=200))
+    assert "faster-whisper" in buf.getvalue() and "emulated" in buf.getvalue()
+
+
+def test_whisperx_absent_is_a_clear_error(monkeypatch, tiny_dir):
+    monkeypatch.setattr(baseline, "whisperx_available", lambda: False)
+    with pytest.raises(Exception, match="WhisperX is not installed"):
+        baseline.WhisperX(tiny_dir, 2, 5)
