@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -53,7 +54,7 @@ class ScriptedModel:
         self.calls = 0
 
     def encode(self, mel):
-        return "enc"
+        return ENC
 
     def _row(self, seq):
         row = np.full(N_VOCAB, -20.0, np.float32)
@@ -70,6 +71,9 @@ class ScriptedModel:
         t_len = tokens.shape[1]
         logits = np.stack([[self._row(s[: len(s) - t_len + i + 1]) for i in range(t_len)] for s in seqs])
         return logits, FakeCache(seqs)
+
+
+ENC = SimpleNamespace(batch=1)
 
 
 def ts(tok, seconds):
@@ -143,8 +147,8 @@ def test_beam_search_beats_greedy(tok):
         return {tok.eot: 5.0}
 
     model = ScriptedModel(tok, script)
-    greedy = decode_window(model, "enc", tok, DecodingOptions(without_timestamps=True))
-    beam = decode_window(model, "enc", tok, DecodingOptions(without_timestamps=True, beam_size=3))
+    greedy = decode_window(model, ENC, tok, DecodingOptions(without_timestamps=True))
+    beam = decode_window(model, ENC, tok, DecodingOptions(without_timestamps=True, beam_size=3))
     assert greedy.tokens[0] == a
     assert beam.tokens == [b, c]
     assert beam.sum_logprob > greedy.sum_logprob
@@ -163,7 +167,7 @@ def test_temperature_fallback_on_repetition(tok):
 
     model = ScriptedModel(tok, script)
     opts = TranscribeOptions(beam_size=1, without_timestamps=True, log_prob_threshold=None)
-    result = _decode_with_fallback(model, "enc", tok, opts, [])
+    result = _decode_with_fallback(model, ENC, tok, opts, [])
     assert result.temperature > 0
     assert result.compression_ratio <= 2.4 or result.temperature == 1.0
     assert compression_ratio(" la" * 40) > 2.4

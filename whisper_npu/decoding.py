@@ -168,6 +168,19 @@ def decode_window(
     model: WhisperModel, enc: EncoderOutput, tokenizer: Tokenizer, options: DecodingOptions
 ) -> DecodingResult:
     """Decode one encoded window (``enc.batch == 1``)."""
+    return decode_batch(model, enc, tokenizer, options)[0]
+
+
+def decode_batch(
+    model: WhisperModel, enc: EncoderOutput, tokenizer: Tokenizer, options: DecodingOptions
+) -> list[DecodingResult]:
+    """Decode ``enc.batch`` windows at once (same prompt); one result per window.
+
+    Every step runs the live rows of all windows in one decoder call; each
+    window keeps the same number of rows (its beams, padded with copies when
+    fewer are alive or it has finished) because the decoder broadcasts a
+    window's cross-attention K/V over its rows.
+    """
     n_ctx = model.dims.n_text_ctx
     initial, sot_index = _initial_tokens(tokenizer, options, n_ctx)
     sample_begin = len(initial)
@@ -175,29 +188,33 @@ def decode_window(
     max_len = min(n_ctx, sample_begin + sample_len)
     rules = LogitRules(tokenizer, model.config, options, sample_begin)
     eot = tokenizer.eot
+    n_windows = enc.batch
 
-    logits, cache = model.decode(np.array([initial], dtype=np.int64), enc)
-    probs_sot = np.exp(log_softmax(logits[0, sot_index].astype(np.float64)))
-    no_speech_prob = float(probs_sot[tokenizer.no_speech])
+    logits, cache = model.decode(np.array([initial] * n_windows, dtype=np.int64), enc)
+    probs_sot = np.exp(log_softmax(logits[:, sot_index].astype(np.float64)))
+    no_speech = probs_sot[:, tokenizer.no_speech]
     last = logits[:, -1, :]
 
-    if options.beam_size:
-        tokens, sum_lp, token_lps = _beam_search(model, enc, rules, options, initial, last, cache, max_len, eot)
-    else:
-        tokens, sum_lp, token_lps = _sample(model, enc, rules, options, initial, last, cache, max_len, eot)
+    search = _beam_search if options.beam_size else _sample
+    picks = search(model, enc, rules, options, initial, last, cache, max_len, eot)
 
-    sampled = [t for t in tokens[sample_begin:] if t != eot]
-    text = tokenizer.decode(sampled)
-    return DecodingResult(
-        tokens=sampled,
-        text=text,
-        avg_logprob=sum_lp / (len(sampled) + 1),
-        sum_logprob=sum_lp,
-        no_speech_prob=no_speech_prob,
-        temperature=options.temperature,
-        compression_ratio=compression_ratio(text),
-        token_logprobs=token_lps,
-    )
+    results = []
+    for g, (tokens, sum_lp, token_lps) in enumerate(picks):
+        sampled = [t for t in tokens[sample_begin:] if t != eot]
+        text = tokenizer.decode(sampled)
+        results.append(
+            DecodingResult(
+                tokens=sampled,
+                text=text,
+                avg_logprob=sum_lp / (len(sampled) + 1),
+                sum_logprob=sum_lp,
+                no_speech_prob=float(no_speech[g]),
+                temperature=options.temperature,
+                compression_ratio=compression_ratio(text),
+                token_logprobs=token_lps,
+            )
+        )
+    return results
 
 
 def top_k(row: np.ndarray, k: int) -> np.ndarray:
@@ -220,17 +237,23 @@ def _length_score(sum_lp: float, length: int, penalty: float | None) -> float:
     return sum_lp / (((5 + length) / 6) ** penalty)
 
 
-def _sample(model, enc, rules, options, initial, last, cache, max_len, eot):
-    """Greedy (T=0) or ``best_of`` independent samples (T>0); returns the best-ranked sequence."""
-    n = max(1, options.best_of or 1) if options.temperature > 0 else 1
+Pick = tuple[list[int], float, list[float]]  # tokens (with prompt), sum log-prob, per-token log-probs
+
+
+def _sample(model, enc, rules, options, initial, last, cache, max_len, eot) -> list[Pick]:
+    """Greedy (T=0) or ``best_of`` independent samples per window (T>0); best-ranked per window."""
+    n_windows = enc.batch
+    per = max(1, options.best_of or 1) if options.temperature > 0 else 1
+    rows = n_windows * per
     rng = np.random.default_rng(options.seed)
-    seqs = [list(initial) for _ in range(n)]
-    sum_lp = np.zeros(n)
-    token_lps: list[list[float]] = [[] for _ in range(n)]
-    done = np.zeros(n, dtype=bool)
-    if n > 1:
-        cache = cache.select(np.zeros(n, dtype=np.int64))
-        last = np.repeat(last, n, axis=0)
+    seqs = [list(initial) for _ in range(rows)]
+    sum_lp = np.zeros(rows)
+    token_lps: list[list[float]] = [[] for _ in range(rows)]
+    done = np.zeros(rows, dtype=bool)
+    if per > 1:
+        expand = np.repeat(np.arange(n_windows), per)
+        cache = cache.select(expand)
+        last = last[expand]
     logits = np.array(last, dtype=np.float32)
     while True:
         logprobs = rules.apply(logits, seqs)
@@ -239,7 +262,7 @@ def _sample(model, enc, rules, options, initial, last, cache, max_len, eot):
             nxt = np.argmax(logits / options.temperature + gumbel, axis=-1)
         else:
             nxt = np.argmax(logits, axis=-1)
-        for k in range(n):
+        for k in range(rows):
             if done[k]:
                 nxt[k] = eot
                 continue
@@ -253,65 +276,97 @@ def _sample(model, enc, rules, options, initial, last, cache, max_len, eot):
             break
         out, cache = model.decode(nxt[:, None].astype(np.int64), enc, cache)
         logits = out[:, -1, :].copy()
-    lengths = [len([t for t in s[len(initial) :] if t != eot]) for s in seqs]
-    scores = [_length_score(sum_lp[k], lengths[k], options.length_penalty) for k in range(n)]
-    best = int(np.argmax(scores))
-    return seqs[best], float(sum_lp[best]), token_lps[best]
+    picks = []
+    for g in range(n_windows):
+        members = range(g * per, (g + 1) * per)
+        lengths = {k: len([t for t in seqs[k][len(initial) :] if t != eot]) for k in members}
+        best = max(members, key=lambda k: _length_score(sum_lp[k], lengths[k], options.length_penalty))
+        picks.append((seqs[best], float(sum_lp[best]), token_lps[best]))
+    return picks
 
 
-def _beam_search(model, enc, rules, options, initial, last, cache, max_len, eot):
+def _beam_search(model, enc, rules, options, initial, last, cache, max_len, eot) -> list[Pick]:
     beam = options.beam_size
+    n_windows = enc.batch
     max_finished = max(1, round(beam * options.patience))
-    seqs: list[list[int]] = [list(initial)]
-    sum_lp = [0.0]
-    lps: list[list[float]] = [[]]
-    finished: dict[tuple[int, ...], tuple[float, list[float]]] = {}
+    # per window: live hypotheses (tokens, sum log-prob, token log-probs) and finished ones
+    live: list[list[tuple[list[int], float, list[float]]]] = [[(list(initial), 0.0, [])] for _ in range(n_windows)]
+    finished: list[dict[tuple[int, ...], tuple[float, list[float]]]] = [{} for _ in range(n_windows)]
+    done = [False] * n_windows
+    row_of: list[list[int]] = [[g] for g in range(n_windows)]  # rows of the current decoder batch per window
+    seqs = [list(initial) for _ in range(n_windows)]
     logits = np.array(last, dtype=np.float32)
     while True:
         logprobs = rules.apply(logits, seqs)
-        candidates: list[tuple[float, int, int, float]] = []  # (score, source, token, token lp)
-        k_top = beam + 1
-        for k in range(len(seqs)):
-            row = logprobs[k]
-            for t in top_k(row, k_top):
-                lp = float(row[t])
-                if lp == NEG_INF:
-                    continue
-                candidates.append((sum_lp[k] + lp, k, int(t), lp))
-        candidates.sort(key=lambda c: -c[0])
-        new_seqs, new_lp, new_lps, sources = [], [], [], []
-        seen: set[tuple[int, ...]] = set()
-        for score, src, token, lp in candidates:
-            seq = (*seqs[src], token)
-            if seq in seen:
+        next_live: list[list[tuple[list[int], float, list[float]]]] = []
+        sources: list[list[int]] = []
+        for g in range(n_windows):
+            if done[g]:
+                next_live.append(live[g])
+                sources.append(row_of[g][:1] * len(live[g]))
                 continue
-            seen.add(seq)
-            if token == eot:
-                if len(finished) < max_finished and seq not in finished:
-                    finished[seq] = (score, [*lps[src], lp])
-            else:
-                new_seqs.append(list(seq))
-                new_lp.append(score)
-                new_lps.append([*lps[src], lp])
-                sources.append(src)
-            if len(new_seqs) >= beam:
-                break
-        if len(finished) >= max_finished or not new_seqs or len(new_seqs[0]) >= max_len:
+            candidates: list[tuple[float, int, int, float]] = []  # (score, hypothesis, token, token lp)
+            for h, row in enumerate(row_of[g][: len(live[g])]):
+                for t in top_k(logprobs[row], beam + 1):
+                    lp = float(logprobs[row, t])
+                    if lp != NEG_INF:
+                        candidates.append((live[g][h][1] + lp, h, int(t), lp))
+            candidates.sort(key=lambda c: -c[0])
+            kept: list[tuple[list[int], float, list[float]]] = []
+            src: list[int] = []
+            seen: set[tuple[int, ...]] = set()
+            for score, h, token, lp in candidates:
+                seq = (*live[g][h][0], token)
+                if seq in seen:
+                    continue
+                seen.add(seq)
+                if token == eot:
+                    if len(finished[g]) < max_finished:
+                        finished[g][seq] = (score, [*live[g][h][2], lp])
+                else:
+                    kept.append((list(seq), score, [*live[g][h][2], lp]))
+                    src.append(row_of[g][h])
+                if len(kept) >= beam:
+                    break
+            if len(finished[g]) >= max_finished or not kept or len(kept[0][0]) >= max_len:
+                done[g] = True
+                if not finished[g]:  # ran out of length: rank the live hypotheses instead
+                    for seq, lp, tl in kept or live[g]:
+                        finished[g][tuple(seq)] = (lp, tl)
+                kept = kept or live[g]
+                src = src or row_of[g][: len(kept)]
+            next_live.append(kept)
+            sources.append(src)
+        if all(done):
             break
-        cache = cache.select(np.array(sources, dtype=np.int64))
-        seqs, sum_lp, lps = new_seqs, new_lp, new_lps
-        tokens = np.array([[s[-1]] for s in seqs], dtype=np.int64)
-        out, cache = model.decode(tokens, enc, cache)
+        # equal rows per window: pad with copies of the window's first row (results ignored)
+        rows: list[int] = []
+        tokens: list[int] = []
+        seqs = []
+        for g in range(n_windows):
+            hyps = next_live[g]
+            src = sources[g]
+            pad = beam - len(hyps)
+            rows_g = src + [src[0]] * pad
+            row_of[g] = list(range(len(rows), len(rows) + beam))
+            rows += rows_g
+            for hyp in hyps + [hyps[0]] * pad:
+                seqs.append(hyp[0])
+                tokens.append(hyp[0][-1])
+        live = next_live
+        cache = cache.select(np.array(rows, dtype=np.int64))
+        out, cache = model.decode(np.array(tokens, dtype=np.int64)[:, None], enc, cache)
         logits = out[:, -1, :].copy()
-    if not finished:  # ran out of length: rank the live hypotheses instead
-        for seq, lp, tl in zip(new_seqs or seqs, new_lp or sum_lp, new_lps or lps, strict=False):
-            finished[tuple(seq)] = (lp, tl)
+
     n_init = len(initial)
+    picks = []
+    for g in range(n_windows):
 
-    def rank(item: tuple[tuple[int, ...], tuple[float, list[float]]]) -> float:
-        seq, (lp, _) = item
-        length = len([t for t in seq[n_init:] if t != eot])
-        return _length_score(lp, length, options.length_penalty)
+        def rank(item: tuple[tuple[int, ...], tuple[float, list[float]]]) -> float:
+            seq, (lp, _) = item
+            length = len([t for t in seq[n_init:] if t != eot])
+            return _length_score(lp, length, options.length_penalty)
 
-    best_seq, (best_lp, best_lps) = max(finished.items(), key=rank)
-    return list(best_seq), best_lp, best_lps
+        best_seq, (best_lp, best_lps) = max(finished[g].items(), key=rank)
+        picks.append((list(best_seq), best_lp, best_lps))
+    return picks

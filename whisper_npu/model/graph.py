@@ -243,7 +243,7 @@ def build_encoder(m: Ct2Model, dims: ModelDims) -> onnx.ModelProto:
     return _model(graph)
 
 
-def build_decoder(m: Ct2Model, dims: ModelDims) -> onnx.ModelProto:
+def build_decoder(m: Ct2Model, dims: ModelDims, alignment_layers: frozenset[int] = frozenset()) -> onnx.ModelProto:
     g = _Builder()
     d, h = dims.n_text_state, dims.n_text_head
     hd = d // h
@@ -257,6 +257,8 @@ def build_decoder(m: Ct2Model, dims: ModelDims) -> onnx.ModelProto:
     # Positions P .. P+T-1 where P is the cached length, read off past_v0's shape.
     tok_shape = g.op("Shape", ["tokens"])
     t_len = g.op("Gather", [tok_shape, g.const(1)], axis=0)
+    t_1d = g.op("Gather", [tok_shape, g.const([1])], axis=0)
+    bk_1d = g.op("Gather", [g.op("Shape", ["cross_k0"]), g.const([0])], axis=0)
     past_shape = g.op("Shape", ["past_v0"])
     p_len = g.op("Gather", [past_shape, g.const(2)], axis=0)
     total = g.op("Add", [p_len, t_len])
@@ -330,9 +332,23 @@ def build_decoder(m: Ct2Model, dims: ModelDims) -> onnx.ModelProto:
             m.get(f"{src}/attention/linear_0/weight") * hd**-0.5,
             m.get(f"{src}/attention/linear_0/bias") * hd**-0.5,
         )
+        # Rows are grouped by window: rows [g*R, (g+1)*R) attend to window g's K/V, R = B / Bk
+        # (R = B when one window's beams share Bk = 1). A 5-D view lets MatMul broadcast the
+        # window's K/V over its rows instead of copying them per beam.
         q = g.heads(q, h, hd, [0, 2, 1, 3])
-        p = g.op("Softmax", [g.op("MatMul", [q, cross_k])], axis=-1)
-        o = g.merge_heads(g.op("MatMul", [p, cross_v]), d)
+        q5 = g.op("Reshape", [q, g.op("Concat", [bk_1d, g.const([-1, h]), t_1d, g.const([hd])], axis=0)])
+        k5 = g.op("Unsqueeze", [cross_k, g.const([1])])
+        v5 = g.op("Unsqueeze", [cross_v, g.const([1])])
+        p = g.op("Softmax", [g.op("MatMul", [q5, k5])], axis=-1)
+        o = g.op("Reshape", [g.op("MatMul", [p, v5]), g.op("Concat", [g.const([-1, h]), t_1d, g.const([hd])], axis=0)])
+        o = g.merge_heads(o, d)
+        if i in alignment_layers:
+            # cross-attention weights [B, H, T, S] for word timestamps (alignment heads are picked in numpy)
+            probs = g.op("Reshape", [p, g.op("Concat", [g.const([-1, h]), t_1d, g.const([dims.n_audio_ctx])], axis=0)])
+            g.nodes.append(helper.make_node("Identity", [probs], [f"cross_p{i}"], name=f"cross_p{i}.out"))
+            outputs.append(
+                helper.make_tensor_value_info(f"cross_p{i}", TensorProto.FLOAT, ["B", h, "T", dims.n_audio_ctx])
+            )
         o = g.linear(
             o,
             f"{name}.cross_attn.out",

@@ -126,6 +126,11 @@ class WhisperModel:
         self._encoder = encoder
         self._decoder = decoder
         self.counter = RunCounter()
+        self._decoder_outputs = (
+            list(decoder.output_names)
+            if isinstance(decoder, SegmentedGraph)
+            else [o.name for o in decoder.get_outputs()]
+        )
 
     @classmethod
     def load(
@@ -144,7 +149,8 @@ class WhisperModel:
         try:
             dims = ModelDims.from_ct2(ct2)
             encoder_proto = build_encoder(ct2, dims)
-            decoder_proto = build_decoder(ct2, dims)
+            heads = [tuple(h) for h in ct2.config.get("alignment_heads", [])]
+            decoder_proto = build_decoder(ct2, dims, frozenset(layer for layer, _ in heads))
         except (KeyError, ValueError) as exc:
             raise ModelError(f"{model_dir}: unexpected Whisper weights ({exc})") from None
         opts = ort.SessionOptions()
@@ -172,16 +178,21 @@ class WhisperModel:
         return EncoderOutput(list(outs[0 : 2 * n : 2]), list(outs[1 : 2 * n : 2]))
 
     def decode(
-        self, tokens: np.ndarray, enc: EncoderOutput, cache: KVCache | None = None
-    ) -> tuple[np.ndarray, KVCache]:
-        """One decoder pass over ``tokens`` [B, T] after ``cache``; returns logits [B, T, vocab]."""
+        self, tokens: np.ndarray, enc: EncoderOutput, cache: KVCache | None = None, return_attention: bool = False
+    ) -> tuple[np.ndarray, KVCache] | tuple[np.ndarray, KVCache, np.ndarray]:
+        """One decoder pass over ``tokens`` [B, T] after ``cache``; returns logits [B, T, vocab].
+
+        Rows are grouped by window: with ``enc.batch`` = N windows, B must be a
+        multiple of N and rows [g*B/N, (g+1)*B/N) belong to window g (its beams).
+        ``return_attention`` adds the alignment heads' cross-attention weights.
+        """
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
         if tokens.ndim == 1:
             tokens = tokens[None]
         batch = tokens.shape[0]
         if cache is None:
             cache = KVCache.empty(self.dims, batch)
-        if enc.batch not in (1, batch) or cache.batch != batch:
+        if batch % enc.batch or cache.batch != batch:
             raise ValueError(f"batch mismatch: tokens {batch}, encoder {enc.batch}, cache {cache.batch}")
         feeds: dict[str, np.ndarray] = {"tokens": tokens}
         for i in range(self.dims.n_text_layer):
@@ -192,5 +203,23 @@ class WhisperModel:
         t0 = time.perf_counter()
         outs = self._decoder.run(None, feeds)
         self.counter.add("decoder", time.perf_counter() - t0)
-        n = self.dims.n_text_layer
-        return outs[0], KVCache(list(outs[1 : 1 + 2 * n : 2]), list(outs[2 : 2 + 2 * n : 2]))
+        cache = KVCache(*self._split_present(outs))
+        if return_attention:
+            return outs[0], cache, self._alignment_weights(outs)
+        return outs[0], cache
+
+    def _split_present(self, outs: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        names = self._decoder_outputs
+        k = [outs[names.index(f"present_k{i}")] for i in range(self.dims.n_text_layer)]
+        v = [outs[names.index(f"present_v{i}")] for i in range(self.dims.n_text_layer)]
+        return k, v
+
+    def _alignment_weights(self, outs: list[np.ndarray]) -> np.ndarray:
+        """Cross-attention weights of the alignment heads: [B, n_heads, T, 1500]."""
+        names = self._decoder_outputs
+        heads = self.config.get("alignment_heads") or [
+            [layer, head]
+            for layer in range(self.dims.n_text_layer // 2, self.dims.n_text_layer)
+            for head in range(self.dims.n_text_head)
+        ]
+        return np.stack([outs[names.index(f"cross_p{layer}")][:, head] for layer, head in heads], axis=1)
