@@ -104,6 +104,11 @@ class LoadedModel:
 _CACHE: dict[tuple[str, str, str, int], LoadedModel] = {}
 
 
+def clear_cache() -> None:
+    """Forget loaded models (their sessions, and any NPU hardware contexts they hold)."""
+    _CACHE.clear()
+
+
 def _check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
     if value not in choices:
         raise WhisperNpuError(f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
