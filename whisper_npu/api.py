@@ -20,6 +20,7 @@ from whisper_npu.errors import WhisperNpuError
 from whisper_npu.report import RunReport
 
 DEVICES = ("auto", "cpu", "npu")
+VAD_AUTO_SECONDS = 30.0  # VAD is on by default for audio longer than one window
 NPU_RUNTIMES = ("auto", "xrt", "emulator")
 
 
@@ -215,19 +216,29 @@ def transcribe(
             samples = load_audio(audio)
     report.audio_s = len(samples) / SAMPLE_RATE
 
-    with report.stage("mel"):
-        mel = log_mel_spectrogram(
-            samples,
-            n_mels=loaded.model.dims.n_mels,
-            padding=N_SAMPLES,
-            mel_op=loaded.npu.mel_op_for(loaded.model.dims.n_mels) if loaded.npu is not None else None,
-        )
-    if loaded.npu is None:
-        report.record_op("mel", "cpu", report.stages["mel"])
-
+    mel_op = loaded.npu.mel_op_for(loaded.model.dims.n_mels) if loaded.npu is not None else None
+    n_mels = loaded.model.dims.n_mels
+    use_vad = opts.vad if opts.vad is not None else report.audio_s > VAD_AUTO_SECONDS
     counter = loaded.model.counter
     runs_before = dict(counter.calls), dict(counter.seconds)
-    output = transcribe_mel(loaded.model, mel, opts, report)
+    if use_vad:
+        from whisper_npu.longform import transcribe_chunks
+        from whisper_npu.vad import merge_chunks, speech_regions
+
+        with report.stage("vad"):
+            chunks = merge_chunks(samples, speech_regions(samples))
+        report.record_op("vad (silero)", "cpu", report.stages["vad"])
+        with report.stage("mel"):
+            mels = [log_mel_spectrogram(c.audio, n_mels=n_mels, padding=N_SAMPLES, mel_op=mel_op) for c in chunks]
+        output = transcribe_chunks(loaded.model, mels, chunks, opts, report)
+        report.info["vad_chunks"] = len(chunks)
+        report.info["speech_s"] = round(sum(len(c.audio) for c in chunks) / SAMPLE_RATE, 3)
+    else:
+        with report.stage("mel"):
+            mel = log_mel_spectrogram(samples, n_mels=n_mels, padding=N_SAMPLES, mel_op=mel_op)
+        output = transcribe_mel(loaded.model, mel, opts, report)
+    if loaded.npu is None:
+        report.record_op("mel", "cpu", report.stages["mel"])
     _record_graph_ops(report, counter, runs_before, loaded.npu is not None)
     segments = output.segments
     text = "".join(s.text for s in segments).strip()
@@ -238,6 +249,7 @@ def transcribe(
         device=loaded.device,
         threads=threads,
         beam_size=opts.beam_size,
+        vad=use_vad,
     )
     if loaded.npu is not None:
         report.info["npu"] = loaded.npu.describe()

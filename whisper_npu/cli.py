@@ -62,10 +62,6 @@ BeamOpt = Annotated[int, typer.Option(help="Beam size (1 = greedy).", min=1)]
 ThreadsOpt = Annotated[int, typer.Option(help="CPU threads (0 = onnxruntime default).", min=0)]
 
 
-def _transcribe_options(beam_size: int, language: str | None, task: str) -> dict:
-    return {"beam_size": beam_size, "language": language, "task": task}
-
-
 @app.command()
 def transcribe(
     paths: Annotated[list[str], typer.Argument(help="Audio files, folders or glob patterns.")],
@@ -80,27 +76,69 @@ def transcribe(
     threads: ThreadsOpt = 0,
     overwrite: Annotated[bool, typer.Option(help="Batch: redo files whose outputs exist.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No run report.")] = False,
+    vad: Annotated[
+        bool | None, typer.Option("--vad/--no-vad", help="Silero VAD chunks (default: on above 30 s).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="VAD chunks decoded together.", min=1)] = 8,
+    word_timestamps: Annotated[bool, typer.Option(help="Word start/end/probability in JSON.")] = False,
+    word_level: Annotated[bool, typer.Option(help="One SRT/VTT cue per word (implies --word-timestamps).")] = False,
+    align: Annotated[bool, typer.Option(help="Refine word times with WhisperX wav2vec2 (whisperx extra).")] = False,
+    diarize: Annotated[bool, typer.Option(help="Speaker labels with WhisperX + pyannote (whisperx extra).")] = False,
 ) -> None:
     """Transcribe a file (prints a run report) or a whole folder (batch mode)."""
     from whisper_npu import api
 
     formats = [f.value for f in output_format]
-    options = _transcribe_options(beam_size, language, task)
+    options = {
+        "beam_size": beam_size,
+        "language": language,
+        "task": task,
+        "vad": vad,
+        "batch_size": batch_size,
+        "word_timestamps": word_timestamps or word_level or align or diarize,
+    }
+    post = _whisperx_postprocess(align, diarize)
     single = len(paths) == 1 and Path(paths[0]).is_file()
     if not single and len(paths) == 1 and not Path(paths[0]).exists() and not any(c in paths[0] for c in "*?["):
         raise WhisperNpuError(f"file not found: {paths[0]}")
     loaded = api.load_model(model, device=device.value, npu_runtime=npu_runtime.value, threads=threads)
     if single:
-        _transcribe_file(api, Path(paths[0]), loaded, options, output_dir, formats, quiet)
+        _transcribe_file(api, Path(paths[0]), loaded, options, output_dir, formats, quiet, word_level, post)
         return
     _transcribe_batch(api, paths, loaded, options, output_dir, formats, overwrite, quiet)
 
 
-def _transcribe_file(api, path: Path, loaded, options: dict, output_dir: Path, formats: list[str], quiet: bool) -> None:
+def _whisperx_postprocess(align: bool, diarize: bool):
+    """Checks up front (one-line error before any work) and returns the post-processing step, if any."""
+    if not (align or diarize):
+        return None
+    from whisper_npu import whisperx_compat
+
+    whisperx_compat._require_whisperx()
+
+    def run(data: dict, path: Path) -> dict:
+        from whisper_npu.audio import load_audio
+
+        audio = load_audio(path)
+        if align:
+            data = {**data, **whisperx_compat.align(data, audio)}
+        if diarize:
+            data = {**data, **whisperx_compat.diarize(data, audio)}
+        return data
+
+    return run
+
+
+def _transcribe_file(
+    api, path: Path, loaded, options: dict, output_dir: Path, formats: list[str], quiet: bool, word_level: bool, post
+) -> None:
     from whisper_npu.writers import write_outputs
 
     result = api.transcribe(path, model=loaded, **options)
-    written = write_outputs(result.to_dict(), output_dir, path.stem, formats)
+    data = result.to_dict()
+    if post is not None:
+        data = post(data, path)
+    written = write_outputs(data, output_dir, path.stem, formats, word_level=word_level)
     if not quiet:
         out.print(result.text)
         result.report.render(err)

@@ -12,14 +12,14 @@ decodes with low confidence is skipped, so silence yields no text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from whisper_npu.decoding import DecodingOptions, DecodingResult, decode_window, detect_language
 from whisper_npu.features import HOP_LENGTH, N_FRAMES, SAMPLE_RATE, pad_or_trim
-from whisper_npu.model.whisper import WhisperModel
+from whisper_npu.model.whisper import EncoderOutput, WhisperModel
 from whisper_npu.report import RunReport
 from whisper_npu.tokenizer import TIME_PRECISION, Tokenizer
 
@@ -47,12 +47,15 @@ class TranscribeOptions:
     max_initial_timestamp: float = 1.0
     suppress_blank: bool = True
     suppress_tokens: tuple[int, ...] = (-1,)
+    vad: bool | None = None  # None: on for audio longer than 30 s
+    batch_size: int = 8  # VAD chunks decoded together (scripts/bench_meeting.py: 8 beat 2 and 4 here)
+    word_timestamps: bool = False
 
     def __post_init__(self) -> None:
         from whisper_npu.errors import WhisperNpuError
 
-        if self.beam_size < 1 or self.best_of < 1:
-            raise WhisperNpuError("beam size and best-of must be at least 1")
+        if self.beam_size < 1 or self.best_of < 1 or self.batch_size < 1:
+            raise WhisperNpuError("beam size, best-of and batch size must be at least 1")
         if self.task not in ("transcribe", "translate"):
             raise WhisperNpuError(f"unknown task {self.task!r}: use transcribe or translate")
         if isinstance(self.temperatures, (int, float)):
@@ -99,22 +102,7 @@ def _decode_with_fallback(
             max_initial_timestamp=options.max_initial_timestamp,
         )
         result = decode_window(model, enc, tokenizer, dec)
-        needs_fallback = False
-        if (
-            options.compression_ratio_threshold is not None
-            and result.compression_ratio > options.compression_ratio_threshold
-        ):
-            needs_fallback = True
-        if options.log_prob_threshold is not None and result.avg_logprob < options.log_prob_threshold:
-            needs_fallback = True
-        if (
-            options.no_speech_threshold is not None
-            and result.no_speech_prob > options.no_speech_threshold
-            and options.log_prob_threshold is not None
-            and result.avg_logprob < options.log_prob_threshold
-        ):
-            needs_fallback = False  # silence: skipping beats decoding it again
-        if not needs_fallback:
+        if not _needs_fallback(result, options):
             break
     assert result is not None
     return result
@@ -184,15 +172,12 @@ def transcribe_mel(
                 tokenizer.language = language
             prompt = all_tokens[prompt_reset_since:] if options.condition_on_previous_text else []
             result = _decode_with_fallback(model, enc, tokenizer, options, prompt)
-        if (
-            options.no_speech_threshold is not None
-            and result.no_speech_prob > options.no_speech_threshold
-            and (options.log_prob_threshold is None or result.avg_logprob < options.log_prob_threshold)
-        ):
+        if _is_silence(result, options):
             seek += window_frames
             continue
         pieces, advance = _split_segments(result.tokens, tokenizer, time_offset, window_frames)
         seek += max(advance, 1)
+        first_new = len(segments)
         for start, end, toks in pieces:
             text = tokenizer.decode(toks)
             if start >= end or not text.strip():
@@ -212,6 +197,161 @@ def transcribe_mel(
                 )
             )
             all_tokens.extend(toks)
+        if options.word_timestamps and len(segments) > first_new:
+            with report.stage("decoder"):
+                add_word_timestamps(model, enc, tokenizer, segments[first_new:], time_offset, window_frames)
         if not options.condition_on_previous_text or result.temperature > options.prompt_reset_on_temperature:
             prompt_reset_since = len(all_tokens)
     return TranscriptionOutput(segments, language or "en", language_probability)
+
+
+def add_word_timestamps(
+    model: WhisperModel,
+    enc: Any,
+    tokenizer: Tokenizer,
+    segments: list[Segment],
+    time_offset: float,
+    num_frames: int,
+    to_original: Any = None,
+) -> None:
+    """Align all segments of one window at once and hand each segment its words (inside its bounds)."""
+    from whisper_npu.alignment import clamp_long_words, find_alignment, merge_punctuations
+
+    text = [[t for t in seg.tokens if t < tokenizer.eot] for seg in segments]
+    words = find_alignment(model, enc, tokenizer, [t for toks in text for t in toks], num_frames)
+    clamp_long_words(words)
+    words = merge_punctuations(words)
+    index = 0
+    for seg, toks in zip(segments, text, strict=True):
+        remaining = len(toks)
+        seg.words = []
+        while index < len(words) and remaining > 0:
+            w = words[index]
+            start, end = time_offset + w.start, time_offset + w.end
+            if to_original is not None:
+                start, end = to_original(w.start), to_original(w.end)
+            start = min(max(start, seg.start), seg.end)
+            end = min(max(end, start), seg.end)
+            seg.words.append({"word": w.word, "start": round(start, 3), "end": round(end, 3),
+                              "probability": round(w.probability, 4)})  # fmt: skip
+            remaining -= len(w.tokens)
+            index += 1
+
+
+def transcribe_chunks(
+    model: WhisperModel, mels: list[np.ndarray], chunks: list[Any], options: TranscribeOptions, report: RunReport
+) -> TranscriptionOutput:
+    """Decode VAD chunks (each <= 30 s of speech) ``batch_size`` at a time, one segment per chunk.
+
+    Chunks are independent (no previous-text prompt, as in WhisperX's batched
+    pipeline), which is what lets them share decoder calls; a chunk whose output
+    fails the compression-ratio / log-prob checks is decoded again alone with
+    temperature fallback. Times map back to the original audio through each
+    chunk's :class:`~whisper_npu.vad.TimeMap`.
+    """
+    from whisper_npu.decoding import decode_batch
+
+    tokenizer = Tokenizer.from_file(
+        model.tokenizer_file, multilingual=model.is_multilingual, task=options.task, language=options.language
+    )
+    language = options.language if model.is_multilingual else "en"
+    language_probability = 1.0
+    segments: list[Segment] = []
+    prompt = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
+    for first in range(0, len(mels), options.batch_size):
+        with report.stage("encoder"):
+            # one window at a time: batching the encoder was slower here (cache-bound), batching
+            # the decoder is what pays; the windows' K/V are stacked for the batched decoder
+            encs = [model.encode(pad_or_trim(m, N_FRAMES)[None]) for m in mels[first : first + options.batch_size]]
+            enc = EncoderOutput.concat(encs)
+        with report.stage("decoder"):
+            if language is None:
+                language, language_probability = detect_language(model, enc.select(np.array([0])), tokenizer)
+                tokenizer.language = language
+            dec = DecodingOptions(
+                temperature=0.0,
+                beam_size=options.beam_size,
+                patience=options.patience,
+                length_penalty=options.length_penalty,
+                prompt=prompt,
+                suppress_tokens=tuple(options.suppress_tokens),
+                suppress_blank=options.suppress_blank,
+                without_timestamps=True,
+            )
+            results = decode_batch(model, enc, tokenizer, dec)
+            for i, result in enumerate(results):
+                if _needs_fallback(result, options) and len(options.temperatures) > 1:
+                    retry = replace(options, temperatures=tuple(options.temperatures[1:]), without_timestamps=True)
+                    results[i] = _decode_with_fallback(model, enc.select(np.array([i])), tokenizer, retry, prompt)
+        for i, result in enumerate(results):
+            chunk = chunks[first + i]
+            if _is_silence(result, options) or not result.text.strip():
+                continue
+            seg = Segment(
+                id=len(segments),
+                seek=0,
+                start=round(chunk.timemap.start, 3),
+                end=round(chunk.timemap.end, 3),
+                text=result.text,
+                tokens=result.tokens,
+                temperature=result.temperature,
+                avg_logprob=result.avg_logprob,
+                compression_ratio=result.compression_ratio,
+                no_speech_prob=result.no_speech_prob,
+            )
+            regions = chunk.timemap.regions
+            if options.word_timestamps or len(regions) > 1:
+                with report.stage("decoder"):
+                    frames = min(N_FRAMES, len(chunk.audio) // HOP_LENGTH)
+                    add_word_timestamps(
+                        model, enc.select(np.array([i])), tokenizer, [seg], 0.0, frames, chunk.timemap.to_original
+                    )
+            for part in _split_by_region(seg, regions, tokenizer) if len(regions) > 1 else [seg]:
+                part.id = len(segments)
+                if not options.word_timestamps:
+                    part.words = []
+                segments.append(part)
+    return TranscriptionOutput(segments, language or "en", language_probability)
+
+
+def _split_by_region(seg: Segment, regions: list[tuple[int, int]], tokenizer: Tokenizer) -> list[Segment]:
+    """One segment per speech region of a packed chunk, using the words' aligned times."""
+    groups: dict[int, list[dict[str, Any]]] = {}
+    bounds = [start / SAMPLE_RATE for start, _ in regions]
+    for word in seg.words:
+        idx = max(0, int(np.searchsorted(bounds, (word["start"] + word["end"]) / 2, side="right")) - 1)
+        groups.setdefault(idx, []).append(word)
+    if len(groups) <= 1:
+        return [seg]
+    parts = []
+    for idx in sorted(groups):
+        words = groups[idx]
+        text = "".join(w["word"] for w in words)
+        parts.append(
+            replace(
+                seg,
+                start=max(words[0]["start"], round(regions[idx][0] / SAMPLE_RATE, 3)),
+                end=words[-1]["end"],
+                text=text,
+                tokens=tokenizer.encode(text),
+                words=words,
+            )
+        )
+    return parts
+
+
+def _needs_fallback(result: DecodingResult, options: TranscribeOptions) -> bool:
+    """Too repetitive (hallucination loop) or too unsure, unless the model calls it silence."""
+    ratio = options.compression_ratio_threshold
+    too_repetitive = ratio is not None and result.compression_ratio > ratio
+    too_unsure = options.log_prob_threshold is not None and result.avg_logprob < options.log_prob_threshold
+    return (too_repetitive or too_unsure) and not _is_silence(result, options)
+
+
+def _is_silence(result: DecodingResult, options: TranscribeOptions) -> bool:
+    """The model's no-speech probability is high and its text is unsure: skip the window."""
+    return (
+        options.no_speech_threshold is not None
+        and result.no_speech_prob > options.no_speech_threshold
+        and (options.log_prob_threshold is None or result.avg_logprob < options.log_prob_threshold)
+    )

@@ -49,6 +49,17 @@ class EncoderOutput:
     def select(self, index: np.ndarray) -> EncoderOutput:
         return EncoderOutput([k[index] for k in self.cross_k], [v[index] for v in self.cross_v])
 
+    @classmethod
+    def concat(cls, outputs: list[EncoderOutput]) -> EncoderOutput:
+        """Stack several encoder outputs along the batch axis (windows encoded separately)."""
+        if len(outputs) == 1:
+            return outputs[0]
+        layers = range(len(outputs[0].cross_k))
+        return cls(
+            [np.concatenate([o.cross_k[i] for o in outputs]) for i in layers],
+            [np.concatenate([o.cross_v[i] for o in outputs]) for i in layers],
+        )
+
 
 @dataclass
 class KVCache:
