@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 import soundfile as sf
 
 import whisper_npu
+from tests.conftest import AUDIO_DIR, manifest, words
+from whisper_npu.bench import word_error_rate
 from whisper_npu.errors import AudioError, WhisperNpuError
-
-AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
-
-
-def _manifest() -> dict[str, str]:
-    rows = (AUDIO / "MANIFEST.tsv").read_text().splitlines()
-    header = rows[0].split("\t")
-    out = {}
-    for row in rows[1:]:
-        cols = dict(zip(header, row.split("\t"), strict=False))
-        out[cols["path"]] = cols["reference_transcript"]
-    return out
-
-
-def _words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
-
-
-def _wer(ref: str, hyp: str) -> float:
-    import jiwer
-
-    return jiwer.wer(" ".join(_words(ref)), " ".join(_words(hyp)))
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +17,8 @@ def tiny():
 
 
 def test_jfk_words_and_report(tiny):
-    result = whisper_npu.transcribe(AUDIO / "jfk" / "jfk.wav", model=tiny, beam_size=5)
-    assert "ask not what your country can do for you" in " ".join(_words(result.text))
+    result = whisper_npu.transcribe(AUDIO_DIR / "jfk" / "jfk.wav", model=tiny, beam_size=5)
+    assert "ask not what your country can do for you" in " ".join(words(result.text))
     assert result.language == "en"
     report = result.report
     assert report.audio_s == pytest.approx(11.0, abs=0.05)
@@ -57,19 +34,19 @@ def test_jfk_words_and_report(tiny):
     assert data["report"]["ops"]["mel"]["backends"]["cpu"]["calls"] == 1
 
 
-@pytest.mark.parametrize("rel", sorted(_manifest()))
+@pytest.mark.parametrize("rel", sorted(manifest()))
 def test_recordings_match_reference(tiny, rel):
-    ref = _manifest()[rel]
-    result = whisper_npu.transcribe(AUDIO / rel, model=tiny, beam_size=5)
+    ref = manifest()[rel]
+    result = whisper_npu.transcribe(AUDIO_DIR / rel, model=tiny, beam_size=5)
     # tiny.en's own error rate on these clips is a few percent; 15 % catches a broken engine.
-    assert _wer(ref, result.text) < 0.15, result.text
+    assert word_error_rate(ref, result.text) < 0.15, result.text
 
 
 def test_array_input_is_resampled(tiny):
-    audio, sr = sf.read(AUDIO / "jfk" / "jfk.wav", dtype="float32")
+    audio, sr = sf.read(AUDIO_DIR / "jfk" / "jfk.wav", dtype="float32")
     # 16 kHz -> 8 kHz by decimation keeps speech intelligible; the API resamples it back.
     result = whisper_npu.transcribe(audio[::2].copy(), model=tiny, sample_rate=8000, beam_size=1)
-    assert "your country" in " ".join(_words(result.text))
+    assert "your country" in " ".join(words(result.text))
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, tiny):
@@ -85,4 +62,4 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny):
 
 def test_bad_option_is_one_line_error(tiny):
     with pytest.raises(WhisperNpuError, match="option"):
-        whisper_npu.transcribe(AUDIO / "jfk" / "jfk.wav", model=tiny, no_such_option=1)
+        whisper_npu.transcribe(AUDIO_DIR / "jfk" / "jfk.wav", model=tiny, no_such_option=1)

@@ -157,6 +157,17 @@ def _qkv_split(m: Ct2Model, prefix: str, dim: int, scale: float) -> tuple[np.nda
     return w, b
 
 
+def _self_attention_qkv(g: _Builder, m: Ct2Model, x: str, src: str, name: str, h: int, hd: int) -> tuple[str, str, str]:
+    """Pre-LN + fused QKV projection (``<name>.qkv``) split into heads: q [B,H,T,hd], k [B,H,hd,T], v [B,H,T,hd]."""
+    d = h * hd
+    a = g.layer_norm(
+        x, f"{name}.ln", m.get(f"{src}/self_attention/layer_norm/gamma"), m.get(f"{src}/self_attention/layer_norm/beta")
+    )
+    w, b = _qkv_split(m, f"{src}/self_attention/linear_0", d, hd**-0.5)
+    q, k, v = g.ops("Split", [g.linear(a, f"{name}.qkv", w, b), g.const([d, d, d])], 3, axis=-1)
+    return g.heads(q, h, hd, [0, 2, 1, 3]), g.heads(k, h, hd, [0, 2, 3, 1]), g.heads(v, h, hd, [0, 2, 1, 3])
+
+
 def _mlp(g: _Builder, m: Ct2Model, x: str, src: str, name: str) -> str:
     h = g.layer_norm(x, f"{name}.mlp.ln", m.get(f"{src}/ffn/layer_norm/gamma"), m.get(f"{src}/ffn/layer_norm/beta"))
     h = g.linear(h, f"{name}.mlp.fc1", m.get(f"{src}/ffn/linear_0/weight"), m.get(f"{src}/ffn/linear_0/bias"))
@@ -199,18 +210,7 @@ def build_encoder(m: Ct2Model, dims: ModelDims) -> onnx.ModelProto:
 
     for i in range(dims.n_audio_layer):
         src, name = f"encoder/layer_{i}", f"encoder.layer{i}"
-        a = g.layer_norm(
-            x,
-            f"{name}.attn.ln",
-            m.get(f"{src}/self_attention/layer_norm/gamma"),
-            m.get(f"{src}/self_attention/layer_norm/beta"),
-        )
-        w, b = _qkv_split(m, f"{src}/self_attention/linear_0", d, hd**-0.5)
-        qkv = g.linear(a, f"{name}.attn.qkv", w, b)
-        q, k, v = g.ops("Split", [qkv, g.const([d, d, d])], 3, axis=-1)
-        q = g.heads(q, h, hd, [0, 2, 1, 3])
-        k = g.heads(k, h, hd, [0, 2, 3, 1])
-        v = g.heads(v, h, hd, [0, 2, 1, 3])
+        q, k, v = _self_attention_qkv(g, m, x, src, f"{name}.attn", h, hd)
         p = g.op("Softmax", [g.op("MatMul", [q, k])], axis=-1)
         o = g.merge_heads(g.op("MatMul", [p, v]), d)
         o = g.linear(
@@ -285,18 +285,7 @@ def build_decoder(m: Ct2Model, dims: ModelDims, alignment_layers: frozenset[int]
             helper.make_tensor_value_info(past_v, TensorProto.FLOAT, ["B", h, "P", hd]),
         ]
         # self-attention with cache
-        a = g.layer_norm(
-            x,
-            f"{name}.self_attn.ln",
-            m.get(f"{src}/self_attention/layer_norm/gamma"),
-            m.get(f"{src}/self_attention/layer_norm/beta"),
-        )
-        w, b = _qkv_split(m, f"{src}/self_attention/linear_0", d, hd**-0.5)
-        qkv = g.linear(a, f"{name}.self_attn.qkv", w, b)
-        q, k, v = g.ops("Split", [qkv, g.const([d, d, d])], 3, axis=-1)
-        q = g.heads(q, h, hd, [0, 2, 1, 3])
-        k = g.heads(k, h, hd, [0, 2, 3, 1])
-        v = g.heads(v, h, hd, [0, 2, 1, 3])
+        q, k, v = _self_attention_qkv(g, m, x, src, f"{name}.self_attn", h, hd)
         present_k, present_v = f"present_k{i}", f"present_v{i}"
         g.nodes.append(helper.make_node("Concat", [past_k, k], [present_k], name=f"{name}.cache_k", axis=3))
         g.nodes.append(helper.make_node("Concat", [past_v, v], [present_v], name=f"{name}.cache_v", axis=2))
