@@ -75,7 +75,7 @@ class BatchSummary:
         }
 
 
-def _has_glob(text: str) -> bool:
+def has_glob(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 
 
@@ -93,7 +93,7 @@ def discover(inputs: Iterable[str | Path]) -> tuple[list[BatchItem], list[FileOu
 
     for raw in inputs:
         text = str(raw)
-        if _has_glob(text):
+        if has_glob(text):
             matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
             files = [p for p in matches if p.is_file()]
             if not files:

@@ -98,8 +98,10 @@ def transcribe(
         "word_timestamps": word_timestamps or word_level or align or diarize,
     }
     post = _whisperx_postprocess(align, diarize)
+    from whisper_npu.batch import has_glob
+
     single = len(paths) == 1 and Path(paths[0]).is_file()
-    if not single and len(paths) == 1 and not Path(paths[0]).exists() and not any(c in paths[0] for c in "*?["):
+    if not single and len(paths) == 1 and not Path(paths[0]).exists() and not has_glob(paths[0]):
         raise WhisperNpuError(f"file not found: {paths[0]}")
     loaded = api.load_model(model, device=device.value, npu_runtime=npu_runtime.value, threads=threads)
     if single:

@@ -23,7 +23,19 @@ from typing import Any
 from whisper_npu.errors import ModelError
 
 REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
-REGISTRY_FILE = Path(__file__).resolve().parents[2] / "models" / "registry.json"
+_SOURCE_REGISTRY = Path(__file__).resolve().parents[2] / "models" / "registry.json"
+
+
+def _registry_file() -> Path:
+    """models/registry.json in a source tree or editable install; the packaged copy otherwise."""
+    if _SOURCE_REGISTRY.is_file():
+        return _SOURCE_REGISTRY
+    from importlib.resources import files
+
+    return Path(str(files("whisper_npu._models") / "registry.json"))
+
+
+REGISTRY_FILE = _registry_file()
 
 
 @dataclass(frozen=True)

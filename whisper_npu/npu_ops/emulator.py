@@ -36,7 +36,6 @@ import numpy as np
 
 from whisper_npu.npu_ops import kernels
 
-EMULATED = True
 STUB_MAGIC = b"WNPU-EMU-XCLBIN\x00"
 INSTS_MAGIC = 0x5550_4E57  # "WNPU" little-endian
 KIND_IDS = {"mm_i8": 1, "mel_bf16x3": 2}
