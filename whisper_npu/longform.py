@@ -259,11 +259,9 @@ def transcribe_chunks(
     segments: list[Segment] = []
     prompt = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
     for first in range(0, len(mels), options.batch_size):
+        enc = None  # free the previous batch's K/V before encoding the next one
         with report.stage("encoder"):
-            # one window at a time: batching the encoder was slower here (cache-bound), batching
-            # the decoder is what pays; the windows' K/V are stacked for the batched decoder
-            encs = [model.encode(pad_or_trim(m, N_FRAMES)[None]) for m in mels[first : first + options.batch_size]]
-            enc = EncoderOutput.concat(encs)
+            enc = encode_windows(model, mels[first : first + options.batch_size])
         with report.stage("decoder"):
             if language is None:
                 language, language_probability = detect_language(model, enc.select(np.array([0])), tokenizer)
@@ -312,6 +310,27 @@ def transcribe_chunks(
                     part.words = []
                 segments.append(part)
     return TranscriptionOutput(segments, language or "en", language_probability)
+
+
+def encode_windows(model: WhisperModel, mels: list[np.ndarray]) -> EncoderOutput:
+    """Encode windows one at a time into one batch of cross-attention K/V.
+
+    One window at a time because batching the encoder was slower here (cache-bound) while
+    batching the decoder is what pays; each window's K/V is copied into preallocated batch
+    arrays as it is produced, so peak memory is the batch plus one window, not twice the batch.
+    """
+    out: EncoderOutput | None = None
+    for i, mel in enumerate(mels):
+        one = model.encode(pad_or_trim(mel, N_FRAMES)[None])
+        if out is None:
+            out = EncoderOutput(
+                [np.empty((len(mels), *k.shape[1:]), k.dtype) for k in one.cross_k],
+                [np.empty((len(mels), *v.shape[1:]), v.dtype) for v in one.cross_v],
+            )
+        for dst, src in zip(out.cross_k + out.cross_v, one.cross_k + one.cross_v, strict=True):
+            dst[i] = src[0]
+    assert out is not None
+    return out
 
 
 def _split_by_region(seg: Segment, regions: list[tuple[int, int]], tokenizer: Tokenizer) -> list[Segment]:

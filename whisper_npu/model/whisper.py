@@ -49,17 +49,6 @@ class EncoderOutput:
     def select(self, index: np.ndarray) -> EncoderOutput:
         return EncoderOutput([k[index] for k in self.cross_k], [v[index] for v in self.cross_v])
 
-    @classmethod
-    def concat(cls, outputs: list[EncoderOutput]) -> EncoderOutput:
-        """Stack several encoder outputs along the batch axis (windows encoded separately)."""
-        if len(outputs) == 1:
-            return outputs[0]
-        layers = range(len(outputs[0].cross_k))
-        return cls(
-            [np.concatenate([o.cross_k[i] for o in outputs]) for i in layers],
-            [np.concatenate([o.cross_v[i] for o in outputs]) for i in layers],
-        )
-
 
 @dataclass
 class KVCache:
@@ -171,6 +160,10 @@ class WhisperModel:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        # No memory arena: it keeps the high-water mark of every shape the decoder has seen
+        # (prompt lengths vary) and of the encoder's activations; measured on a 10-minute file,
+        # peak RSS fell from ~970 MB to ~750 MB with run time within noise.
+        opts.enable_cpu_mem_arena = False
         encoder = _session(encoder_proto, "encoder", opts, router)
         del encoder_proto
         decoder = _session(decoder_proto, "decoder", opts, router)
