@@ -46,10 +46,11 @@ def build_long_file(minutes: float, path: Path) -> float:
 
 def _run(system: str, model: str, path: str, beam: int, threads: int, queue: mp.Queue) -> None:
     t0 = time.perf_counter()
-    if system == "whisper-npu (cpu)":
+    if system.startswith("whisper-npu"):
         import whisper_npu
 
-        result = whisper_npu.transcribe(path, model=model, device="cpu", beam_size=beam, threads=threads)
+        vad = None if system == "whisper-npu (cpu)" else False  # default: VAD on above 30 s
+        result = whisper_npu.transcribe(path, model=model, device="cpu", beam_size=beam, threads=threads, vad=vad)
         words = len(result.text.split())
     else:
         from faster_whisper import WhisperModel
@@ -79,7 +80,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "long.wav"
         duration = build_long_file(args.minutes, wav)
-        systems = ["whisper-npu (cpu)"] + ([] if args.skip_baseline else ["faster-whisper"])
+        systems = ["whisper-npu (cpu)", "whisper-npu (no VAD)"] + ([] if args.skip_baseline else ["faster-whisper"])
         rows = []
         for system in systems:
             queue: mp.Queue = ctx.Queue()
