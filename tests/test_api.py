@@ -63,3 +63,14 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny):
 def test_bad_option_is_one_line_error(tiny):
     with pytest.raises(WhisperNpuError, match="option"):
         whisper_npu.transcribe(AUDIO_DIR / "jfk" / "jfk.wav", model=tiny, no_such_option=1)
+
+
+def test_multilingual_base_detects_english_and_honours_language(jfk_path):
+    base = whisper_npu.load_model("base", device="cpu", threads=2)
+    result = whisper_npu.transcribe(jfk_path, model=base, beam_size=1)
+    assert result.language == "en" and result.language_probability > 0.5
+    assert "ask not what your country can do for you" in " ".join(words(result.text))
+    forced = whisper_npu.transcribe(jfk_path, model=base, beam_size=1, language="de", task="translate")
+    assert forced.language == "de" and forced.text
+    with pytest.raises(WhisperNpuError, match="unsupported language"):
+        whisper_npu.transcribe(jfk_path, model=base, language="xx")
