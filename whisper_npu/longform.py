@@ -84,6 +84,15 @@ class TranscriptionOutput:
     language_probability: float
 
 
+def _tokenizer_for(model: WhisperModel, options: TranscribeOptions) -> tuple[Tokenizer, str | None]:
+    """The model's tokenizer and the known language (None: detect it on the first window)."""
+    language = options.language if model.is_multilingual else "en"
+    tokenizer = Tokenizer.from_file(
+        model.tokenizer_file, multilingual=model.is_multilingual, task=options.task, language=language
+    )
+    return tokenizer, language
+
+
 def _decode_with_fallback(
     model: WhisperModel, enc: Any, tokenizer: Tokenizer, options: TranscribeOptions, prompt: list[int]
 ) -> DecodingResult:
@@ -147,12 +156,8 @@ def transcribe_mel(
 ) -> TranscriptionOutput:
     """Transcribe a whole log-mel [n_mels, frames] computed with 30 s of zero padding appended."""
     content_frames = mel.shape[-1] - N_FRAMES
-    tokenizer = Tokenizer.from_file(
-        model.tokenizer_file, multilingual=model.is_multilingual, task=options.task, language=options.language
-    )
-    language = options.language if model.is_multilingual else "en"
+    tokenizer, language = _tokenizer_for(model, options)
     language_probability = 1.0
-    tokenizer.language = language
 
     all_tokens: list[int] = []
     prompt_reset_since = 0
@@ -251,10 +256,7 @@ def transcribe_chunks(
     """
     from whisper_npu.decoding import decode_batch
 
-    tokenizer = Tokenizer.from_file(
-        model.tokenizer_file, multilingual=model.is_multilingual, task=options.task, language=options.language
-    )
-    language = options.language if model.is_multilingual else "en"
+    tokenizer, language = _tokenizer_for(model, options)
     language_probability = 1.0
     segments: list[Segment] = []
     prompt = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
