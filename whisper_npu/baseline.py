@@ -38,7 +38,7 @@ class FasterWhisper:
         try:
             from faster_whisper import WhisperModel
         except ImportError:
-            raise WhisperNpuError("faster-whisper is not installed: pip install 'whisper-npu[baseline]'") from None
+            raise WhisperNpuError("faster-whisper is not installed: pip install faster-whisper") from None
         t0 = time.perf_counter()
         self.model = WhisperModel(str(model_dir), device="cpu", compute_type="float32", cpu_threads=threads)
         self.load_s = time.perf_counter() - t0

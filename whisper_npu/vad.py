@@ -1,4 +1,4 @@
-"""Voice activity detection with Silero VAD (ONNX, from the installed ``silero-vad`` wheel).
+"""Voice activity detection with Silero VAD (ONNX model shipped inside this package).
 
 Why: silence and noise are where Whisper hallucinates ("Thank you.", "you"),
 and a meeting is mostly gaps. Speech regions are found first, merged into
@@ -6,16 +6,17 @@ chunks of at most 30 s (like WhisperX), and only the speech samples of a chunk
 are decoded; a :class:`TimeMap` takes chunk-local times back to the original
 timeline.
 
-The wheel ships a "sequence" export of the model that runs a whole block of
-512-sample frames (each with the previous frame's last 64 samples as context)
-in one onnxruntime call, so a 10-minute file costs a handful of calls instead
-of ~19,000. The package's Python side imports torch, so only its .onnx file is
-used (located without importing the package).
+The model is the "sequence" export from the ``silero-vad`` 6.2.3 wheel (MIT;
+licence text and sha256 beside it in ``whisper_npu/assets``). It runs a whole
+block of 512-sample frames (each with the previous frame's last 64 samples as
+context) in one onnxruntime call, so a 10-minute file costs a handful of calls
+instead of ~19,000. It is shipped rather than depended on because the
+``silero-vad`` package requires torch.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -47,13 +48,18 @@ class VadOptions:
     max_gap_s: float = 10.0
 
 
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
 def model_path() -> Path:
-    spec = importlib.util.find_spec("silero_vad")
-    if spec is None or not spec.submodule_search_locations:
-        raise WhisperNpuError("VAD needs the silero-vad package: pip install silero-vad")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / MODEL_FILE
-    if not path.is_file():
-        raise WhisperNpuError(f"silero-vad is installed but has no {MODEL_FILE}; upgrade it (>= 6.2)")
+    """The shipped Silero VAD model, checked against its recorded sha256 (a damaged install says so)."""
+    path = ASSETS / MODEL_FILE
+    digest_file = ASSETS / (MODEL_FILE + ".sha256")
+    if not path.is_file() or not digest_file.is_file():
+        raise WhisperNpuError(f"the VAD model {MODEL_FILE} is missing from this install; reinstall whisper-npu")
+    expected = digest_file.read_text().split()[0]
+    if hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+        raise WhisperNpuError(f"the VAD model {path} does not match its sha256; reinstall whisper-npu")
     return path
 
 
