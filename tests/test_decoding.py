@@ -195,12 +195,13 @@ def test_no_speech_window_is_skipped(tok, tiny_dir):
 def test_split_segments_and_seek(tok):
     t = tok.encode(" hello")
     tokens = [ts(tok, 0.0), *t, ts(tok, 1.2), ts(tok, 1.2), *t, ts(tok, 2.5)]
-    pieces, advance = _split_segments(tokens, tok, time_offset=30.0, window_frames=3000)
-    assert [(p[0], p[1]) for p in pieces] == [(30.0, 31.2), (31.2, 32.5)]
-    assert advance == 3000  # ends on a single timestamp: the window was fully consumed
+    cut = _split_segments(tokens, tok, time_offset=30.0, window_frames=3000)
+    assert [(p[0], p[1]) for p in cut.pieces] == [(30.0, 31.2), (31.2, 32.5)]
+    assert cut.advance == 3000  # ends on a single timestamp: the loop may move past the window...
+    assert cut.covered == round(2.5 / 0.02) * 2  # ...but the text provably ends at 2.5 s
     tokens = [ts(tok, 0.0), *t, ts(tok, 1.2), ts(tok, 1.2), *t]
-    pieces, advance = _split_segments(tokens, tok, time_offset=0.0, window_frames=3000)
-    assert len(pieces) == 1 and advance == round(1.2 / 0.02) * 2  # resume at the last complete pair
+    cut = _split_segments(tokens, tok, time_offset=0.0, window_frames=3000)
+    assert len(cut.pieces) == 1 and cut.advance == round(1.2 / 0.02) * 2  # resume at the last complete pair
 
 
 def test_top_k_matches_argsort():

@@ -12,6 +12,7 @@ decodes with low confidence is skipped, so silence yields no text.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,6 +23,7 @@ from whisper_npu.features import HOP_LENGTH, N_FRAMES, SAMPLE_RATE, pad_or_trim
 from whisper_npu.model.whisper import EncoderOutput, WhisperModel
 from whisper_npu.report import RunReport
 from whisper_npu.tokenizer import TIME_PRECISION, Tokenizer
+from whisper_npu.vad import SpeechOracle
 
 FRAMES_PER_TOKEN = 2  # mel frames per encoder position (conv2 has stride 2)
 
@@ -117,16 +119,34 @@ def _decode_with_fallback(
     return result
 
 
-def _split_segments(
-    tokens: list[int], tokenizer: Tokenizer, time_offset: float, window_frames: int
-) -> tuple[list[tuple[float, float, list[int]]], int]:
-    """Cut a window's tokens at timestamp pairs; returns (start, end, tokens) and the seek advance."""
+@dataclass
+class WindowCut:
+    """A decoded window cut into segments, and how far the seek loop may move.
+
+    ``advance`` is where the next window starts (frames from this window's
+    start); ``covered`` is where the decoded text provably ends: the last
+    timestamp the model emitted. They differ when the model closed its output
+    with a lone timestamp (``advance`` is then the whole window): if the VAD
+    heard speech between the two, the loop decodes again from ``covered``.
+    """
+
+    pieces: list[tuple[float, float, list[int]]]
+    advance: int
+    covered: int
+
+
+def _split_segments(tokens: list[int], tokenizer: Tokenizer, time_offset: float, window_frames: int) -> WindowCut:
+    """Cut a window's tokens at timestamp pairs into (start, end, tokens) pieces."""
     ts_begin = tokenizer.timestamp_begin
     arr = np.array(tokens, dtype=np.int64)
     is_ts = arr >= ts_begin
     single_ending = len(arr) >= 2 and not is_ts[-2] and is_ts[-1]
     cuts = (np.where(is_ts[:-1] & is_ts[1:])[0] + 1).tolist() if len(arr) > 1 else []
     pieces: list[tuple[float, float, list[int]]] = []
+    if not (arr < tokenizer.eot).any():  # no text at all: nothing of the window is covered
+        return WindowCut([], window_frames, 0)
+    stamps = arr[is_ts]
+    last_stamp = int(stamps[-1] - ts_begin) * FRAMES_PER_TOKEN if len(stamps) else None
     if cuts:
         if single_ending:
             cuts.append(len(arr))
@@ -138,53 +158,138 @@ def _split_segments(
             pieces.append((start, end, part.tolist()))
             last = cut
         if single_ending:
-            advance = window_frames
-        else:
-            advance = (int(arr[last - 1]) - ts_begin) * FRAMES_PER_TOKEN
-    else:
-        duration = window_frames * HOP_LENGTH / SAMPLE_RATE
-        stamps = arr[is_ts]
-        if len(stamps) > 0 and stamps[-1] != ts_begin:
-            duration = (int(stamps[-1]) - ts_begin) * TIME_PRECISION
-        pieces.append((time_offset, time_offset + duration, arr.tolist()))
-        advance = window_frames
-    return pieces, advance
+            return WindowCut(pieces, window_frames, min(last_stamp or 0, window_frames))
+        advance = (int(arr[last - 1]) - ts_begin) * FRAMES_PER_TOKEN
+        return WindowCut(pieces, advance, advance)
+    duration = window_frames * HOP_LENGTH / SAMPLE_RATE
+    if len(stamps) > 0 and stamps[-1] != ts_begin:
+        duration = (int(stamps[-1]) - ts_begin) * TIME_PRECISION
+    pieces.append((time_offset, time_offset + duration, arr.tolist()))
+    # One segment closed by a timestamp: the text ends there. Without a closing
+    # timestamp (or without timestamps at all) nothing says where it ends.
+    covered = min(last_stamp, window_frames) if single_ending and last_stamp else window_frames
+    return WindowCut(pieces, window_frames, covered)
+
+
+# VAD speech (seconds) left between where the decoded text ends and where the seek
+# loop would move next that makes the loop decode again from the end of the text.
+MIN_UNCOVERED_SPEECH_S = 1.0
+# The text must have moved at least this far into the window for a re-decode (so the
+# loop always progresses); a window that decoded nothing at all is counted instead.
+MIN_REDECODE_PROGRESS_S = 1.0
+# A window the model calls silent (no-speech probability above the threshold) in which
+# the VAD hears less than this is skipped even if the decode was confident: silence and
+# noise otherwise come out as "you" / "Thank you." on the --no-vad path.
+SILENT_WINDOW_SPEECH_S = 0.2
+
+
+@dataclass
+class _Stream:
+    """One timeline to decode window by window: a whole file, or one VAD chunk."""
+
+    mel: np.ndarray  # [n_mels, content_frames + N_FRAMES]: log-mel with 30 s of padding appended
+    content_frames: int
+    oracle: SpeechOracle | None = None  # VAD probabilities on this timeline
+    to_original: Callable[[float], float] | None = None  # timeline seconds -> original seconds
+    prompt: list[int] = field(default_factory=list)  # initial-prompt tokens
+
+
+@dataclass
+class _Session:
+    """What the windows of one transcription share: tokenizer, language, options, report."""
+
+    model: WhisperModel
+    tokenizer: Tokenizer
+    language: str | None
+    options: TranscribeOptions
+    report: RunReport
+    language_probability: float = 1.0
+
+    def detect(self, enc: EncoderOutput) -> None:
+        if self.language is None:
+            self.language, self.language_probability = detect_language(self.model, enc, self.tokenizer)
+            self.tokenizer.language = self.language
+
+
+def _initial_prompt(tokenizer: Tokenizer, options: TranscribeOptions) -> list[int]:
+    return tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
 
 
 def transcribe_mel(
-    model: WhisperModel, mel: np.ndarray, options: TranscribeOptions, report: RunReport
+    model: WhisperModel,
+    mel: np.ndarray,
+    options: TranscribeOptions,
+    report: RunReport,
+    oracle: SpeechOracle | None = None,
 ) -> TranscriptionOutput:
-    """Transcribe a whole log-mel [n_mels, frames] computed with 30 s of zero padding appended."""
-    content_frames = mel.shape[-1] - N_FRAMES
-    tokenizer, language = _tokenizer_for(model, options)
-    language_probability = 1.0
+    """Transcribe a whole log-mel [n_mels, frames] computed with 30 s of zero padding appended.
 
-    all_tokens: list[int] = []
-    prompt_reset_since = 0
-    if options.initial_prompt:
-        all_tokens.extend(tokenizer.encode(" " + options.initial_prompt.strip()))
+    ``oracle`` (the VAD's speech probabilities over the same audio) guards the
+    seek loop: no window may end its text early and have the rest skipped.
+    """
+    tokenizer, language = _tokenizer_for(model, options)
+    session = _Session(model, tokenizer, language, options, report)
+    stream = _Stream(mel, mel.shape[-1] - N_FRAMES, oracle, prompt=_initial_prompt(tokenizer, options))
+    segments = _decode_stream(session, stream)
+    for i, seg in enumerate(segments):
+        seg.id = i
+    return TranscriptionOutput(segments, session.language or "en", session.language_probability)
+
+
+def _decode_stream(
+    session: _Session, stream: _Stream, first: tuple[EncoderOutput, DecodingResult] | None = None
+) -> list[Segment]:
+    """The seek loop over one timeline; ``first`` is window 0 when it was decoded in a batch.
+
+    Segment times are on the stream's own timeline (callers map them).
+    """
+    model, tokenizer, options, report = session.model, session.tokenizer, session.options, session.report
     segments: list[Segment] = []
+    all_tokens: list[int] = list(stream.prompt)
+    prompt_reset_since = 0
     seek = 0
-    while seek < content_frames:
+    while seek < stream.content_frames:
         time_offset = seek * HOP_LENGTH / SAMPLE_RATE
-        window_frames = min(N_FRAMES, content_frames - seek)
-        window = pad_or_trim(mel[:, seek : seek + window_frames], N_FRAMES)
-        with report.stage("encoder"):
-            enc = model.encode(window[None])
-        with report.stage("decoder"):
-            if language is None:
-                language, language_probability = detect_language(model, enc, tokenizer)
-                tokenizer.language = language
-            prompt = all_tokens[prompt_reset_since:] if options.condition_on_previous_text else []
-            result = _decode_with_fallback(model, enc, tokenizer, options, prompt)
-        if _is_silence(result, options):
+        window_frames = min(N_FRAMES, stream.content_frames - seek)
+        window_s = window_frames * HOP_LENGTH / SAMPLE_RATE
+        if first is not None:
+            enc, result = first
+            first = None
+        else:
+            window = pad_or_trim(stream.mel[:, seek : seek + window_frames], N_FRAMES)
+            with report.stage("encoder"):
+                enc = model.encode(window[None])
+            with report.stage("decoder"):
+                session.detect(enc)
+                prompt = all_tokens[prompt_reset_since:] if options.condition_on_previous_text else []
+                result = _decode_with_fallback(model, enc, tokenizer, options, prompt)
+        heard = stream.oracle.speech_seconds(time_offset, time_offset + window_s) if stream.oracle else None
+        if _is_silence(result, options) or (
+            heard is not None
+            and heard < SILENT_WINDOW_SPEECH_S
+            and options.no_speech_threshold is not None
+            and result.no_speech_prob > options.no_speech_threshold
+        ):
             seek += window_frames
             continue
-        pieces, advance = _split_segments(result.tokens, tokenizer, time_offset, window_frames)
+        cut = _split_segments(result.tokens, tokenizer, time_offset, window_frames)
+        advance = cut.advance
+        if stream.oracle is not None and cut.covered < advance:
+            missed = stream.oracle.speech_seconds(
+                time_offset + cut.covered * HOP_LENGTH / SAMPLE_RATE, time_offset + advance * HOP_LENGTH / SAMPLE_RATE
+            )
+            if missed >= MIN_UNCOVERED_SPEECH_S:
+                if cut.covered * HOP_LENGTH / SAMPLE_RATE >= MIN_REDECODE_PROGRESS_S:
+                    advance = cut.covered
+                    report.redecodes += 1
+                else:
+                    report.uncovered_speech_s += missed
         seek += max(advance, 1)
         first_new = len(segments)
-        for start, end, toks in pieces:
+        content_end = stream.content_frames * HOP_LENGTH / SAMPLE_RATE
+        for start, end, toks in cut.pieces:
             text = tokenizer.decode(toks)
+            end = min(end, content_end)
             if start >= end or not text.strip():
                 continue
             segments.append(
@@ -207,7 +312,7 @@ def transcribe_mel(
                 add_word_timestamps(model, enc, tokenizer, segments[first_new:], time_offset, window_frames)
         if not options.condition_on_previous_text or result.temperature > options.prompt_reset_on_temperature:
             prompt_reset_since = len(all_tokens)
-    return TranscriptionOutput(segments, language or "en", language_probability)
+    return segments
 
 
 def add_word_timestamps(
@@ -217,7 +322,6 @@ def add_word_timestamps(
     segments: list[Segment],
     time_offset: float,
     num_frames: int,
-    to_original: Any = None,
 ) -> None:
     """Align all segments of one window at once and hand each segment its words (inside its bounds)."""
     from whisper_npu.alignment import clamp_long_words, find_alignment, merge_punctuations
@@ -232,11 +336,8 @@ def add_word_timestamps(
         seg.words = []
         while index < len(words) and remaining > 0:
             w = words[index]
-            start, end = time_offset + w.start, time_offset + w.end
-            if to_original is not None:
-                start, end = to_original(w.start), to_original(w.end)
-            start = min(max(start, seg.start), seg.end)
-            end = min(max(end, start), seg.end)
+            start = min(max(time_offset + w.start, seg.start), seg.end)
+            end = min(max(time_offset + w.end, start), seg.end)
             seg.words.append({"word": w.word, "start": round(start, 3), "end": round(end, 3),
                               "probability": round(w.probability, 4)})  # fmt: skip
             remaining -= len(w.tokens)
@@ -246,28 +347,29 @@ def add_word_timestamps(
 def transcribe_chunks(
     model: WhisperModel, mels: list[np.ndarray], chunks: list[Any], options: TranscribeOptions, report: RunReport
 ) -> TranscriptionOutput:
-    """Decode VAD chunks (each <= 30 s of speech) ``batch_size`` at a time, one segment per chunk.
+    """Decode VAD chunks (each <= 30 s of speech) ``batch_size`` at a time.
 
-    Chunks are independent (no previous-text prompt, as in WhisperX's batched
-    pipeline), which is what lets them share decoder calls; a chunk whose output
-    fails the compression-ratio / log-prob checks is decoded again alone with
-    temperature fallback. Times map back to the original audio through each
-    chunk's :class:`~whisper_npu.vad.TimeMap`.
+    The first window of every chunk is decoded in a batch, with timestamps,
+    and chunks do not prompt each other (that is what lets them share decoder
+    calls). Each chunk then goes through the same seek loop as long-form audio:
+    where its text ends before the speech the VAD heard in it, the rest of the
+    chunk is decoded again, sequentially, and the report counts it. A chunk
+    whose first output fails the compression-ratio / log-prob checks is decoded
+    again alone with temperature fallback. Times map back to the original
+    audio through each chunk's :class:`~whisper_npu.vad.TimeMap`.
     """
     from whisper_npu.decoding import decode_batch
 
     tokenizer, language = _tokenizer_for(model, options)
-    language_probability = 1.0
+    session = _Session(model, tokenizer, language, options, report)
+    prompt = _initial_prompt(tokenizer, options)
     segments: list[Segment] = []
-    prompt = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
     for first in range(0, len(mels), options.batch_size):
         enc = None  # free the previous batch's K/V before encoding the next one
         with report.stage("encoder"):
             enc = encode_windows(model, mels[first : first + options.batch_size])
         with report.stage("decoder"):
-            if language is None:
-                language, language_probability = detect_language(model, enc.select(np.array([0])), tokenizer)
-                tokenizer.language = language
+            session.detect(enc.select(np.array([0])))
             dec = DecodingOptions(
                 temperature=0.0,
                 beam_size=options.beam_size,
@@ -276,42 +378,45 @@ def transcribe_chunks(
                 prompt=prompt,
                 suppress_tokens=tuple(options.suppress_tokens),
                 suppress_blank=options.suppress_blank,
-                without_timestamps=True,
+                without_timestamps=options.without_timestamps,
+                max_initial_timestamp=options.max_initial_timestamp,
             )
             results = decode_batch(model, enc, tokenizer, dec)
             for i, result in enumerate(results):
                 if _needs_fallback(result, options) and len(options.temperatures) > 1:
-                    retry = replace(options, temperatures=tuple(options.temperatures[1:]), without_timestamps=True)
+                    retry = replace(options, temperatures=tuple(options.temperatures[1:]))
                     results[i] = _decode_with_fallback(model, enc.select(np.array([i])), tokenizer, retry, prompt)
         for i, result in enumerate(results):
             chunk = chunks[first + i]
-            if _is_silence(result, options) or not result.text.strip():
-                continue
-            seg = Segment(
-                id=len(segments),
-                seek=0,
-                start=round(chunk.timemap.start, 3),
-                end=round(chunk.timemap.end, 3),
-                text=result.text,
-                tokens=result.tokens,
-                temperature=result.temperature,
-                avg_logprob=result.avg_logprob,
-                compression_ratio=result.compression_ratio,
-                no_speech_prob=result.no_speech_prob,
-            )
+            mel = mels[first + i]
+            stream = _Stream(mel, len(chunk.audio) // HOP_LENGTH, chunk.oracle, chunk.timemap.to_original, prompt)
+            one = enc.select(np.array([i]))
             regions = chunk.timemap.regions
-            if options.word_timestamps or len(regions) > 1:
-                with report.stage("decoder"):
-                    frames = min(N_FRAMES, len(chunk.audio) // HOP_LENGTH)
-                    add_word_timestamps(
-                        model, enc.select(np.array([i])), tokenizer, [seg], 0.0, frames, chunk.timemap.to_original
-                    )
-            for part in _split_by_region(seg, regions, tokenizer) if len(regions) > 1 else [seg]:
-                part.id = len(segments)
-                if not options.word_timestamps:
-                    part.words = []
-                segments.append(part)
-    return TranscriptionOutput(segments, language or "en", language_probability)
+            split = len(regions) > 1
+            if split and not options.word_timestamps:
+                # Words place each segment in its own speech region; they are dropped again below.
+                session.options = replace(options, word_timestamps=True)
+            try:
+                local = _decode_stream(session, stream, first=(one, result))
+            finally:
+                session.options = options
+            for seg in local:
+                _to_original(seg, chunk.timemap.to_original)
+                for part in _split_by_region(seg, regions, tokenizer) if split else [seg]:
+                    part.id = len(segments)
+                    if not options.word_timestamps:
+                        part.words = []
+                    segments.append(part)
+    return TranscriptionOutput(segments, session.language or "en", session.language_probability)
+
+
+def _to_original(seg: Segment, to_original: Callable[[float], float]) -> None:
+    """Move a segment (and its words) from a chunk's timeline to the original one."""
+    seg.start = round(to_original(seg.start), 3)
+    seg.end = round(max(to_original(seg.end), seg.start), 3)
+    for word in seg.words:
+        word["start"] = round(min(max(to_original(word["start"]), seg.start), seg.end), 3)
+        word["end"] = round(min(max(to_original(word["end"]), word["start"]), seg.end), 3)
 
 
 def encode_windows(model: WhisperModel, mels: list[np.ndarray]) -> EncoderOutput:

@@ -51,6 +51,10 @@ class RunReport:
     ops: dict[str, dict[str, OpStat]] = field(default_factory=dict)
     fallbacks: dict[str, Counter[str]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    # Coverage of the speech the VAD heard: windows decoded again because their text
+    # stopped early, and VAD speech that still no text covers (should stay 0).
+    redecodes: int = 0
+    uncovered_speech_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     # -- recording -----------------------------------------------------
@@ -112,6 +116,7 @@ class RunReport:
                 }
                 for op, per in sorted(self._all_ops().items())
             },
+            "coverage": {"redecodes": self.redecodes, "uncovered_speech_s": round(self.uncovered_speech_s, 3)},
             "info": self.info,
         }
 
@@ -126,6 +131,8 @@ class RunReport:
         self.audio_s += other.audio_s
         self.wall_s += other.wall_s
         self.load_s += other.load_s
+        self.redecodes += other.redecodes
+        self.uncovered_speech_s += other.uncovered_speech_s
         for name, sec in other.stages.items():
             self.add_stage(name, sec)
         for op, per in other.ops.items():
@@ -155,6 +162,9 @@ class RunReport:
             f"[bold]{self.rtf:.1f}x[/bold]",
         )
         summary.caption = f"audio {self.audio_s:.1f} s, RTF {self.rtf:.2f} (audio s / wall s, higher is faster)"
+        summary.caption += f"\ncoverage: {self.redecodes} window(s) re-decoded where the text stopped early"
+        if self.uncovered_speech_s > 0:
+            summary.caption += f"; {self.uncovered_speech_s:.1f} s of VAD speech left without text"
         console.print(summary)
 
         ops = self._all_ops()

@@ -43,6 +43,10 @@ class VadOptions:
     min_silence_duration_ms: int = 2000
     speech_pad_ms: int = 400
     max_chunk_s: float = 30.0
+    # A region longer than a chunk is cut at its quietest moment (lowest smoothed speech
+    # probability) within this many seconds before the limit, not at a hard 30.00 s cut
+    # through a word: the decoder then sees whole words on both sides of every cut.
+    split_search_s: float = 8.0
     # Regions further apart than this never share a chunk, so a chunk never spans a long silence.
     # (Packing distant regions saved encoder windows but cost accuracy in scripts/bench_meeting.py.)
     max_gap_s: float = 10.0
@@ -93,10 +97,16 @@ def speech_probabilities(audio: np.ndarray) -> np.ndarray:
     return np.concatenate(probs)
 
 
-def speech_regions(audio: np.ndarray, options: VadOptions | None = None) -> list[tuple[int, int]]:
-    """(start, end) sample ranges of speech, padded, with short gaps closed."""
+def speech_regions(
+    audio: np.ndarray, options: VadOptions | None = None, probs: np.ndarray | None = None
+) -> list[tuple[int, int]]:
+    """(start, end) sample ranges of speech, padded, with short gaps closed.
+
+    ``probs`` (from :func:`speech_probabilities`) is reused when the caller has
+    them already: the same probabilities also choose chunk cuts and check coverage.
+    """
     opts = options or VadOptions()
-    probs = speech_probabilities(audio)
+    probs = speech_probabilities(audio) if probs is None else probs
     neg = opts.neg_threshold if opts.neg_threshold is not None else max(opts.threshold - 0.15, 0.01)
     min_speech = opts.min_speech_duration_ms * SAMPLE_RATE // 1000
     min_silence = opts.min_silence_duration_ms * SAMPLE_RATE // 1000
@@ -165,27 +175,85 @@ class TimeMap:
 
 
 @dataclass
+class SpeechOracle:
+    """How much speech the VAD heard in a stretch of a timeline.
+
+    The decoder can end a window early (an end-of-text after the first
+    sentences) and a seek loop would then skip the rest. The VAD is the
+    independent witness: wherever it hears speech that no decoded segment
+    covers, the caller decodes again from where the text stopped.
+    """
+
+    probs: np.ndarray  # speech probability per FRAME samples
+    threshold: float = 0.5
+
+    def speech_seconds(self, start_s: float, end_s: float) -> float:
+        """Seconds of frames with speech probability >= threshold in [start_s, end_s)."""
+        frame_s = FRAME / SAMPLE_RATE
+        a = max(0, int(np.floor(start_s / frame_s)))
+        b = min(len(self.probs), int(np.ceil(end_s / frame_s)))
+        if b <= a:
+            return 0.0
+        return float(np.count_nonzero(self.probs[a:b] >= self.threshold)) * frame_s
+
+    def local(self, regions: list[tuple[int, int]]) -> SpeechOracle:
+        """The oracle of audio made by concatenating ``regions`` (a chunk's own timeline)."""
+        parts = [self.probs[a // FRAME : -(-b // FRAME)] for a, b in regions]
+        return SpeechOracle(np.concatenate(parts) if parts else np.zeros(0, np.float32), self.threshold)
+
+
+@dataclass
 class Chunk:
     """Up to 30 s of speech: the concatenated samples and how to map times back."""
 
     audio: np.ndarray
     timemap: TimeMap
+    oracle: SpeechOracle | None = None  # VAD probabilities on the chunk's own timeline
 
 
-def merge_chunks(audio: np.ndarray, regions: list[tuple[int, int]], options: VadOptions | None = None) -> list[Chunk]:
+def _quietest_cut(start: int, limit: int, probs: np.ndarray | None, search: int) -> int:
+    """Sample at which to end a piece that starts at ``start`` and may be ``limit`` samples long.
+
+    The cut goes at the frame with the lowest speech probability (smoothed over
+    ~100 ms, the latest of equals) inside the last ``search`` samples before the
+    limit; without probabilities, at the limit.
+    """
+    hard = start + limit
+    if probs is None or search <= 0:
+        return hard
+    first = max(start + limit - search, start + 1) // FRAME
+    last = hard // FRAME  # frames [first, last) end before the limit
+    if last - first < 2:
+        return hard
+    window = probs[first:last].astype(np.float64)
+    smooth = np.convolve(window, np.ones(3) / 3.0, mode="same")
+    best = len(smooth) - 1 - int(np.argmin(smooth[::-1]))
+    return (first + best) * FRAME + FRAME // 2
+
+
+def merge_chunks(
+    audio: np.ndarray,
+    regions: list[tuple[int, int]],
+    options: VadOptions | None = None,
+    probs: np.ndarray | None = None,
+) -> list[Chunk]:
     """Greedily pack speech regions into chunks of at most ``max_chunk_s`` seconds of speech.
 
-    A region longer than the limit is cut into pieces; regions separated by more
-    than ``max_gap_s`` start a new chunk so one segment never spans a long silence.
+    A region longer than the limit is cut into pieces at its quietest moments
+    (see :func:`_quietest_cut`); regions separated by more than ``max_gap_s``
+    start a new chunk so one segment never spans a long silence. With ``probs``
+    each chunk also carries its :class:`SpeechOracle`.
     """
     opts = options or VadOptions()
     limit = int(opts.max_chunk_s * SAMPLE_RATE)
+    search = int(opts.split_search_s * SAMPLE_RATE)
     max_gap = opts.max_gap_s * SAMPLE_RATE
     pieces: list[tuple[int, int]] = []
     for start, end in regions:
         while end - start > limit:
-            pieces.append((start, start + limit))
-            start += limit
+            cut = _quietest_cut(start, limit, probs, search)
+            pieces.append((start, cut))
+            start = cut
         pieces.append((start, end))
     chunks: list[list[tuple[int, int]]] = []
     size = 0
@@ -197,4 +265,12 @@ def merge_chunks(audio: np.ndarray, regions: list[tuple[int, int]], options: Vad
         else:
             chunks.append([piece])
             size = length
-    return [Chunk(np.concatenate([audio[a:b] for a, b in group]), TimeMap(group)) for group in chunks]
+    oracle = SpeechOracle(probs) if probs is not None else None
+    return [
+        Chunk(
+            np.concatenate([audio[a:b] for a, b in group]),
+            TimeMap(group),
+            oracle.local(group) if oracle is not None else None,
+        )
+        for group in chunks
+    ]
