@@ -27,7 +27,7 @@ def test_transcribe_writes_all_formats_and_report(tmp_path, jfk_path):
     assert "ask not what your country can do for you" in " ".join(words(data["text"]))
     report = data["report"]
     assert report["rtf"] == pytest.approx(report["audio_s"] / report["wall_s"], rel=0.01)
-    assert set(report["stages"]) == {"audio", "mel", "encoder", "decoder"}
+    assert set(report["stages"]) == {"audio", "vad", "mel", "encoder", "decoder"}
     assert report["ops"]["mel"]["backends"]["cpu"]["calls"] == 1
     assert report["ops"]["decoder.step (onnxruntime)"]["backends"]["cpu"]["calls"] > 5
 

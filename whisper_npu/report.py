@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Stages in pipeline order; the report prints them in this order.
-STAGES = ("audio", "mel", "encoder", "decoder")
+STAGES = ("audio", "vad", "mel", "encoder", "decoder")
 
 #: Backend labels. ``npu-emulated`` is an XRT look-alike on the CPU.
 BACKENDS = ("npu", "npu-emulated", "cpu")
