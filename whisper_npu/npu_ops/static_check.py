@@ -307,14 +307,16 @@ def check(cfg: GemmConfig) -> list[Violation]:
             )  # fmt: skip
             break
     for gi, group in enumerate(p.task_groups):
-        per_col: dict[int, set[int]] = {}
+        # Every task in flight holds its own BD until the wait that ends its group.
+        per_col: dict[int, list[int]] = {}
         for task in group:
-            per_col.setdefault(task.column, set()).add(task.bd_id)
-        col, ids = max(per_col.items(), key=lambda kv: len(kv[1]), default=(0, set()))
-        if len(ids) > SHIM_BDS or any(i >= SHIM_BDS for i in ids):
+            per_col.setdefault(task.column, []).append(task.bd_id)
+        col, ids = max(per_col.items(), key=lambda kv: len(kv[1]), default=(0, []))
+        if len(ids) > SHIM_BDS or any(i >= SHIM_BDS for i in ids) or len(set(ids)) != len(ids):
             out.append(
-                Violation("shim_bd", f"task group {gi} needs {len(ids)} buffer descriptors (ids up to {max(ids)}) "
-                          f"on shim column {col}; a shim tile has {SHIM_BDS}")
+                Violation("shim_bd", f"task group {gi} has {len(ids)} DMA tasks in flight (BD ids up to {max(ids)}"
+                          f"{', some reused while busy' if len(set(ids)) != len(ids) else ''}) on shim column {col}; "
+                          f"a shim tile has {SHIM_BDS} buffer descriptors")
             )  # fmt: skip
             break
     for group in p.task_groups:
