@@ -12,12 +12,12 @@ same configuration; the emulator and ``matmul.py`` read the host convention
 
 Upstream facts this module encodes (read from the Xilinx/mlir-aie sources in
 the reference index; line numbers are those of the stored snapshot named, and
-may shift by a few lines at the v1.3.4 tag — the build script runs the real
+may shift by a few lines at the v1.3.4 tag (ed23bba per a downstream note) — the build script runs the real
 file, so a disagreement shows up there, not silently):
 
 - ``programming_examples/basic/matrix_multiplication/whole_array/whole_array.py``
   (snapshot 02979d3): CLI ``--dev {npu,npu2} -M -K -N -m -k -n --n-aie-cols
-  --b-col-maj --dtype_in --dtype_out`` (l.33-50); ``n_aie_rows = 4``; asserts
+  --b-col-maj --dtype_in --dtype_out`` (≈l.33-50); ``n_aie_rows = 4``; asserts
   ``M % (m * n_aie_rows) == 0``, ``K % k == 0``, ``N % (n * n_aie_cols) == 0``,
   ``m % r``, ``k % s``, ``n % t`` with (r, s, t) = bf16 (4, 8, 4) on npu and
   (8, 8, 8) on npu2 (``my_matmul``); the runtime sequence takes
@@ -29,9 +29,9 @@ file, so a disagreement shows up there, not silently):
   ``zero_{out}`` and ``matmul_{in}_{out}``.
 - ``.../matrix_multiplication/test.cpp`` (snapshot 09874c38): instruction BO
   ``XCL_BO_FLAGS_CACHEABLE`` in ``kernel.group_id(1)``, A/B/C ``HOST_ONLY`` in
-  group ids 3/4/5 (l.144-151); launch ``kernel(opcode=3, bo_instr,
+  group ids 3/4/5 (≈l.144-151); launch ``kernel(opcode=3, bo_instr,
   instr_v.size(), bo_a, bo_b, bo_out)`` with the instruction count in 32-bit
-  words (l.216-217); B printed with row width N (l.190), i.e. K×N row-major.
+  words (≈l.216-217); B printed with row width N (≈l.190), i.e. K×N row-major.
 - ``.../whole_array/Makefile`` (snapshot 00255754): kernel object built from
   ``aie_kernels/<arch>/mm.cc`` with ``-DBIT_WIDTH=8 -D{in}_{out}_ONLY
   -DDIM_M=m -DDIM_K=k -DDIM_N=n``; ``.../makefile-common``: aiecc flags and
@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Literal
 
 Target = Literal["npu1", "npu2"]
@@ -325,6 +326,11 @@ def make_config(
 
 def whisper_configs(target: Target = "npu1", models: tuple[str, ...] = BUILT_MODELS) -> list[GemmConfig]:
     """Every overlay the build script builds for ``target``: encoder + cross K/V + mel, per window batch."""
+    return list(_whisper_configs(target, tuple(models)))
+
+
+@lru_cache(maxsize=8)
+def _whisper_configs(target: Target, models: tuple[str, ...]) -> tuple[GemmConfig, ...]:
     found: dict[tuple, GemmConfig] = {}
     for batch in BATCH_WINDOWS:
         for model in models:
@@ -341,7 +347,7 @@ def whisper_configs(target: Target = "npu1", models: tuple[str, ...] = BUILT_MOD
                     name=cfg.stem,
                     uses=(*(prior.uses if prior else ()), use),
                 )
-    return list(found.values())
+    return tuple(found.values())
 
 
 def all_configs() -> list[GemmConfig]:
