@@ -70,6 +70,7 @@ class NpuSetup:
             "contexts_opened": session.contexts_opened if session else 0,
             "context_evictions": session.evictions if session else 0,
             "host": self.dispatcher.host_summary(),
+            "predicted_per_window": dict(self.dispatcher.predictions),
             "runtime": self.runtime,
             "backend": self.dispatcher.label,
             "emulated": bool(session and session.emulated),
@@ -124,4 +125,5 @@ def setup(device: str = "auto", runtime: str = "auto") -> NpuSetup | None:
         directory = default_fixture_dir()  # emulator fixtures are generated, never shipped
     specs, manifest_reason = load_manifest(directory)
     dispatcher = Dispatcher(session, specs, unavailable_reason=reason or manifest_reason)
+    dispatcher.use_cost_model = device == "auto"
     return NpuSetup(dispatcher, chosen)

@@ -71,6 +71,9 @@ class Dispatcher:
     _mel: dict[int, tuple[MelGemms | None, str | None]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.RLock)
     _switches0: int = 0
+    #: ``--device auto``: an op goes to the NPU only where the cost model predicts a win (``npu`` forces it).
+    use_cost_model: bool = False
+    predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run_switches(self) -> int:
         """Overlay switches since the current run started."""
@@ -149,6 +152,30 @@ class Dispatcher:
             for op in todo.values():
                 k, n = op.weight.shape
                 op.plan_reason = self._no_overlay_reason(f"matmul K={k} N={n}")
+            for name, op in self._ops.items():
+                if op.gemm is not None:
+                    self._predict(name, op)
+
+    def _predict(self, name: str, op: MatmulOp) -> None:
+        """Cost-model prediction for one window (M = 1500 rows); under ``--device auto`` a loss stays on the CPU."""
+        from whisper_npu.npu_ops.costmodel import predict
+
+        k, n = op.weight.shape
+        target = self.session.target if self.session is not None else "npu1"
+        try:
+            pred = predict(name, FRAMES_PER_WINDOW, k, n, target)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - a model problem must not stop the run
+            self.predictions[name] = {"error": str(exc)}
+            return
+        self.predictions[name] = {
+            "npu_ms": round(pred.npu_s * 1e3, 3),
+            "cpu_ms": round(pred.cpu_s * 1e3, 3),
+            "npu_wins": pred.win,
+            "formula": pred.formula,
+        }
+        if self.use_cost_model and not pred.win:
+            npu_ms, cpu_ms = pred.npu_s * 1e3, pred.cpu_s * 1e3
+            op.plan_reason = f"policy: cost model predicts CPU faster ({npu_ms:.2f} ms NPU vs {cpu_ms:.2f} ms CPU)"
 
     def overlays_in_use(self) -> list[str]:
         self.plan()
@@ -255,17 +282,16 @@ class Dispatcher:
                 reason = self._disabled_reason(gemms.dft) or self._disabled_reason(gemms.filterbank)
             if reason is None:
                 t0 = time.perf_counter()
-                before = {k: v.compute for k, v in gemms.cost.items()}
                 try:
                     with self._lock:
-                        out = gemms(self.session, frames)
+                        out, costs = gemms(self.session, frames)
                     elapsed = time.perf_counter() - t0
                     if not checked:
                         checked = True
                         reason = self._check_mel(gemms, out, log_mel_from_frames(frames, filters))
                     if reason is None:
-                        compute = sum(v.compute - before[k] for k, v in gemms.cost.items())
-                        self._account("mel", HostCost(prepare=elapsed - compute, compute=compute, rows=len(frames)))
+                        for step, cost in costs.items():
+                            self._account(step, cost)
                         self.report.record_op("mel", self.label, elapsed)
                         return out
                 except KernelFailure as exc:
@@ -299,6 +325,7 @@ class Dispatcher:
             op: {
                 "host_ms": round(c.host * 1e3, 3),
                 "prepare_ms": round(c.prepare * 1e3, 3),
+                "sync_ms": round(c.sync * 1e3, 3),
                 "launch_ms": round(c.launch * 1e3, 3),
                 "read_ms": round(c.read * 1e3, 3),
                 "emulated_compute_ms": round(c.compute * 1e3, 3),
@@ -307,12 +334,15 @@ class Dispatcher:
             for op, c in sorted(self.host.items())
         }
         total = sum(c.host for c in self.host.values())
+        syncs = sum(c.sync for c in self.host.values())
         return {
             "windows": round(windows, 3),
             "host_ms_total": round(total * 1e3, 3),
             "host_ms_per_window": round(total * 1e3 / windows, 3) if windows else None,
+            "sync_ms_per_window": round(syncs * 1e3 / windows, 3) if windows else None,
             "ops": per_op,
-            "note": "host work only: conversion, syncs, copies, launch overhead; emulated overlay compute excluded",
+            "note": "host work only: conversion, syncs, copies, launch overhead; emulated overlay compute excluded. "
+            "Syncs are memcpys in the emulator (cache flushes on hardware) and are counted.",
         }
 
 

@@ -44,19 +44,20 @@ AWriter = Callable[[np.ndarray, np.ndarray], None]
 class HostCost:
     """Seconds of host work per phase, summed over calls (emulated compute excluded)."""
 
-    prepare: float = 0.0  # fp32 -> bf16 into the A BO, A sync
+    prepare: float = 0.0  # fp32 -> bf16 into the A BO (and zeroing padding columns)
+    sync: float = 0.0  # A to device, C from device (a memcpy in the emulator, a cache flush on hardware)
     launch: float = 0.0  # kernel(...) + wait, minus the emulator's compute
-    read: float = 0.0  # C sync + copy of the valid block
+    read: float = 0.0  # copy of C's valid block out of the mapped BO
     compute: float = 0.0  # emulated overlay compute (not host work)
     launches: int = 0
     rows: int = 0
 
     @property
     def host(self) -> float:
-        return self.prepare + self.launch + self.read
+        return self.prepare + self.sync + self.launch + self.read
 
     def add(self, other: HostCost) -> None:
-        for f in ("prepare", "launch", "read", "compute", "launches", "rows"):
+        for f in ("prepare", "sync", "launch", "read", "compute", "launches", "rows"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
 
 
@@ -144,9 +145,11 @@ class GemmOp:
                 writer(a_view[:rows], x[r0 : r0 + rows])
                 if x.shape[1] < cfg.K and writer is _default_writer:
                     a_view[:rows, x.shape[1] :] = 0
+                t1 = time.perf_counter()
+                cost.prepare += t1 - t0
                 session.to_device(a_bo, rows * cfg.K * 2)
                 session.a_contents[spec.name] = tag
-            cost.prepare += time.perf_counter() - t0
+                cost.sync += time.perf_counter() - t1
             for j, b_bo in enumerate(b_bos):
                 t0 = time.perf_counter()
                 compute = session.launch(overlay, a_bo, b_bo, c_bo)
@@ -155,7 +158,9 @@ class GemmOp:
                 cost.launches += 1
                 t0 = time.perf_counter()
                 session.from_device(c_bo, rows * cfg.N * 4)
+                t1 = time.perf_counter()
+                cost.sync += t1 - t0
                 c0, c1 = j * cfg.N, min(self.n, (j + 1) * cfg.N)
                 y[r0 : r0 + rows, c0:c1] = c_view[:rows, : c1 - c0]
-                cost.read += time.perf_counter() - t0
+                cost.read += time.perf_counter() - t1
         return y, cost

@@ -17,7 +17,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -57,17 +58,19 @@ class MelGemms:
 
     dft: GemmOp  # weight: split basis [1200, 402]
     filterbank: GemmOp  # weight: filters^T [201, n_mels]
-    cost: dict[str, HostCost] = field(default_factory=lambda: {"mel.dft": HostCost(), "mel.filterbank": HostCost()})
 
-    def __call__(self, session: XdnaSession, frames: np.ndarray) -> np.ndarray:
-        """Windowed frames [F, 400] -> log10 mel [n_mels, F]."""
+    def __call__(self, session: XdnaSession, frames: np.ndarray) -> tuple[np.ndarray, dict[str, HostCost]]:
+        """Windowed frames [F, 400] -> (log10 mel [n_mels, F], host cost per step)."""
         frames = np.ascontiguousarray(frames, dtype=np.float32)
         spec, c1 = self.dft.run(session, frames, writer=write_split_frames)
+        t0 = time.perf_counter()
         re, im = spec[:, :N_FREQ], spec[:, N_FREQ:]
         power = re * re
         power += im * im
+        cpu = time.perf_counter() - t0
         mel, c2 = self.filterbank.run(session, power)
-        self.cost["mel.dft"].add(c1)
-        self.cost["mel.filterbank"].add(c2)
+        t0 = time.perf_counter()
         np.maximum(mel, np.float32(1e-10), out=mel)
-        return np.log10(mel).T
+        out = np.log10(mel).T
+        cpu += time.perf_counter() - t0
+        return out, {"mel.dft": c1, "mel.filterbank": c2, "mel.power+log (cpu)": HostCost(prepare=cpu)}
