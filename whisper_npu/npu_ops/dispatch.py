@@ -34,7 +34,7 @@ import numpy as np
 from whisper_npu.npu_ops.designs import make_config
 from whisper_npu.npu_ops.manifest import NOT_BUILT, KernelSpec, validate
 from whisper_npu.npu_ops.matmul import GemmOp, HostCost
-from whisper_npu.npu_ops.mel import N_FREQ, MelGemms, dft_weight
+from whisper_npu.npu_ops.mel import MelGemms, dft_weight
 from whisper_npu.npu_ops.runtime import KernelFailure, XdnaSession
 from whisper_npu.report import RunReport
 
@@ -345,5 +345,3 @@ class Dispatcher:
             "Syncs are memcpys in the emulator (cache flushes on hardware) and are counted.",
         }
 
-
-__all__ = ["Dispatcher", "MatmulOp", "N_FREQ"]
