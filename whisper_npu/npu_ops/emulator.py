@@ -214,9 +214,12 @@ def default_fixture_dir() -> Path:
     global _default_dir
     with _default_lock:
         if _default_dir is None:
+            import atexit
+            import shutil
             import tempfile
 
             path = Path(tempfile.mkdtemp(prefix="whisper-npu-emulator-"))
+            atexit.register(shutil.rmtree, path, ignore_errors=True)
             write_fixtures(path, designs.all_configs())
             _default_dir = path
         return _default_dir

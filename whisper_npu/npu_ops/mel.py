@@ -42,7 +42,8 @@ def write_split_frames(dst: np.ndarray, frames: np.ndarray) -> None:
     n = frames.shape[1]
     hi_bits = dst[:, :n]
     to_bf16_into(hi_bits, frames)
-    lo = frames - bf16_to_f32(hi_bits)
+    lo = bf16_to_f32(hi_bits)
+    np.subtract(frames, lo, out=lo)  # x - hi, exactly representable in f32
     to_bf16_into(dst[:, n : 2 * n], lo)
     dst[:, 2 * n : 3 * n] = hi_bits
     dst[:, 3 * n :] = 0
