@@ -17,8 +17,10 @@ machine are noisy: ``--repeat`` keeps each op's best run.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -47,6 +49,7 @@ def _fixtures(models: list[str]) -> Path:
 
     sizes = tuple(sorted({"tiny" if m.startswith("tiny") else m.split(".")[0] for m in models}))
     directory = Path(tempfile.mkdtemp(prefix="whisper-npu-bench-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
     write_fixtures(directory, whisper_configs("npu1", sizes))
     return directory
 

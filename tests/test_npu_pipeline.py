@@ -230,3 +230,24 @@ def test_device_auto_follows_the_cost_model(npu_xclbins, monkeypatch, cpu_flops)
     else:
         assert predicted["npu_wins"] and set(per["backends"]) == {"npu-emulated"}
     assert "TFLOP/s" in predicted["formula"]
+
+
+def test_cross_kv_projections_convert_the_encoder_output_once(npu_xclbins, monkeypatch):
+    """Every decoder layer's K/V projection reads the same encoder output: one bf16 conversion and A upload."""
+    from whisper_npu.npu_ops import matmul
+
+    calls = []
+    real = matmul.to_bf16_into
+    monkeypatch.setattr(matmul, "to_bf16_into", lambda dst, x: (calls.append(x.shape), real(dst, x)))
+    npu = _dispatcher_with_tiny_weights(npu_xclbins, monkeypatch)
+    rng = np.random.default_rng(6)
+    for layer in range(3):
+        npu.register(f"decoder.layer{layer}.cross_attn.kv", rng.standard_normal((TINY_D, 2 * TINY_D), np.float32))
+    enc = rng.standard_normal((1, 1500, TINY_D), np.float32)
+    outs = [npu.matmul(f"decoder.layer{layer}.cross_attn.kv", enc) for layer in range(3)]
+    assert len(calls) == 1
+    for layer, y in enumerate(outs):
+        w = npu.dispatcher._ops[f"decoder.layer{layer}.cross_attn.kv"].weight
+        assert np.linalg.norm(y - enc @ w) / np.linalg.norm(enc @ w) < 0.01
+    npu.matmul("decoder.layer0.cross_attn.kv", enc + 1)  # another input is converted again
+    assert len(calls) == 2

@@ -139,9 +139,10 @@ class GemmOp:
         for r0 in range(0, m, cfg.M):
             rows = min(cfg.M, m - r0)
             t0 = time.perf_counter()
-            tag = (x, r0, rows, writer)  # holding x keeps its id from being reused while the tag lives
+            # Same buffer = same address, shape and strides; holding x keeps that memory from being reused.
+            tag = (x, (x.ctypes.data, x.shape, x.strides), r0, rows, writer)
             held = session.a_contents.get(spec.name)
-            if held is None or held[0] is not x or held[1:] != tag[1:]:
+            if held is None or held[1:] != tag[1:]:
                 writer(a_view[:rows], x[r0 : r0 + rows])
                 if x.shape[1] < cfg.K and writer is _default_writer:
                     a_view[:rows, x.shape[1] :] = 0
