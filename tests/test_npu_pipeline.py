@@ -251,3 +251,18 @@ def test_cross_kv_projections_convert_the_encoder_output_once(npu_xclbins, monke
         assert np.linalg.norm(y - enc @ w) / np.linalg.norm(enc @ w) < 0.01
     npu.matmul("decoder.layer0.cross_attn.kv", enc + 1)  # another input is converted again
     assert len(calls) == 2
+
+
+def test_mel_skips_trailing_silent_frames_exactly(npu_model):
+    from whisper_npu.features import log_mel_from_frames, mel_filters
+
+    dispatcher = npu_model.npu.dispatcher
+    dispatcher.reset_run(RunReport())
+    frames = np.zeros((2500, 400), np.float32)
+    frames[:500] = np.random.default_rng(8).standard_normal((500, 400)).astype(np.float32) * np.hanning(400)
+    frames[200] = 0  # a silent frame inside the audio is still computed
+    out = npu_model.npu.mel_op_for(80)(frames)
+    ref = log_mel_from_frames(frames, mel_filters(80))
+    assert np.max(np.abs(out - ref)) < 0.02
+    np.testing.assert_array_equal(out[:, 500:], ref[:, 500:])  # exactly log10(1e-10), as on the CPU
+    assert dispatcher.host["mel.dft"].rows == 500
