@@ -341,7 +341,8 @@ class Dispatcher:
             "host_ms_per_window": round(total * 1e3 / windows, 3) if windows else None,
             "sync_ms_per_window": round(syncs * 1e3 / windows, 3) if windows else None,
             "ops": per_op,
-            "note": "host work only: conversion, syncs, copies, launch overhead; emulated overlay compute excluded. "
-            "Syncs are memcpys in the emulator (cache flushes on hardware) and are counted.",
+            "note": "host work only: conversion, syncs and copies as thread CPU time, launches as wall time; "
+            "emulated overlay compute excluded. Syncs are memcpys in the emulator (cache flushes on hardware) "
+            "and are counted.",
         }
 
