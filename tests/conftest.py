@@ -63,3 +63,17 @@ def tiny_model(tiny_dir):
     from whisper_npu.model.whisper import WhisperModel
 
     return WhisperModel.load(tiny_dir, threads=2)
+
+
+@pytest.fixture(scope="session")
+def npu_xclbins(tmp_path_factory) -> Path:
+    """Emulator fixtures (xclbin containers, instruction streams, manifest) for every npu1 overlay tiny.en uses.
+
+    Generated per test session from ``designs.whisper_configs``; never committed (real pyxrt rejects them).
+    """
+    from whisper_npu.npu_ops.designs import whisper_configs
+    from whisper_npu.npu_ops.emulator import write_fixtures
+
+    directory = tmp_path_factory.mktemp("xclbins")
+    write_fixtures(directory, whisper_configs("npu1", ("tiny",)))
+    return directory

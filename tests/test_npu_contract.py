@@ -75,8 +75,9 @@ CALLS = {
     ("device", "register_xclbin"): 1,
     ("kernel", "group_id"): 1,
     ("bo", "write"): 2,
-    ("bo", "read"): 2,
+    ("bo", "map"): 0,
     ("bo", "sync"): 1,
+    ("bo", "size"): 0,
     ("run", "wait"): 1,
 }
 
@@ -95,6 +96,13 @@ def test_call_arities_match_stub_and_emulator(key, arity):
 
 def test_sync_with_size_and_offset_overload():
     assert 3 in _arities(STUB_API["bo"]["sync"])
+    params = inspect.signature(emulator.bo.sync).parameters
+    assert len(params) - 1 == 3  # the runtime syncs partial buffers: (direction, size, offset)
+
+
+def test_map_is_a_memoryview_in_the_stub():
+    (fn,) = STUB_API["bo"]["map"]
+    assert ast.unparse(fn.returns) == "memoryview"
 
 
 def test_runtime_source_uses_only_declared_names():

@@ -297,3 +297,60 @@ def render(result: BenchResult, console: Any) -> None:
     for s in result.systems:
         if s.note:
             console.print(f"{s.system}: {s.note}", markup=False)
+
+
+# -- `bench --project npu` (issue 10): projected NPU rows from the cost model ----------------------------------
+
+PROJECTED_MODELS = ("tiny", "base", "small", "medium", "large-v3")
+
+
+def measure_cpu_rows(paths: list[Path], runs: int = 1, threads: int = 2) -> dict[str, float]:
+    """Measured CPU x-realtime of the models available here (tiny.en, base) on ``paths``, keyed "tiny"/"base"."""
+    measured: dict[str, float] = {}
+    for model, row in (("tiny.en", "tiny"), ("base", "base")):
+        config = BenchConfig(paths=paths, model=model, beam_size=5, runs=runs, threads=threads, measure_memory=False,
+                             chart=False, systems=("whisper-npu (cpu)",), write_files=False)  # fmt: skip
+        result = run_bench(config)
+        rtf = next((s.rtf for s in result.systems if s.rtf), None)
+        if rtf:
+            measured[row] = rtf
+    return measured
+
+
+def render_npu_projection(console: Any, measured: dict[str, float] | None = None, target: str = "npu1") -> None:
+    """PROJECTED encoder time and end-to-end x realtime per Whisper size, beside measured CPU rows.
+
+    Everything in the PROJECTED columns comes from ``npu_ops.costmodel`` (published NPU measurements + host
+    rates calibrated on this machine); nothing here ran on an NPU.
+    """
+    from rich.table import Table
+
+    from whisper_npu.npu_ops import costmodel
+
+    rates = costmodel.calibrate()
+    measured = measured or {}
+    table = Table(title=f"PROJECTED on {target}: cost model, no NPU used; per 30 s window, beam 5")
+    for col in ("model", "enc NPU s", "enc CPU s", "dec s", "xRT NPU", "xRT CPU", "measured"):
+        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
+    table.caption = "all but 'measured' (CPU x realtime on the given files) are PROJECTED"
+    rows = [costmodel.project(m, target, rates=rates) for m in PROJECTED_MODELS]  # type: ignore[arg-type]
+    for p in rows:
+        table.add_row(
+            p.model,
+            f"{p.encoder_npu_s:.3f}",
+            f"{p.encoder_cpu_s:.3f}",
+            f"{p.decoder_s:.3f}",
+            f"{p.x_realtime_npu:.1f}x",
+            f"{p.x_realtime_cpu:.1f}x",
+            f"{measured[p.model]:.1f}x" if p.model in measured else "-",
+        )
+    console.print(table)
+    console.print(f"formula: {rows[0].formula}", markup=False)
+    one = costmodel.predict("encoder.mlp.fc1 (tiny)", 1500, 384, 1536, target, rates=rates)  # type: ignore[arg-type]
+    console.print(f"per op, e.g. tiny fc1: {one.formula}", markup=False)
+    console.print(
+        f"host rates {rates.source}: bf16 pack {rates.pack_s_per_elem * 1e9:.2f} ns/elem, copy "
+        f"{1 / rates.copy_s_per_byte / 1e9:.1f} GB/s, CPU GEMM {rates.cpu_gemm_flops / 1e9:.0f} GFLOP/s, "
+        f"read {rates.mem_bw_bytes_s / 1e9:.1f} GB/s",
+        markup=False,
+    )

@@ -192,7 +192,7 @@ def _transcribe_batch(
 
 @app.command()
 def bench(
-    paths: Annotated[list[Path], typer.Argument(help="Audio files to benchmark.")],
+    paths: Annotated[list[Path] | None, typer.Argument(help="Audio files to benchmark.")] = None,
     model: ModelOpt = None,
     beam_size: BeamOpt = 5,
     runs: Annotated[int, typer.Option(help="Timed runs per system (median reported).", min=1)] = 3,
@@ -200,10 +200,19 @@ def bench(
     reference: Annotated[Path | None, typer.Option(help="Reference transcript (txt) for WER.")] = None,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o")] = Path("."),
     npu_runtime: RuntimeOpt = NpuRuntime.auto,
+    project: Annotated[
+        str | None, typer.Option(help="'npu': print PROJECTED NPU times per model (cost model), beside CPU rows "
+                                 "measured on the given files.")
+    ] = None,
 ) -> None:
     """Compare RTF, load time, memory and WER with faster-whisper on the same audio."""
     from whisper_npu.bench import BenchConfig, render, run_bench
 
+    if project is not None:
+        _bench_project(project, paths or [], runs, threads)
+        return
+    if not paths:
+        raise WhisperNpuError("bench needs audio files (or --project npu)")
     config = BenchConfig(
         paths=paths,
         model=model,
@@ -218,11 +227,39 @@ def bench(
     render(result, out)
 
 
+def _bench_project(project: str, paths: list[Path], runs: int, threads: int) -> None:
+    """`bench --project npu`: the cost model's projection, plus measured CPU rows when files are given."""
+    from whisper_npu.bench import measure_cpu_rows, render_npu_projection
+
+    if project != "npu":
+        raise WhisperNpuError(f"unknown --project {project!r}: only 'npu'")
+    for p in paths:
+        if not p.exists():
+            raise WhisperNpuError(f"file not found: {p}")
+    measured = measure_cpu_rows(paths, runs=runs, threads=threads) if paths else {}
+    render_npu_projection(out, measured)
+
+
 @app.command()
-def doctor() -> None:
-    """What the NPU path would use on this machine, and why not."""
+def doctor(
+    selftest: Annotated[
+        bool, typer.Option("--selftest", help="Run every built overlay and the encoder NPU vs CPU; write JSON.")
+    ] = False,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Self-test JSON file.")] = Path(
+        "whisper-npu-selftest.json"
+    ),
+    npu_runtime: RuntimeOpt = NpuRuntime.auto,
+) -> None:
+    """What the NPU path would use on this machine, and why not (--selftest: check it end to end)."""
     from whisper_npu.npu_ops import doctor as npu_doctor
 
+    if selftest:
+        result = npu_doctor.selftest(output, runtime=npu_runtime.value)
+        label = " (EMULATED)" if result.get("emulated") else ""
+        out.print(f"self-test{label}: {result['verdict']}; wrote {output}", markup=False)
+        if result["verdict"] != "pass":
+            raise typer.Exit(1)
+        return
     npu_doctor.render(npu_doctor.collect(), out)
 
 

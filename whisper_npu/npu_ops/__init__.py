@@ -1,4 +1,4 @@
-"""NPU op layer: XCLBIN-backed matmul and mel ops with per-op CPU fallback.
+"""NPU op layer: bf16 GEMMs on upstream whole_array overlays (encoder matmuls, cross K/V, mel) with CPU fallback.
 
 ``setup(device, runtime)`` is the one entry point the library API uses. It
 returns None when the run should simply be a CPU run (``device="auto"`` with
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from whisper_npu.errors import WhisperNpuError
+from whisper_npu.npu_ops.designs import target_for_device
 from whisper_npu.npu_ops.dispatch import Dispatcher
 from whisper_npu.npu_ops.manifest import load_manifest
 from whisper_npu.npu_ops.runtime import XdnaSession, open_xrt
@@ -59,11 +60,17 @@ class NpuSetup:
         return self._mel_ops[n_mels]
 
     def attach_report(self, report: RunReport) -> None:
-        self.dispatcher.report = report
+        self.dispatcher.reset_run(report)
 
     def describe(self) -> dict[str, Any]:
         session = self.dispatcher.session
         return {
+            "overlays": self.dispatcher.overlays_in_use() if session else [],
+            "overlay_switches": self.dispatcher.run_switches(),
+            "contexts_opened": session.contexts_opened if session else 0,
+            "context_evictions": session.evictions if session else 0,
+            "host": self.dispatcher.host_summary(),
+            "predicted_per_window": dict(self.dispatcher.predictions),
             "runtime": self.runtime,
             "backend": self.dispatcher.label,
             "emulated": bool(session and session.emulated),
@@ -76,10 +83,11 @@ class NpuSetup:
 
 
 def _target_for(name: str) -> str:
+    """mlir-aie target for an amdxdna device name: npu1 (Phoenix/Hawk Point) or npu2 (npu4/5/6: Strix family)."""
     forced = os.environ.get("WHISPER_NPU_TARGET")
     if forced:
         return forced
-    return "npu2" if any(tag in name for tag in ("Strix", "Krackan", "npu4", "NPU4")) else "npu1"
+    return target_for_device(name) or "npu1"
 
 
 def open_session(runtime: str) -> tuple[XdnaSession | None, str | None]:
@@ -87,7 +95,9 @@ def open_session(runtime: str) -> tuple[XdnaSession | None, str | None]:
     if runtime == "emulator":
         from whisper_npu.npu_ops import emulator
 
-        return XdnaSession(emulator, emulated=True, target=os.environ.get("WHISPER_NPU_TARGET", "npu1")), None
+        session = XdnaSession(emulator, emulated=True)
+        session.target = _target_for(session.device_name())
+        return session, None
     xrt, reason = open_xrt()
     if xrt is None:
         return None, reason
@@ -108,6 +118,12 @@ def setup(device: str = "auto", runtime: str = "auto") -> NpuSetup | None:
     session, reason = open_session(chosen)
     if session is None and device == "auto":
         return None  # plain CPU run; `whisper-npu doctor` says why
-    specs, manifest_reason = load_manifest()
+    directory = None
+    if chosen == "emulator" and not os.environ.get("WHISPER_NPU_XCLBINS"):
+        from whisper_npu.npu_ops.emulator import default_fixture_dir
+
+        directory = default_fixture_dir()  # emulator fixtures are generated, never shipped
+    specs, manifest_reason = load_manifest(directory)
     dispatcher = Dispatcher(session, specs, unavailable_reason=reason or manifest_reason)
+    dispatcher.use_cost_model = device == "auto"
     return NpuSetup(dispatcher, chosen)

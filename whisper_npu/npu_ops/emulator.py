@@ -1,29 +1,48 @@
-"""An XRT look-alike for machines without an XDNA NPU.
+"""An XRT look-alike whose overlays take exactly the buffers the upstream ``whole_array`` overlay takes.
 
-It exposes the subset of pyxrt 2.25's API the runtime uses, with the same
-names, argument orders and failure states (the contract is
-``shared/research/pyxrt-2.25.pyi``; a test checks both against it), and it
-enforces the XDNA rules that bite real code:
+Nothing on this machine can run AIE code, so the real host path
+(``runtime.py`` -> pyxrt) is exercised against this module. It exposes the
+subset of pyxrt 2.25's API the runtime uses, with the same names, argument
+orders and failure states (``shared/research/pyxrt-2.25.pyi``; a test checks
+both against it), and it enforces the XDNA rules that bite real code:
 
 * ``device.load_xclbin`` fails with "Operation not supported" (use
   ``register_xclbin`` + ``hw_context``);
 * at most 6 hardware contexts on npu1 (the 7th fails like the amdxdna ioctl);
 * the instruction BO must be ``cacheable`` in group 1, data BOs ``host_only``
-  in the kernel's group ids, sizes large enough;
+  in the kernel's group ids (3/4/5 for A/B/C), large enough for the design;
 * BOs have a host side and a device side: the kernel sees only what was
   synced to the device, and the host reads stale bytes until it syncs back;
 * ``run.wait(ms)`` returns an ``ert_cmd_state``; only COMPLETED is success.
 
-Kernels execute the numpy contract in ``kernels.py`` on the device-side bytes.
-xclbins for the emulator are stubs (a JSON header; real pyxrt rejects them) and
-the instruction stream is a small word list giving the kernel kind and shape,
-decoded from the device copy of the instruction BO. Fault injection
-(``set_fault``) makes a kernel time out, error, return wrong output or run slowly.
+Design faithfulness (upstream mlir-aie v1.3.4 ``whole_array.py`` + ``test.cpp``,
+encoded in ``designs.py``): ``kernel(3, instr_bo, n_words, A, B, C)``; A is
+bf16 bits row-major M x K, B bf16 bits row-major K x N (N x K when built
+``b_col_maj``), C f32 row-major M x N after the memory-tile join. The emulator
+reads those bytes from the device side, computes C with the design's
+arithmetic (``kernels.whole_array_gemm``: f32 partial sums per k-chunk, in K
+order) and writes C row-major. So a host that transposes B, swaps arguments,
+reads C as blocked tiles or truncates instead of rounding gets wrong numbers
+here, as it would on the NPU.
+
+Fixtures: :func:`write_fixtures` writes, for a list of ``designs.GemmConfig``,
+an xclbin-like container (magic + JSON; real pyxrt rejects it) and a small
+deterministic instruction stream whose header encodes the configuration (real
+instructions come from aiecc). The kernel checks that the instruction words it
+was given — read from the device copy of the instruction BO — describe the
+configuration its xclbin was registered with, and ends in ERT_CMD_STATE_ERROR
+otherwise, like a DMA program for another shape would fault. Tests generate
+fixtures into temporary directories; none are committed.
+
+Fault injection (``set_fault``) makes an overlay time out, error, abort,
+return wrong output or run slowly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import threading
 import time
 import uuid as _uuid
@@ -34,13 +53,16 @@ from typing import Any
 
 import numpy as np
 
-from whisper_npu.npu_ops import kernels
+from whisper_npu.npu_ops import designs, kernels
+from whisper_npu.npu_ops.designs import GemmConfig
 
-STUB_MAGIC = b"WNPU-EMU-XCLBIN\x00"
+STUB_MAGIC = b"WNPU-EMU-XCLBIN2\x00"
 INSTS_MAGIC = 0x5550_4E57  # "WNPU" little-endian
-KIND_IDS = {"mm_i8": 1, "mel_bf16x3": 2}
-HWCTX_LIMIT = {"npu1": 6, "npu2": 16}
-XCL_BO_FLAGS_NONE = 0
+INSTS_VERSION = 2
+DTYPE_CODE = {"bf16": 1, "i8": 2, "i16": 3, "f32": 4, "i32": 5}
+TARGET_CODE = {"npu1": 1, "npu2": 2}
+HEADER_WORDS = 15
+BUILT_WITH = "emulator-fixture"
 
 _faults: dict[str, str] = {}
 # Hardware contexts are a device-wide resource shared by every process using the NPU.
@@ -49,15 +71,15 @@ _fault_lock = threading.Lock()
 SLOW_SECONDS = 0.05
 
 
-def set_fault(kernel_name: str, mode: str | None) -> None:
-    """Inject a fault into every run of ``kernel_name``: timeout, error, abort, wrong, slow, or None."""
+def set_fault(overlay_name: str, mode: str | None) -> None:
+    """Inject a fault into every run of ``overlay_name`` ("*" = all): timeout, error, abort, wrong, slow, None."""
     with _fault_lock:
         if mode is None:
-            _faults.pop(kernel_name, None)
+            _faults.pop(overlay_name, None)
         else:
             if mode not in ("timeout", "error", "abort", "wrong", "slow"):
                 raise ValueError(f"unknown fault {mode!r}")
-            _faults[kernel_name] = mode
+            _faults[overlay_name] = mode
 
 
 def clear_faults() -> None:
@@ -75,6 +97,132 @@ def occupy_contexts(count: int) -> list[Any]:
     for h in holders:
         _live_contexts.add(h)
     return holders
+
+
+# -- fixtures --------------------------------------------------------------------
+
+
+def config_dict(cfg: GemmConfig) -> dict[str, Any]:
+    """The fields that define an overlay's behaviour (what the xclbin container records)."""
+    d = dataclasses.asdict(cfg)
+    d.pop("uses", None)
+    return d
+
+
+def config_from_dict(d: dict[str, Any]) -> GemmConfig:
+    return GemmConfig(**{k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(GemmConfig)}})
+
+
+def check_config(cfg: GemmConfig) -> None:
+    """Raise ValueError for a configuration upstream's ``whole_array.py`` asserts against (the build would fail)."""
+    r, s, t = (4, 8, 4) if cfg.target == "npu1" else (8, 8, 8)
+    rules = [
+        (cfg.layout == "whole_array", "only the upstream whole_array layout is built"),
+        (cfg.dtype_in == "bf16" and cfg.dtype_out == "f32", "this project builds bf16 -> f32 overlays"),
+        (cfg.n_aie_cols <= designs.COLUMNS[cfg.target], f"{cfg.target} has {designs.COLUMNS[cfg.target]} columns"),
+        (cfg.M % (cfg.m * cfg.n_aie_rows) == 0, f"M={cfg.M} not a multiple of m*rows={cfg.m * cfg.n_aie_rows}"),
+        (cfg.K % cfg.k == 0, f"K={cfg.K} not a multiple of k={cfg.k}"),
+        (cfg.N % (cfg.n * cfg.n_aie_cols) == 0, f"N={cfg.N} not a multiple of n*cols={cfg.n * cfg.n_aie_cols}"),
+        (cfg.m % r == 0 and cfg.k % s == 0 and cfg.n % t == 0, f"tile not a multiple of the mmul shape {r}x{s}x{t}"),
+    ]
+    for ok, why in rules:
+        if not ok:
+            raise ValueError(f"{cfg.name}: {why}")
+
+
+def make_insts(cfg: GemmConfig) -> np.ndarray:
+    """A deterministic stand-in for aiecc's instruction stream: config header, per-transfer-block words, checksum.
+
+    The body mimics the design's runtime sequence (transfer blocks of up to 4 row-tiles per column, ping-pong
+    BD ids 0/8), so its length grows with M like the real one; only the header is interpreted.
+    """
+    check_config(cfg)
+    header = [
+        INSTS_MAGIC, INSTS_VERSION, cfg.M, cfg.K, cfg.N, cfg.m, cfg.k, cfg.n, cfg.n_aie_cols, cfg.n_aie_rows,
+        DTYPE_CODE[cfg.dtype_in], DTYPE_CODE[cfg.dtype_out], int(cfg.b_col_maj), TARGET_CODE[cfg.target],
+    ]  # fmt: skip
+    body: list[int] = []
+    row_tiles = cfg.M // (cfg.m * cfg.n_aie_rows)
+    for tb in range(-(-row_tiles // 4)):
+        for pingpong in (0, 1):
+            row_base = tb * 4 + pingpong * 2
+            if row_base >= row_tiles:
+                break
+            for col in range(cfg.n_aie_cols):
+                c_off = row_base * cfg.m * cfg.n_aie_rows * cfg.N + col * cfg.n
+                body += [0x0600_0000 | (8 * pingpong) << 8 | col, c_off & 0xFFFFFFFF, row_base, col * cfg.n]
+    words = [*header, len(body), *body]
+    words.append(sum(words) & 0xFFFFFFFF)
+    return np.asarray(words, dtype=np.uint32)
+
+
+def decode_insts(words: np.ndarray) -> dict[str, Any]:
+    """The configuration an instruction stream was generated for; ValueError when it is not one."""
+    if len(words) < HEADER_WORDS + 1 or int(words[0]) != INSTS_MAGIC or int(words[1]) != INSTS_VERSION:
+        raise ValueError("instruction stream is not valid (was the instruction BO synced to the device?)")
+    n_body = int(words[HEADER_WORDS - 1])
+    total = HEADER_WORDS + n_body
+    if len(words) < total + 1 or (int(words[:total].astype(np.uint64).sum()) & 0xFFFFFFFF) != int(words[total]):
+        raise ValueError("instruction stream checksum mismatch (truncated word count?)")
+    M, K, N, m, k, n, cols, rows, din, dout, bcm, tgt = (int(w) for w in words[2 : HEADER_WORDS - 1])
+    dtypes = {v: k for k, v in DTYPE_CODE.items()}
+    targets = {v: k for k, v in TARGET_CODE.items()}
+    return {
+        "M": M, "K": K, "N": N, "m": m, "k": k, "n": n, "n_aie_cols": cols, "n_aie_rows": rows,
+        "dtype_in": dtypes.get(din), "dtype_out": dtypes.get(dout), "b_col_maj": bool(bcm), "target": targets.get(tgt),
+    }  # fmt: skip
+
+
+def make_xclbin(path: Path, cfg: GemmConfig) -> None:
+    """Write an emulator xclbin for ``cfg``: magic + JSON (uuid, target, the MLIR_AIE kernel and its design)."""
+    check_config(cfg)
+    body = {
+        "uuid": str(_uuid.uuid5(_uuid.NAMESPACE_URL, f"whisper-npu-emulator/{cfg.stem}")),
+        "target": cfg.target,
+        "kernels": [
+            {
+                "name": cfg.kernel_name,
+                "label": cfg.name,
+                "design": config_dict(cfg),
+                "args": [{"name": a.name, "group_id": a.group_id} for a in designs.ARGS if a.role in "ABC"],
+            }
+        ],
+    }
+    path.write_bytes(STUB_MAGIC + json.dumps(body, sort_keys=True).encode())
+
+
+def write_fixtures(directory: Path, configs: list[GemmConfig]) -> Path:
+    """Emulator xclbins, instruction streams and manifest.json for ``configs`` under ``directory``."""
+    from whisper_npu.npu_ops.manifest import write_manifest
+
+    directory = Path(directory)
+    entries = []
+    for cfg in configs:
+        (directory / cfg.xclbin).parent.mkdir(parents=True, exist_ok=True)
+        make_xclbin(directory / cfg.xclbin, cfg)
+        make_insts(cfg).tofile(directory / cfg.insts)
+        entries.append({**cfg.manifest_fields(), "built": True, "built_with": BUILT_WITH})
+    return write_manifest(directory, entries, "emulator fixtures: real pyxrt rejects these files")
+
+
+_default_dir: Path | None = None
+_default_lock = threading.Lock()
+
+
+def default_fixture_dir() -> Path:
+    """Fixtures for every configuration the build script builds, written once per process to a temp dir."""
+    global _default_dir
+    with _default_lock:
+        if _default_dir is None:
+            import atexit
+            import shutil
+            import tempfile
+
+            path = Path(tempfile.mkdtemp(prefix="whisper-npu-emulator-"))
+            atexit.register(shutil.rmtree, path, ignore_errors=True)
+            write_fixtures(path, designs.all_configs())
+            _default_dir = path
+        return _default_dir
 
 
 # -- enums (values as in amdxdna_ctx.h / xrt headers) ---------------------------
@@ -103,39 +251,6 @@ class ert_cmd_state(IntEnum):  # noqa: N801 - pyxrt's name
 class xrt_info_device(IntEnum):  # noqa: N801 - pyxrt's name
     bdf = 0
     name = 5
-
-
-# -- stub files ------------------------------------------------------------------
-
-
-def make_stub_xclbin(path: Path, kernel_name: str, meta: dict[str, Any]) -> None:
-    """Write an emulator xclbin: magic + JSON (uuid, target, kernel metadata)."""
-    body = {"uuid": str(_uuid.uuid4()), "kernels": [{"name": kernel_name, **meta}], "target": meta["target"]}
-    path.write_bytes(STUB_MAGIC + json.dumps(body, sort_keys=True).encode())
-
-
-def make_stub_insts(path: Path, kind: str, shape: tuple[int, ...], tile: kernels.TileConfig | None) -> None:
-    """Write an emulator instruction stream: magic, version, kind, rank, shape..., tiling..., checksum."""
-    t = (tile.m, tile.k, tile.n, tile.rows, tile.cols) if tile else (0, 0, 0, 0, 0)
-    words = [INSTS_MAGIC, 1, KIND_IDS[kind], len(shape), *shape, *t]
-    words.append(sum(words) & 0xFFFFFFFF)
-    np.asarray(words, dtype=np.uint32).tofile(path)
-
-
-def _decode_insts(words: np.ndarray) -> tuple[str, tuple[int, ...], kernels.TileConfig | None]:
-    if len(words) < 5 or int(words[0]) != INSTS_MAGIC or int(words[1]) != 1:
-        raise ValueError("instruction stream is not valid (was the instruction BO synced to the device?)")
-    rank = int(words[3])
-    body = [int(w) for w in words[: 4 + rank + 5]]
-    if len(words) < 4 + rank + 6 or (sum(body) & 0xFFFFFFFF) != int(words[4 + rank + 5]):
-        raise ValueError("instruction stream checksum mismatch")
-    kind = {v: k for k, v in KIND_IDS.items()}.get(int(words[2]))
-    if kind is None:
-        raise ValueError(f"unknown kernel kind {int(words[2])}")
-    shape = tuple(body[4 : 4 + rank])
-    m, k, n, rows, cols = body[4 + rank : 4 + rank + 5]
-    tile = kernels.TileConfig(m, k, n, rows, cols) if m else None
-    return kind, shape, tile
 
 
 # -- pyxrt look-alike classes -----------------------------------------------------
@@ -186,13 +301,18 @@ class xclbin:  # noqa: N801
 
 
 class device:  # noqa: N801
+    """Device 0. ``WHISPER_NPU_EMULATED_DEVICE`` picks the amdxdna name it reports (default RyzenAI-npu1)."""
+
     def __init__(self, index: int = 0) -> None:
         if int(index) != 0:
             raise RuntimeError(f"No such device: index {index}")
         self._registered: dict[uuid, xclbin] = {}
-        self.target = "npu1"
+        self._name = os.environ.get("WHISPER_NPU_EMULATED_DEVICE", "RyzenAI-npu1")
+        self.target = designs.target_for_device(self._name) or "npu1"
 
     def register_xclbin(self, xb: xclbin) -> uuid:
+        if xb._body["target"] != self.target:
+            raise RuntimeError(f"register_xclbin: xclbin built for {xb._body['target']}, device is {self.target}")
         u = xb.get_uuid()
         self._registered[u] = xb
         return u
@@ -204,14 +324,14 @@ class device:  # noqa: N801
         raise RuntimeError("get_xclbin_uuid: Operation not supported")
 
     def get_info(self, key: Any) -> str:
-        return "RyzenAI-npu1 (emulated)"
+        return f"{self._name} (emulated)"
 
 
 class hw_context:  # noqa: N801
     def __init__(self, dev: device, xclbin_uuid: uuid) -> None:
         if xclbin_uuid not in dev._registered:
             raise RuntimeError("hw_context: xclbin not registered with the device")
-        if len(_live_contexts) >= HWCTX_LIMIT[dev.target]:
+        if len(_live_contexts) >= designs.HWCTX_LIMIT[dev.target]:
             raise RuntimeError("DRM_IOCTL_AMDXDNA_CREATE_HWCTX IOCTL failed (err=-22): Invalid argument")
         self._device = dev
         self._xclbin = dev._registered[xclbin_uuid]
@@ -259,7 +379,7 @@ class bo:  # noqa: N801
         raw = memoryview(np.ascontiguousarray(data)).cast("B") if not isinstance(data, bytes) else memoryview(data)
         if seek + len(raw) > self._size:
             raise RuntimeError("bo.write: out of bounds")
-        self._host[seek : seek + len(raw)] = raw
+        memoryview(self._host)[seek : seek + len(raw)] = raw
 
     def read(self, size: int, skip: int) -> np.ndarray:
         if skip + size > self._size:
@@ -269,14 +389,18 @@ class bo:  # noqa: N801
     def sync(self, direction: xclBOSyncDirection, size: int | None = None, offset: int = 0) -> None:
         size = self._size - offset if size is None else int(size)
         end = offset + size
+        if end > self._size:
+            raise RuntimeError("bo.sync: out of bounds")
+        host, dev = memoryview(self._host), memoryview(self._dev)
         if direction == xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE:
-            self._dev[offset:end] = self._host[offset:end]
+            dev[offset:end] = host[offset:end]
         elif direction == xclBOSyncDirection.XCL_BO_SYNC_BO_FROM_DEVICE:
-            self._host[offset:end] = self._dev[offset:end]
+            host[offset:end] = dev[offset:end]
         else:
             raise RuntimeError("bo.sync: direction not supported on this device")
 
     def map(self) -> memoryview:
+        """The host side, zero-copy (what pyxrt's ``bo.map()`` returns)."""
         return memoryview(self._host)
 
     def size(self) -> int:
@@ -287,9 +411,11 @@ class bo:  # noqa: N801
 
 
 class run:  # noqa: N801
-    def __init__(self, state: ert_cmd_state, delay: float = 0.0) -> None:
+    def __init__(self, state: ert_cmd_state, delay: float = 0.0, emulated_seconds: float = 0.0) -> None:
         self._state = state
         self._ready_at = time.perf_counter() + delay
+        #: Time spent computing the overlay's result in numpy (not a pyxrt attribute; host accounting excludes it).
+        self.emulated_seconds = emulated_seconds
 
     def wait(self, timeout_ms: int = 0) -> ert_cmd_state:
         if self._state == ert_cmd_state.ERT_CMD_STATE_TIMEOUT:
@@ -317,6 +443,8 @@ class kernel:  # noqa: N801
         self._meta = match[0]
         self._name = name
         self._label = self._meta.get("label", name)
+        self.config = config_from_dict(self._meta["design"])
+        self.last_error: str | None = None
 
     def group_id(self, index: int) -> int:
         index = int(index)
@@ -332,7 +460,7 @@ class kernel:  # noqa: N801
 
     def __call__(self, *args: Any) -> run:
         opcode, instr, n_words, *bos = args
-        if int(opcode) != 3:
+        if int(opcode) != designs.OPCODE:
             return run(ert_cmd_state.ERT_CMD_STATE_ERROR)
         if not isinstance(instr, bo) or instr.group != 1 or instr.flags_value != bo.flags.cacheable:
             raise RuntimeError("instruction buffer must be a cacheable BO in group_id(1)")
@@ -354,43 +482,38 @@ class kernel:  # noqa: N801
             return run(ert_cmd_state.ERT_CMD_STATE_ERROR)
         if fault == "abort":
             return run(ert_cmd_state.ERT_CMD_STATE_ABORT)
-        words = np.frombuffer(bytes(instr._dev[: int(n_words) * 4]), dtype=np.uint32)
+        t0 = time.perf_counter()
         try:
-            kind, shape, tile = _decode_insts(words)
-            self._execute(kind, shape, tile, bos)
+            words = np.frombuffer(instr._dev, dtype=np.uint32, count=int(n_words))
+            decoded = decode_insts(words)
+            if decoded != {k: v for k, v in config_dict(self.config).items() if k in decoded}:
+                raise ValueError("instruction stream was generated for another configuration than this xclbin")
+            self._execute(bos)
         except (ValueError, TypeError) as exc:
             self.last_error = str(exc)
             return run(ert_cmd_state.ERT_CMD_STATE_ERROR)
         if fault == "wrong":
-            out = bos[-1]
-            corrupted = np.frombuffer(bytes(out._dev), dtype=np.int8).copy()
-            corrupted[::7] ^= 0x55
-            out._dev[:] = corrupted.tobytes()
-        return run(ert_cmd_state.ERT_CMD_STATE_COMPLETED, SLOW_SECONDS if fault == "slow" else 0.0)
+            out = np.frombuffer(bos[2]._dev, dtype=np.uint8)
+            out[::7] ^= 0x55
+        return run(
+            ert_cmd_state.ERT_CMD_STATE_COMPLETED,
+            SLOW_SECONDS if fault == "slow" else 0.0,
+            emulated_seconds=time.perf_counter() - t0,
+        )
 
-    def _execute(self, kind: str, shape: tuple[int, ...], tile: kernels.TileConfig | None, bos: list[bo]) -> None:
-        def dev_array(b: bo, dtype: Any, count: int) -> np.ndarray:
-            need = count * np.dtype(dtype).itemsize
-            if b.size() < need:
-                raise ValueError("buffer smaller than the kernel's problem size")
-            return np.frombuffer(bytes(b._dev[:need]), dtype=dtype, count=count)
-
-        if kind == "mm_i8":
-            M, K, N = shape
-            a = dev_array(bos[0], np.int8, M * K).reshape(M, K)
-            b = dev_array(bos[1], np.int8, K * N).reshape(K, N)
-            c = kernels.mm_i8(a, b, tile)
-            bos[2]._dev[: c.nbytes] = c.tobytes()
-        elif kind == "mel_bf16x3":
-            frames_n, n_fft, n_mels = shape
-            n_freq = n_fft // 2 + 1
-            frames = dev_array(bos[0], np.float32, frames_n * n_fft).reshape(frames_n, n_fft)
-            basis = dev_array(bos[1], np.float32, n_fft * 2 * n_freq).reshape(n_fft, 2 * n_freq)
-            filters = dev_array(bos[2], np.float32, n_mels * n_freq).reshape(n_mels, n_freq)
-            out = kernels.mel_bf16x3(frames, basis, filters)
-            bos[3]._dev[: out.nbytes] = np.ascontiguousarray(out).tobytes()
-        else:  # pragma: no cover - _decode_insts already rejects unknown kinds
-            raise ValueError(kind)
+    def _execute(self, bos: list[bo]) -> None:
+        """Read A, B from the device side of the BOs, compute C with the design's arithmetic, write C row-major."""
+        cfg = self.config
+        a_bo, b_bo, c_bo = bos
+        sizes = cfg.buffer_bytes()
+        for role, b in (("A", a_bo), ("B", b_bo), ("C", c_bo)):
+            if b.size() < sizes[role]:
+                raise ValueError(f"{role} buffer is {b.size()} bytes, the design moves {sizes[role]}")
+        a = np.frombuffer(a_bo._dev, dtype=np.uint16, count=cfg.M * cfg.K).reshape(cfg.M, cfg.K)
+        b_shape = (cfg.N, cfg.K) if cfg.b_col_maj else (cfg.K, cfg.N)
+        b = np.frombuffer(b_bo._dev, dtype=np.uint16, count=cfg.K * cfg.N).reshape(b_shape)
+        c = kernels.whole_array_gemm(a, b, cfg.k, b_col_maj=cfg.b_col_maj)
+        np.frombuffer(c_bo._dev, dtype=np.float32, count=cfg.M * cfg.N)[...] = c.reshape(-1)
 
 
 def enumerate_devices() -> int:

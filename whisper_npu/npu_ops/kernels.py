@@ -1,143 +1,102 @@
-"""The arithmetic contract of each NPU kernel, in numpy.
+"""The arithmetic of the upstream ``whole_array`` bf16 GEMM overlay, in numpy.
 
-One definition serves three places: the emulator executes it, the host code
-(``matmul.py``, ``mel.py``) prepares inputs for it, and the gcc-built scalar
-path of the AIE kernels in ``kernels_src/`` is tested bit-exactly against it.
+One definition serves three places: the emulator executes it on the bytes the
+host put in the BOs, the host code (``matmul.py``, ``mel.py``) converts its
+operands with the same bf16 rounding, and the tests use it as the reference.
 
-matmul ``mm_i8``: int8 A [M, K] x int8 B [K, N] -> int32 C [M, N]. On AIE2 the
-``aie::mmul<4, 8, 8, int8, int8>`` block accumulates in 32-bit lanes; the
-whole-array design gives each of the 4 x cols cores an (m x n) output tile and
-streams K in k-chunks. Integer addition is associative and the shape rules cap
-K so |C| < 127 * 127 * K < 2^31, so every summation order gives the same int32
-result: we compute each column block with a float64 GEMM, exact below 2^53.
+What the design computes (mlir-aie v1.3.4 ``whole_array.py`` + ``aie2/mm.cc``,
+bf16 in, f32 out): every core owns an (m x n) tile of C, zeroes it, then for
+each k-chunk of K (in order, ``for _ in range_(K // k)``) multiplies an (m x k)
+tile of A by a (k x n) tile of B and accumulates into the f32 C tile that
+stays in its local memory between chunks. So the sum over K is split into
+k-sized partial sums accumulated in f32 in ascending K order — which is what
+:func:`whole_array_gemm` does (within one chunk the hardware's adder tree
+order is not observable here; numpy's f32 GEMM stands for it).
 
-mel ``mel_bf16x3``: frames [F, 400] -> log10 mel [n_mels, F]. The DFT is a GEMM
-against a [400, 402] cos/sin basis in "bf16x3" form (each operand split into a
-bf16 high part and a bf16 residual; hi*hi + hi*lo + lo*hi accumulated in f32),
-which keeps ~16 mantissa bits where plain bf16 keeps 8 — a mel floor at -80 dB
-needs it. Power and the filterbank run in f32; log10 is computed from the
-exponent plus a polynomial, as the AIE2 core has no log instruction.
+bf16 on the host: a float32's upper 16 bits, rounded to nearest even (the
+conversion ``std::bfloat16_t`` and ``ml_dtypes`` do; truncation — the AIE's
+default ``to_vector<bfloat16>`` — biases every value towards zero).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-ACC_LIMIT = 2**31 - 1
-I8_MAX = 127
+try:  # one-pass C cast with the same round-to-nearest-even; ~2x faster than the numpy bit ops below
+    from ml_dtypes import bfloat16 as _ML_BF16
+except ImportError:  # pragma: no cover - ml_dtypes comes with onnx
+    _ML_BF16 = None
+
+BF16 = np.uint16  # bf16 values travel as their uint16 bit patterns
 
 
-@dataclass(frozen=True)
-class TileConfig:
-    """Whole-array matmul tiling: per-core tile (m, k, n) on rows x cols cores."""
+def bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> bf16 bit patterns (uint16), round to nearest even, with vectorised numpy bit ops.
 
-    m: int
-    k: int
-    n: int
-    rows: int = 4
-    cols: int = 4
-
-    @property
-    def m_multiple(self) -> int:
-        return self.m * self.rows
-
-    @property
-    def n_multiple(self) -> int:
-        return self.n * self.cols
-
-    @property
-    def k_multiple(self) -> int:
-        return self.k
-
-    def check(self, M: int, K: int, N: int) -> str | None:
-        """None when (M, K, N) is a legal problem size for this design, else why not."""
-        if M % self.m_multiple or K % self.k_multiple or N % self.n_multiple:
-            return f"shape {M}x{K}x{N} is not a multiple of {self.m_multiple}x{self.k_multiple}x{self.n_multiple}"
-        if K * I8_MAX * I8_MAX > ACC_LIMIT:
-            return f"K={K} could overflow the int32 accumulator"
-        return None
-
-    def padded(self, M: int, K: int, N: int) -> tuple[int, int, int]:
-        def up(x: int, q: int) -> int:
-            return -(-x // q) * q
-
-        return up(M, self.m_multiple), up(K, self.k_multiple), up(N, self.n_multiple)
-
-
-def mm_i8(a: np.ndarray, b: np.ndarray, tiles: TileConfig) -> np.ndarray:
-    """int8 [M, K] @ int8 [K, N] -> int32 [M, N], as the whole-array kernel computes it."""
-    if a.dtype != np.int8 or b.dtype != np.int8:
-        raise TypeError("mm_i8 takes int8 operands")
-    M, K = a.shape
-    K2, N = b.shape
-    if K != K2:
-        raise ValueError(f"inner dimensions differ: {K} vs {K2}")
-    why = tiles.check(M, K, N)
-    if why:
-        raise ValueError(why)
-    out = np.empty((M, N), np.int32)
-    a64 = a.astype(np.float64)
-    block = tiles.n_multiple  # one pass of the 4 x cols array covers n * cols output columns
-    for j in range(0, N, block):
-        out[:, j : j + block] = (a64 @ b[:, j : j + block].astype(np.float64)).astype(np.int32)
+    This is the reference definition; :func:`to_bf16_into` is the fast path the host uses.
+    NaN stays NaN (its payload's top bits are kept and the quiet bit set).
+    """
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = (bits + (np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1)))) >> 16
+    out = rounded.astype(np.uint16)
+    nan = np.isnan(np.asarray(x, np.float32))
+    if nan.any():
+        out[nan] = ((bits[nan] >> 16) | 0x0040).astype(np.uint16)
     return out
 
 
-# -- bf16 helpers -------------------------------------------------------------
+def to_bf16_into(dst: np.ndarray, x: np.ndarray) -> None:
+    """Write bf16(x) (round to nearest even) into the uint16 array ``dst`` in one pass, no temporaries."""
+    if _ML_BF16 is not None:
+        dst.view(_ML_BF16)[...] = x
+    else:  # pragma: no cover
+        dst[...] = bf16_bits(x)
 
 
-def to_bf16(x: np.ndarray) -> np.ndarray:
-    """Round float32 to bfloat16 (round to nearest even) and return it widened back to float32."""
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
-    return ((bits + rounding) & np.uint32(0xFFFF0000)).view(np.float32)
+def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
+    """bf16 bit patterns (uint16) -> float32 (exact)."""
+    return (np.asarray(bits, np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def round_bf16(x: np.ndarray) -> np.ndarray:
+    """float32 rounded to the nearest bf16, returned as float32."""
+    return bf16_to_f32(bf16_bits(x))
 
 
 def split_bf16(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """x ~= hi + lo with both parts exactly representable in bfloat16."""
-    hi = to_bf16(x)
-    lo = to_bf16(np.asarray(x, np.float32) - hi)
-    return hi, lo
+    """x ~= hi + lo with both parts bf16 (as float32): ~16 mantissa bits where one bf16 keeps 8."""
+    x = np.asarray(x, np.float32)
+    hi = round_bf16(x)
+    return hi, round_bf16(x - hi)
 
 
-def gemm_bf16x3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """f32 result of hi*hi + hi*lo + lo*hi over bf16 splits of a [M, K] and b [K, N]."""
-    a_hi, a_lo = split_bf16(a)
-    b_hi, b_lo = split_bf16(b)
-    acc = a_hi @ b_hi
-    acc += a_hi @ b_lo
-    acc += a_lo @ b_hi
-    return acc.astype(np.float32)
+def whole_array_gemm(a_bits: np.ndarray, b: np.ndarray, k_chunk: int, *, b_col_maj: bool = False) -> np.ndarray:
+    """C = A @ B as the overlay computes it: bf16 operands, f32 partial sums per k-chunk, in K order.
 
-
-# log2(m) for m in [1, 2) as a degree-7 polynomial (least-squares fit, max error ~1e-6), evaluated
-# in f32 with Horner. Bit patterns, so kernels_src/aie2/log2_coeffs.h holds exactly the same constants.
-LOG2_COEFF_BITS = (
-    0xC04F0F01, 0x40E2BC2C, 0xC0ECB30B, 0x40B5938B, 0xC03A8E8D, 0x3F736ECA, 0xBE366B27, 0x3C6F3A38,
-)  # fmt: skip
-_LOG2_COEFFS = np.array(LOG2_COEFF_BITS, dtype=np.uint32).view(np.float32)
-LOG10_2 = np.float32(0.30102999566398120)
-LOG_FLOOR = np.float32(1e-10)
-
-
-def log10_poly(x: np.ndarray) -> np.ndarray:
-    """log10(max(x, 1e-10)) from the float's exponent plus a log2 polynomial of its mantissa."""
-    x = np.maximum(np.asarray(x, np.float32), LOG_FLOOR)
-    mant, exp = np.frexp(x)  # x = mant * 2**exp, mant in [0.5, 1)
-    m = (mant * np.float32(2.0)).astype(np.float32)  # [1, 2)
-    e = (exp - 1).astype(np.float32)
-    acc = np.full_like(m, _LOG2_COEFFS[-1])
-    for c in _LOG2_COEFFS[-2::-1]:
-        acc = (acc * m + c).astype(np.float32)
-    return ((acc + e) * LOG10_2).astype(np.float32)
+    ``a_bits`` is A [M, K] as bf16 bits; ``b`` is B as bf16 bits, [K, N] or, with ``b_col_maj``, [N, K].
+    """
+    a = bf16_to_f32(a_bits)
+    bf = bf16_to_f32(b)
+    if b_col_maj:
+        bf = bf.T
+    M, K = a.shape
+    if bf.shape[0] != K:
+        raise ValueError(f"inner dimensions differ: {K} vs {bf.shape[0]}")
+    if K % k_chunk:
+        raise ValueError(f"K={K} is not a multiple of the k tile {k_chunk}")
+    c = np.zeros((M, bf.shape[1]), np.float32)
+    partial = np.empty_like(c)
+    for k0 in range(0, K, k_chunk):
+        np.matmul(a[:, k0 : k0 + k_chunk], bf[k0 : k0 + k_chunk], out=partial)
+        c += partial
+    return c
 
 
 @lru_cache(maxsize=2)
 def dft_basis(n_fft: int = 400) -> np.ndarray:
-    """[n_fft, 2 * (n_fft // 2 + 1)] real DFT basis: cos columns then -sin columns."""
+    """[n_fft, 2 * (n_fft // 2 + 1)] real DFT basis: cos columns then -sin columns (Whisper's 201 bins)."""
     n_freqs = n_fft // 2 + 1
     t = np.arange(n_fft)[:, None]
     f = np.arange(n_freqs)[None, :]
@@ -145,12 +104,3 @@ def dft_basis(n_fft: int = 400) -> np.ndarray:
     basis = np.concatenate([np.cos(angle), -np.sin(angle)], axis=1).astype(np.float32)
     basis.setflags(write=False)
     return basis
-
-
-def mel_bf16x3(frames: np.ndarray, basis: np.ndarray, filters: np.ndarray) -> np.ndarray:
-    """Windowed frames [F, n_fft] -> log10 mel [n_mels, F] the way the mel kernel computes it."""
-    spec = gemm_bf16x3(frames, basis)
-    half = basis.shape[1] // 2
-    power = (spec[:, :half] * spec[:, :half] + spec[:, half:] * spec[:, half:]).astype(np.float32)
-    mel = (filters.astype(np.float32) @ power.T).astype(np.float32)
-    return log10_poly(mel)

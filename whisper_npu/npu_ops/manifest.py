@@ -1,11 +1,14 @@
-"""``xclbins/manifest.json``: which prebuilt kernels exist and how to call them.
+"""``xclbins/manifest.json``: which overlays were built, from which configuration, and their hashes.
 
-Each entry names the xclbin and its instruction stream (``insts.bin``), their
-sha256, the target (npu1 = Phoenix/Hawk Point, npu2 = Strix), dtypes, the
-problem shape the design was compiled for, the tiling, and the argument order
-with memory group ids. Validation never raises: a missing file, a hash
-mismatch or an unknown target turns into a reason string, and the op that
-wanted the kernel falls back to the CPU with that reason.
+Each entry is a ``designs.GemmConfig`` as ``GemmConfig.manifest_fields()``
+writes it, plus ``built``, the sha256 of the xclbin and its instruction stream
+and what built it (``built_with``: the toolchain versions, or
+``emulator-fixture``). The shipped manifest lists every configuration with
+``built: false`` until ``scripts/build_xclbins.sh`` has run.
+Validation never raises: a missing manifest or file, a hash mismatch or an
+unknown target turns into a reason string, and the op that wanted the overlay
+falls back to the CPU with that reason. A missing real build says how to make
+one (:data:`NOT_BUILT`).
 """
 
 from __future__ import annotations
@@ -13,52 +16,43 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from whisper_npu.npu_ops.kernels import TileConfig
+from whisper_npu.npu_ops.designs import COLUMNS, HWCTX_LIMIT, GemmConfig
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "xclbins"
-TARGETS = {"npu1": {"columns": 4, "hwctx_limit": 6}, "npu2": {"columns": 8, "hwctx_limit": 16}}
-
-#: Problem shapes the encoder needs (M padded from 1500 frames), per model width.
-MATMUL_SHAPES = {
-    384: [(1536, 384, 1152), (1536, 384, 384), (1536, 384, 1536), (1536, 1536, 384), (1536, 384, 768)],
-    512: [(1536, 512, 1536), (1536, 512, 512), (1536, 512, 2048), (1536, 2048, 512), (1536, 512, 1024)],
-}
-MATMUL_TILE = TileConfig(m=64, k=64, n=32, rows=4, cols=4)
-MEL_FRAMES = 1024  # frames per mel kernel call
-MEL_N_FFT = 400
-
-
-@dataclass(frozen=True)
-class ArgSpec:
-    name: str
-    group_id: int
-    dtype: str
+TARGETS = {t: {"columns": COLUMNS[t], "hwctx_limit": HWCTX_LIMIT[t]} for t in COLUMNS}
+NOT_BUILT = "not built: run scripts/build_xclbins.sh"
 
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """One prebuilt kernel (an xclbin + instruction stream compiled for one problem shape)."""
+    """One built overlay: its configuration and where its files are."""
 
-    name: str
-    kind: str  # "mm_i8" | "mel_bf16x3"
-    target: str
+    config: GemmConfig
     xclbin: Path
     insts: Path
-    kernel_name: str
     sha256: dict[str, str]
-    shape: tuple[int, ...]
-    tile: TileConfig | None
-    args: tuple[ArgSpec, ...]
-    built_with: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    built_with: Any  # toolchain versions (dict) for real builds, "emulator-fixture" for test fixtures
+    built: bool = True
 
     @property
-    def emulator_stub(self) -> bool:
-        return self.built_with == "emulator-stub"
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def target(self) -> str:
+        return self.config.target
+
+    @property
+    def kernel_name(self) -> str:
+        return self.config.kernel_name
+
+    @property
+    def emulator_fixture(self) -> bool:
+        return self.built_with == "emulator-fixture"
 
 
 def sha256_file(path: Path) -> str:
@@ -69,48 +63,61 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def manifest_dir(directory: Path | None = None) -> Path:
+    return Path(directory or os.environ.get("WHISPER_NPU_XCLBINS") or DEFAULT_DIR)
+
+
+def _config(entry: dict[str, Any]) -> GemmConfig:
+    M, K, N = entry["shape"]
+    tile = entry["tile"]
+    return GemmConfig(
+        name=entry["name"], M=M, K=K, N=N, m=tile["m"], k=tile["k"], n=tile["n"],
+        n_aie_cols=tile["cols"], n_aie_rows=tile.get("rows", 4), dtype_in=entry["dtype_in"],
+        dtype_out=entry["dtype_out"], target=entry["target"], b_col_maj=bool(entry.get("b_col_maj", False)),
+    )  # fmt: skip
+
+
 def load_manifest(directory: Path | None = None) -> tuple[list[KernelSpec], str | None]:
-    """Kernels listed in ``manifest.json`` and, if the manifest itself is unusable, why."""
-    directory = Path(directory or os.environ.get("WHISPER_NPU_XCLBINS") or DEFAULT_DIR)
+    """Overlays listed in ``manifest.json`` and, if the manifest itself is unusable, why."""
+    directory = manifest_dir(directory)
     path = directory / "manifest.json"
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        return [], f"no kernel manifest at {path}"
+        return [], f"{NOT_BUILT} (no {path})"
     except (OSError, json.JSONDecodeError) as exc:
         return [], f"kernel manifest {path} unreadable: {exc}"
     specs = []
     for entry in data.get("kernels", []):
+        if entry.get("kind", "gemm") != "gemm":
+            continue
         try:
-            tile = entry.get("tile")
             specs.append(
                 KernelSpec(
-                    name=entry["name"],
-                    kind=entry["kind"],
-                    target=entry["target"],
+                    config=_config(entry),
                     xclbin=directory / entry["xclbin"],
                     insts=directory / entry["insts"],
-                    kernel_name=entry.get("kernel_name", "MLIR_AIE"),
-                    sha256=dict(entry.get("sha256", {})),
-                    shape=tuple(entry["shape"]),
-                    tile=TileConfig(**tile) if tile else None,
-                    args=tuple(ArgSpec(a["name"], int(a["group_id"]), a["dtype"]) for a in entry["args"]),
-                    built_with=entry.get("built_with", "unknown"),
-                    extra=dict(entry.get("extra", {})),
+                    sha256=dict(entry.get("sha256") or {}),
+                    built_with=entry.get("built_with"),
+                    built=bool(entry.get("built", True)),
                 )
             )
         except (KeyError, TypeError, ValueError) as exc:
             return specs, f"kernel manifest entry malformed: {exc}"
+    if not specs:
+        return [], f"{NOT_BUILT} (manifest lists no overlays)"
     return specs, None
 
 
 def validate(spec: KernelSpec) -> str | None:
-    """None when the kernel's files exist and match their hashes; else a one-line reason."""
+    """None when the overlay's files exist and match their hashes; else a one-line reason."""
     if spec.target not in TARGETS:
         return f"{spec.name}: unknown target {spec.target!r}"
+    if not spec.built:
+        return f"{spec.name}: {NOT_BUILT}"
     for role, path in (("xclbin", spec.xclbin), ("insts", spec.insts)):
         if not path.is_file():
-            return f"{spec.name}: {role} missing ({path.name})"
+            return f"{spec.name}: {role} missing ({path.name}); {NOT_BUILT}"
         expected = spec.sha256.get(role)
         if not expected:
             return f"{spec.name}: no sha256 for {role} in manifest"
@@ -120,61 +127,10 @@ def validate(spec: KernelSpec) -> str | None:
 
 
 def write_manifest(directory: Path, entries: list[dict[str, Any]], note: str) -> Path:
-    """Write manifest.json with fresh sha256 of every listed file (used by the build scripts)."""
+    """Write manifest.json with fresh sha256 of every listed file (the build script and fixtures use it)."""
     directory = Path(directory)
     for entry in entries:
         entry["sha256"] = {role: sha256_file(directory / entry[role]) for role in ("xclbin", "insts")}
     path = directory / "manifest.json"
-    path.write_text(json.dumps({"format": 1, "note": note, "kernels": entries}, indent=2) + "\n")
+    path.write_text(json.dumps({"format": 2, "note": note, "kernels": entries}, indent=2) + "\n")
     return path
-
-
-def matmul_entry(shape: tuple[int, int, int], target: str, built_with: str) -> dict[str, Any]:
-    M, K, N = shape
-    name = f"mm_i8_{M}x{K}x{N}"
-    t = MATMUL_TILE
-    return {
-        "name": name,
-        "kind": "mm_i8",
-        "target": target,
-        "xclbin": f"{target}/{name}.xclbin",
-        "insts": f"{target}/{name}.insts.bin",
-        "kernel_name": "MLIR_AIE",
-        "shape": [M, K, N],
-        "tile": {"m": t.m, "k": t.k, "n": t.n, "rows": t.rows, "cols": TARGETS[target]["columns"]},
-        "args": [
-            {"name": "A", "group_id": 3, "dtype": "i8"},
-            {"name": "B", "group_id": 4, "dtype": "i8"},
-            {"name": "C", "group_id": 5, "dtype": "i32"},
-        ],
-        "built_with": built_with,
-    }
-
-
-def mel_entry(n_mels: int, target: str, built_with: str) -> dict[str, Any]:
-    name = f"mel_bf16x3_{MEL_FRAMES}x{n_mels}"
-    n_freq = MEL_N_FFT // 2 + 1
-    return {
-        "name": name,
-        "kind": "mel_bf16x3",
-        "target": target,
-        "xclbin": f"{target}/{name}.xclbin",
-        "insts": f"{target}/{name}.insts.bin",
-        "kernel_name": "MLIR_AIE",
-        "shape": [MEL_FRAMES, MEL_N_FFT, n_mels],
-        "tile": None,
-        "args": [
-            {"name": "frames", "group_id": 3, "dtype": "f32"},
-            {"name": "basis", "group_id": 4, "dtype": "f32"},
-            {"name": "filters", "group_id": 5, "dtype": "f32"},
-            {"name": "log_mel", "group_id": 6, "dtype": "f32"},
-        ],
-        "built_with": built_with,
-        "extra": {"n_freq": n_freq},
-    }
-
-
-def all_entries(target: str, built_with: str) -> list[dict[str, Any]]:
-    entries = [matmul_entry(s, target, built_with) for shapes in MATMUL_SHAPES.values() for s in shapes]
-    entries += [mel_entry(n, target, built_with) for n in (80, 128)]
-    return entries
