@@ -17,9 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from whisper_npu.decoding import DecodingOptions, DecodingResult, decode_window, detect_language
+from whisper_npu.decoding import (
+    DecodingOptions,
+    DecodingResult,
+    decode_window,
+    detect_language,
+    previous_text_prompt,
+)
 from whisper_npu.features import HOP_LENGTH, N_FRAMES, SAMPLE_RATE, pad_or_trim
 from whisper_npu.model.whisper import EncoderOutput, WhisperModel
+from whisper_npu.progress import WindowListener
 from whisper_npu.report import RunReport
 from whisper_npu.tokenizer import TIME_PRECISION, Tokenizer
 
@@ -41,6 +48,7 @@ class TranscribeOptions:
     condition_on_previous_text: bool = True
     prompt_reset_on_temperature: float = 0.5
     initial_prompt: str | None = None
+    hotwords: str | None = None  # faster-whisper's: names/jargon put before the previous text in every prompt
     language: str | None = None
     task: str = "transcribe"
     without_timestamps: bool = False
@@ -152,10 +160,18 @@ def _split_segments(
 
 
 def transcribe_mel(
-    model: WhisperModel, mel: np.ndarray, options: TranscribeOptions, report: RunReport
+    model: WhisperModel,
+    mel: np.ndarray,
+    options: TranscribeOptions,
+    report: RunReport,
+    listener: WindowListener | None = None,
 ) -> TranscriptionOutput:
-    """Transcribe a whole log-mel [n_mels, frames] computed with 30 s of zero padding appended."""
+    """Transcribe a whole log-mel [n_mels, frames] computed with 30 s of zero padding appended.
+
+    ``listener.advanced(done_s, total_s, new_segments)`` is called after every window (progress, --verbose).
+    """
     content_frames = mel.shape[-1] - N_FRAMES
+    total_s = content_frames * HOP_LENGTH / SAMPLE_RATE
     tokenizer, language = _tokenizer_for(model, options)
     language_probability = 1.0
 
@@ -163,6 +179,7 @@ def transcribe_mel(
     prompt_reset_since = 0
     if options.initial_prompt:
         all_tokens.extend(tokenizer.encode(" " + options.initial_prompt.strip()))
+    hotwords = tokenizer.encode(" " + options.hotwords.strip()) if options.hotwords else []
     segments: list[Segment] = []
     seek = 0
     while seek < content_frames:
@@ -175,10 +192,12 @@ def transcribe_mel(
             if language is None:
                 language, language_probability = detect_language(model, enc, tokenizer)
                 tokenizer.language = language
-            prompt = all_tokens[prompt_reset_since:] if options.condition_on_previous_text else []
+            prompt = previous_text_prompt(all_tokens[prompt_reset_since:], hotwords, model.dims.n_text_ctx)
             result = _decode_with_fallback(model, enc, tokenizer, options, prompt)
         if _is_silence(result, options):
             seek += window_frames
+            if listener is not None:
+                listener.advanced(min(seek, content_frames) * HOP_LENGTH / SAMPLE_RATE, total_s, [])
             continue
         pieces, advance = _split_segments(result.tokens, tokenizer, time_offset, window_frames)
         seek += max(advance, 1)
@@ -207,6 +226,8 @@ def transcribe_mel(
                 add_word_timestamps(model, enc, tokenizer, segments[first_new:], time_offset, window_frames)
         if not options.condition_on_previous_text or result.temperature > options.prompt_reset_on_temperature:
             prompt_reset_since = len(all_tokens)
+        if listener is not None:
+            listener.advanced(min(seek, content_frames) * HOP_LENGTH / SAMPLE_RATE, total_s, segments[first_new:])
     return TranscriptionOutput(segments, language or "en", language_probability)
 
 
@@ -244,7 +265,12 @@ def add_word_timestamps(
 
 
 def transcribe_chunks(
-    model: WhisperModel, mels: list[np.ndarray], chunks: list[Any], options: TranscribeOptions, report: RunReport
+    model: WhisperModel,
+    mels: list[np.ndarray],
+    chunks: list[Any],
+    options: TranscribeOptions,
+    report: RunReport,
+    listener: WindowListener | None = None,
 ) -> TranscriptionOutput:
     """Decode VAD chunks (each <= 30 s of speech) ``batch_size`` at a time, one segment per chunk.
 
@@ -252,7 +278,8 @@ def transcribe_chunks(
     pipeline), which is what lets them share decoder calls; a chunk whose output
     fails the compression-ratio / log-prob checks is decoded again alone with
     temperature fallback. Times map back to the original audio through each
-    chunk's :class:`~whisper_npu.vad.TimeMap`.
+    chunk's :class:`~whisper_npu.vad.TimeMap`. After each batch,
+    ``listener.advanced(end of its last chunk, None, its segments)`` reports progress in time order.
     """
     from whisper_npu.decoding import decode_batch
 
@@ -260,7 +287,10 @@ def transcribe_chunks(
     language_probability = 1.0
     segments: list[Segment] = []
     prompt = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
+    hotwords = tokenizer.encode(" " + options.hotwords.strip()) if options.hotwords else []
+    prompt = previous_text_prompt(prompt, hotwords, model.dims.n_text_ctx)
     for first in range(0, len(mels), options.batch_size):
+        batch_first_segment = len(segments)
         enc = None  # free the previous batch's K/V before encoding the next one
         with report.stage("encoder"):
             enc = encode_windows(model, mels[first : first + options.batch_size])
@@ -311,6 +341,9 @@ def transcribe_chunks(
                 if not options.word_timestamps:
                     part.words = []
                 segments.append(part)
+        if listener is not None:
+            last_chunk = chunks[min(first + options.batch_size, len(chunks)) - 1]
+            listener.advanced(last_chunk.timemap.end, None, segments[batch_first_segment:])
     return TranscriptionOutput(segments, language or "en", language_probability)
 
 
