@@ -9,8 +9,9 @@ Two decoders, no subprocess and no ``ffmpeg`` binary:
   audio track of a video.
 
 The first bytes of the input pick the decoder (a ``.wav`` that is really an
-m4a still decodes), and when the chosen one fails the other is tried before
-giving up. Channels are averaged to mono and resampled with soxr
+m4a still decodes); a WAV/FLAC/Ogg that libsndfile rejects (an unusual codec
+inside) is tried with PyAV before giving up. There is no ffmpeg-binary path
+any more: the ``av`` wheel bundles the same libraries. Channels are averaged to mono and resampled with soxr
 (band-limited, high quality) on both paths, so a file decodes to the same
 samples whichever decoder read it. ``-`` reads standard input: it is buffered
 in memory (a pipe cannot seek, and most containers need to) and sniffed the
@@ -166,8 +167,13 @@ def _av_reason(exc: Exception) -> str:
 
 
 def _decode(source_for: Callable[[], str | BinaryIO], head: bytes, name: str, sr: int) -> DecodedAudio:
-    """Try the decoder the magic bytes point to, then the other; one line names why both failed."""
-    order = ["soundfile", "pyav"] if _looks_like_libsndfile(head) else ["pyav", "soundfile"]
+    """Try the decoder the magic bytes point to (then PyAV); one line says why nothing could decode it.
+
+    Anything that does not start like a WAV/FLAC/Ogg/AIFF goes to PyAV only:
+    FFmpeg reads all that libsndfile reads, and libsndfile's mp3 decoder
+    (libmpg123) prints its own warnings on stderr for a corrupt file.
+    """
+    order = ["soundfile", "pyav"] if _looks_like_libsndfile(head) else ["pyav"]
     reasons: list[str] = []
     for decoder in order:
         try:
