@@ -192,6 +192,8 @@ def _decode(source_for: Callable[[], str | BinaryIO], head: bytes, name: str, sr
 
 def read_stdin() -> bytes:
     """All of standard input (binary); an empty pipe is an error, not silence."""
+    if sys.stdin is None or sys.stdin.isatty():
+        raise AudioError("'-' reads audio from standard input, but it is a terminal: pipe a file in (cat x.m4a | ...)")
     stream = getattr(sys.stdin, "buffer", sys.stdin)
     data = stream.read()
     if not data:

@@ -14,7 +14,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import MofNCompleteColumn, ProgressColumn, Task
 from rich.table import Table
+from rich.text import Text
 
 from whisper_npu.errors import WhisperNpuError
 
@@ -256,6 +258,20 @@ def _transcribe_file(
     err.print("wrote " + ", ".join(str(p) for p in written))
 
 
+class _RowLabel(ProgressColumn):
+    """Batch view: 'batch' on the batch row, the task's ``label`` field ('file', the current file's row) otherwise."""
+
+    def render(self, task: Task) -> Text:
+        return Text(task.fields.get("label", "batch"), style="bold")
+
+
+class _FileCount(MofNCompleteColumn):
+    """Files done / total on the batch row only."""
+
+    def render(self, task: Task) -> Text:
+        return Text("") if "label" in task.fields else super().render(task)
+
+
 def _transcribe_batch(
     api,
     paths: list[str],
@@ -267,7 +283,7 @@ def _transcribe_batch(
     quiet: bool,
     layout=None,
 ) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from whisper_npu.batch import run_batch
 
@@ -277,9 +293,8 @@ def _transcribe_batch(
         """The same progress events as a single file: a second line with the current file's share done."""
         if file_task is not None:
             speed = f", {event.realtime:.1f}x realtime" if event.realtime else ""
-            progress.update(
-                file_task, completed=event.fraction, description=f"{event.done_s:.0f}/{event.total_s:.0f} s{speed}"
-            )
+            description = f"{event.done_s:.0f}/{event.total_s:.0f} s{speed}"
+            progress.update(file_task, completed=event.fraction, description=description)
 
     def transcriber(path: Path):
         return api.transcribe(path, model=loaded, progress=on_progress if file_task is not None else None, **options)
@@ -289,15 +304,15 @@ def _transcribe_batch(
             err.print(f"failed {outcome.path}: {outcome.reason}", markup=False, highlight=False, soft_wrap=True)
 
     columns = (
-        TextColumn("[bold]batch"),
+        _RowLabel(),
         BarColumn(),
-        MofNCompleteColumn(),
+        _FileCount(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err, disable=quiet) as progress:
         if not quiet and err.is_terminal:
-            file_task = progress.add_task("", total=1.0)
+            file_task = progress.add_task("", total=1.0, label="file")
         summary = run_batch(paths, transcriber, output_dir, formats, overwrite, progress, on_file, layout=layout)
     table = Table(title="Batch summary")
     for col in ("ok", "failed", "skipped", "audio", "wall", "x realtime"):
