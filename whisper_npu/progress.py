@@ -57,7 +57,8 @@ ProgressCallback = Callable[[ProgressEvent], None]
 class WindowListener(Protocol):
     """What the decoding loops call once per decoded window / chunk batch."""
 
-    def advanced(self, done_s: float, total_s: float, segments: Sequence[Any] = ()) -> None: ...
+    def advanced(self, done_s: float, total_s: float | None, segments: Sequence[Any] = ()) -> None:
+        """``done_s`` audio seconds are final (``total_s`` None: unchanged); ``segments`` are the new ones."""
 
 
 class Tracker:
