@@ -118,11 +118,11 @@ def test_library_callback_on_the_vad_path(tiny):
     """Per chunk batch: done grows, segments arrive once each, in time order, and add up to the result."""
     clips = [AUDIO_DIR / "jfk" / "jfk.wav", *sorted((AUDIO_DIR / "librispeech").glob("*.wav"))]
     gap = np.zeros(16000 * 3, np.float32)
-    audio = np.concatenate([part for clip in clips for part in (sf.read(str(clip), dtype="float32")[0], gap)] * 2)
+    audio = np.concatenate([part for clip in clips for part in (sf.read(str(clip), dtype="float32")[0], gap)])
     events: list[ProgressEvent] = []
     result = api.transcribe(audio, model=tiny, beam_size=1, vad=True, batch_size=1, progress=events.append)
     chunks = result.report.info["vad_chunks"]
-    assert chunks >= 3
+    assert chunks >= 2
     assert len(events) == chunks + 2  # start, one per batch of one chunk, final
     assert events[0].done_s == 0 and events[-1].final and events[-1].done_s == pytest.approx(result.duration)
     middle = [e.done_s for e in events[1:-1]]
