@@ -9,7 +9,7 @@ import re
 import pytest
 
 from whisper_npu import writers
-from whisper_npu.writers import format_timestamp, write_outputs
+from whisper_npu.writers import SubtitleLayout, format_timestamp, layout_cues, write_outputs
 
 RESULT = {
     "text": "Hello there. General Kenobi.",
@@ -41,7 +41,7 @@ def _parse_cues(text: str, sep: str) -> list[tuple[str, str, str]]:
 
 def test_srt_and_vtt(tmp_path):
     paths = write_outputs(RESULT, tmp_path, "talk", ["all"])
-    assert [p.suffix for p in paths] == [".txt", ".srt", ".vtt", ".json"]
+    assert [p.suffix for p in paths] == [".txt", ".srt", ".vtt", ".tsv", ".json"]
     srt = (tmp_path / "talk.srt").read_text()
     assert srt.startswith("1\n")
     assert re.findall(r"^(\d+)$", srt, flags=re.M) == ["1", "2"]
@@ -79,3 +79,108 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
 def test_unknown_format():
     with pytest.raises(ValueError, match="unknown output format"):
         writers.expand_formats(["docx"])
+
+
+def test_tsv_is_openai_whispers(tmp_path):
+    result = {"segments": [*RESULT["segments"], {"start": 3603.4567, "end": 3604.0004, "text": " a\ttab\nand newline"}]}
+    write_outputs(result, tmp_path, "t", ["tsv"])
+    rows = [r.split("\t") for r in (tmp_path / "t.tsv").read_text().splitlines()]
+    assert rows[0] == ["start", "end", "text"]
+    spoken = [seg for seg in result["segments"] if seg["text"].strip()]
+    assert len(rows) == 1 + len(spoken)  # the blank segment has no row
+    for row, seg in zip(rows[1:], spoken, strict=True):
+        assert len(row) == 3
+        assert (int(row[0]), int(row[1])) == (round(seg["start"] * 1000), round(seg["end"] * 1000))
+        assert row[2] == " ".join(seg["text"].split())
+
+
+TALK = (
+    "Author of the Danger Trail, Philip Steels, etc. Not at this particular case, Tom, apologized Whittemore. "
+    "For the twentieth time that evening the two men shook hands. Pneumonoultramicroscopicsilicovolcanoconiosis "
+    "is a long word that no line can hold."
+).split()
+
+
+def _timed_result(with_words: bool = True) -> dict:
+    """Three segments of real-looking words, 0.3 s per word, 0.1 s gaps; a 5 s pause before the last segment."""
+    segments, t = [], 0.0
+    for i, chunk in enumerate((TALK[:11], TALK[11:22], TALK[22:])):
+        if i == 2:
+            t += 5.0
+        timed = []
+        for word in chunk:
+            timed.append({"word": " " + word, "start": round(t, 3), "end": round(t + 0.3, 3), "probability": 0.9})
+            t += 0.4
+        seg = {"start": timed[0]["start"], "end": timed[-1]["end"], "text": "".join(w["word"] for w in timed)}
+        segments.append({**seg, "words": timed} if with_words else seg)
+    return {"segments": segments}
+
+
+def _seconds(stamp: str) -> float:
+    h, m, s = stamp.replace(",", ".").split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def _parse_blocks(text: str, sep: str) -> list[tuple[float, float, list[str]]]:
+    pattern = rf"(\d\d:\d\d:\d\d{sep}\d\d\d) --> (\d\d:\d\d:\d\d{sep}\d\d\d)\n((?:.+\n?)+)"
+    return [(_seconds(a), _seconds(b), c.strip("\n").split("\n")) for a, b, c in re.findall(pattern, text)]
+
+
+@pytest.mark.parametrize("with_words", [True, False])
+@pytest.mark.parametrize(("width", "count"), [(20, None), (42, 1), (30, 2), (12, 3), (None, None)])
+def test_line_width_and_count_hold(tmp_path, width, count, with_words):
+    result = _timed_result(with_words)
+    layout = SubtitleLayout(max_line_width=width, max_line_count=count)
+    if width is None and count is None:
+        layout = SubtitleLayout(highlight_words=False)
+    write_outputs(result, tmp_path, "s", ["srt", "vtt"], layout=layout)
+    srt = _parse_blocks((tmp_path / "s.srt").read_text(), ",")
+    vtt = _parse_blocks((tmp_path / "s.vtt").read_text(), r"\.")
+    assert srt == vtt and srt
+    for _start, _end, lines in srt:
+        if width is not None:
+            assert all(len(line) <= width or " " not in line for line in lines), lines
+        if count is not None:
+            assert len(lines) <= count, lines
+    # nothing lost, nothing repeated, in order; cues move forward in time and never overlap
+    assert " ".join(line for _, _, lines in srt for line in lines).split() == TALK
+    assert all(a < b for a, b, _ in srt)
+    assert all(prev[1] <= nxt[0] + 1e-3 for prev, nxt in zip(srt, srt[1:], strict=False))
+    if count is None:  # cues keep to segments
+        seg_words = [seg["text"].split() for seg in result["segments"]]
+        cue_words = [" ".join(lines).split() for _, _, lines in srt]
+        assert all(any(" ".join(c) in " ".join(s) for s in seg_words) for c in cue_words)
+    else:  # words flow across segments, except over the 5 s pause
+        pause_at = result["segments"][2]["start"]
+        assert all(not (start < pause_at < end) for start, end, _ in srt)
+
+
+def test_width_is_honoured_when_words_flow_across_segments():
+    cues = layout_cues(_timed_result(), SubtitleLayout(max_line_width=42, max_line_count=2))
+    first_text = cues[0][2].replace("\n", " ")
+    # the first cue fills two lines even though the first segment ends after 11 words
+    assert len(cues[0][2].split("\n")) == 2 and len(first_text.split()) > 11
+
+
+def test_highlight_words(tmp_path):
+    result = _timed_result()
+    words = [w for seg in result["segments"] for w in seg["words"]]
+    write_outputs(result, tmp_path, "h", ["srt"], layout=SubtitleLayout(max_line_width=42, highlight_words=True))
+    cues = _parse_blocks((tmp_path / "h.srt").read_text(), ",")
+    marked = [(start, end, re.findall(r"<u>(.+?)</u>", " ".join(lines))) for start, end, lines in cues]
+    highlighted = [(start, end, found[0]) for start, end, found in marked if found]
+    assert all(len(found) <= 1 for _, _, found in marked)
+    # every word is underlined once, at its own time, in order
+    assert [w for _, _, w in highlighted] == [w["word"].strip() for w in words]
+    for (start, end, _), word in zip(highlighted, words, strict=True):
+        assert (start, end) == pytest.approx((word["start"], word["end"]), abs=1e-3)
+    # the gaps between words keep the plain cue on screen: cues are back to back inside a segment
+    assert all(a[1] <= b[0] + 1e-3 for a, b in zip(cues, cues[1:], strict=False))
+    assert all(start < end for start, end, _ in cues)
+    stripped = [" ".join(lines).replace("<u>", "").replace("</u>", "") for _, _, lines in cues]
+    assert set(stripped) == {seg["text"].strip() for seg in result["segments"]}
+
+
+def test_layout_rejects_nonsense():
+    with pytest.raises(ValueError):
+        SubtitleLayout(max_line_width=0)

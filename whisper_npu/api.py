@@ -12,12 +12,17 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from whisper_npu.errors import WhisperNpuError
 from whisper_npu.report import RunReport
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from whisper_npu.progress import ProgressEvent
 
 DEVICES = ("auto", "cpu", "npu")
 VAD_AUTO_SECONDS = 30.0  # VAD is on by default for audio longer than one window
@@ -174,18 +179,26 @@ def transcribe(
     npu_runtime: str = "auto",
     threads: int = 0,
     sample_rate: int = 16000,
+    progress: Callable[[ProgressEvent], None] | None = None,
     **options: Any,
 ) -> Result:
-    """Transcribe a file path or a mono float array (at ``sample_rate``).
+    """Transcribe a file path (``"-"``: standard input) or a mono float array (at ``sample_rate``).
+
+    ``progress`` is called with a :class:`whisper_npu.progress.ProgressEvent`
+    once the audio is decoded (0 s done), after every decoded window or chunk
+    batch (audio seconds done, speed, ETA, and the segments that became final,
+    in time order) and once at the end; the CLI's progress line and
+    ``--verbose`` output are built on it.
 
     ``options`` are :class:`whisper_npu.transcribe.TranscribeOptions` fields
     (``beam_size``, ``language``, ``task``, ``initial_prompt``...). The returned
     report's ``wall_s`` covers everything this call did, including the model
     load when this call loaded the model.
     """
-    from whisper_npu.audio import SAMPLE_RATE, load_audio, prepare_array
+    from whisper_npu.audio import SAMPLE_RATE, decode_audio, prepare_array
     from whisper_npu.features import N_SAMPLES, log_mel_spectrogram
     from whisper_npu.longform import TranscribeOptions, transcribe_mel
+    from whisper_npu.progress import Tracker
 
     t_start = time.perf_counter()
     report = RunReport()
@@ -212,9 +225,15 @@ def transcribe(
     with report.stage("audio"):
         if isinstance(audio, np.ndarray):
             samples = prepare_array(audio, sample_rate)
+            report.info["decoder"] = "array"
         else:
-            samples = load_audio(audio)
+            decoded = decode_audio(audio)
+            samples = decoded.samples
+            report.info["decoder"] = decoded.decoder
     report.audio_s = len(samples) / SAMPLE_RATE
+    tracker = Tracker(progress, report.audio_s, started=t_start) if progress else None
+    if tracker is not None:
+        tracker.start()
 
     mel_op = loaded.npu.mel_op_for(loaded.model.dims.n_mels) if loaded.npu is not None else None
     n_mels = loaded.model.dims.n_mels
@@ -234,13 +253,13 @@ def transcribe(
 
         with report.stage("mel"):
             mels = [log_mel_spectrogram(c.audio, n_mels=n_mels, padding=N_SAMPLES, mel_op=mel_op) for c in chunks]
-        output = transcribe_chunks(loaded.model, mels, chunks, opts, report)
+        output = transcribe_chunks(loaded.model, mels, chunks, opts, report, listener=tracker)
         report.info["vad_chunks"] = len(chunks)
         report.info["speech_s"] = round(sum(len(c.audio) for c in chunks) / SAMPLE_RATE, 3)
     else:
         with report.stage("mel"):
             mel = log_mel_spectrogram(samples, n_mels=n_mels, padding=N_SAMPLES, mel_op=mel_op)
-        output = transcribe_mel(loaded.model, mel, opts, report, oracle=SpeechOracle(probs))
+        output = transcribe_mel(loaded.model, mel, opts, report, oracle=SpeechOracle(probs), listener=tracker)
     if loaded.npu is None:
         report.record_op("mel", "cpu", report.stages["mel"])
     _record_graph_ops(report, counter, runs_before, loaded.npu is not None)
@@ -257,6 +276,8 @@ def transcribe(
     )
     if loaded.npu is not None:
         report.info["npu"] = loaded.npu.describe()
+    if tracker is not None:
+        tracker.finish()
     return Result(
         text=text,
         segments=segments,

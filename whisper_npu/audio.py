@@ -1,16 +1,31 @@
-"""Decode audio files to 16 kHz mono float32, with one-line errors for bad input.
+"""Decode audio to 16 kHz mono float32, with one-line errors for bad input.
 
-soundfile (libsndfile) reads wav/flac/ogg/opus/mp3 without a subprocess; when
-it cannot (m4a, webm, unusual codecs) and an ``ffmpeg`` binary is on PATH we
-decode through it. Resampling uses soxr (band-limited, high quality), so a
-44.1 kHz or 8 kHz file is converted, not rejected.
+Two decoders, no subprocess and no ``ffmpeg`` binary:
+
+* soundfile (libsndfile) for the formats it owns — WAV, FLAC, Ogg, AIFF —
+  because it is the fastest and streams in blocks;
+* PyAV (FFmpeg's libraries, bundled in the ``av`` wheel; faster-whisper's own
+  decoder) for everything else: m4a/mp4/mov/mkv/webm/opus/aac/wma/mp3 and the
+  audio track of a video.
+
+The first bytes of the input pick the decoder (a ``.wav`` that is really an
+m4a still decodes); a WAV/FLAC/Ogg that libsndfile rejects (an unusual codec
+inside) is tried with PyAV before giving up. There is no ffmpeg-binary path
+any more: the ``av`` wheel bundles the same libraries. Channels are averaged to mono and resampled with soxr
+(band-limited, high quality) on both paths, so a file decodes to the same
+samples whichever decoder read it. ``-`` reads standard input: it is buffered
+in memory (a pipe cannot seek, and most containers need to) and sniffed the
+same way.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+import io
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -19,10 +34,29 @@ import soxr
 from whisper_npu.errors import AudioError
 
 SAMPLE_RATE = 16000
+STDIN = "-"
 AUDIO_SUFFIXES = frozenset(
-    {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm", ".wma", ".aiff", ".aif", ".mp4"}
-)
+    {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm", ".wma", ".aiff", ".aif", ".mp4",
+     ".mov", ".mkv", ".m4v", ".avi", ".3gp", ".amr", ".ac3", ".caf", ".mka", ".weba"}
+)  # fmt: skip
 _BLOCK_FRAMES = 1 << 20  # decode/resample in ~1 M frame blocks to bound memory on long files
+
+
+@dataclass
+class DecodedAudio:
+    """Samples at 16 kHz mono plus which decoder produced them (named in the run report)."""
+
+    samples: np.ndarray
+    decoder: str  # "soundfile" | "pyav"
+
+
+def _looks_like_libsndfile(head: bytes) -> bool:
+    """Magic numbers of the containers libsndfile reads well (everything else goes to PyAV first)."""
+    return (
+        (head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE")
+        or head[:4] in (b"fLaC", b"OggS")
+        or (head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"))
+    )
 
 
 def _check_path(path: Path) -> None:
@@ -44,58 +78,148 @@ def _short_reason(exc: Exception) -> str:
     # libsndfile's messages repeat the path; keep the part after it
     if "Error opening" in reason and ":" in reason:
         reason = reason.rsplit(":", 1)[-1].strip()
-    if "does not exist or is not a" in reason:  # libsndfile's words for "no decoder recognised it"
+    if "does not exist or is not a" in reason or "Format not recognised" in reason:
         reason = "not a recognised audio format"
     return reason[:200]
 
 
-def _read_soundfile(path: Path, sr: int) -> np.ndarray:
-    with sf.SoundFile(str(path)) as f:
-        if f.samplerate <= 0:
-            raise AudioError(f"{path} declares an invalid sample rate ({f.samplerate})")
-        resampler = soxr.ResampleStream(f.samplerate, sr, 1, dtype="float32") if f.samplerate != sr else None
-        pieces: list[np.ndarray] = []
+class _Mono:
+    """Accumulates decoded blocks as mono float32 at the target rate (soxr streaming)."""
+
+    def __init__(self, rate: int, target: int) -> None:
+        if rate <= 0:
+            raise ValueError(f"invalid sample rate ({rate})")
+        self.rate = rate
+        self.resampler = soxr.ResampleStream(rate, target, 1, dtype="float32") if rate != target else None
+        self.pieces: list[np.ndarray] = []
+
+    def add(self, block: np.ndarray, last: bool = False) -> None:
+        """``block`` is (frames, channels) float32."""
+        mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+        if self.resampler is not None:
+            mono = self.resampler.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)
+        if len(mono):
+            self.pieces.append(np.ascontiguousarray(mono, dtype=np.float32))
+
+    def result(self) -> np.ndarray:
+        return np.concatenate(self.pieces) if self.pieces else np.zeros(0, np.float32)
+
+
+def _read_soundfile(source: str | BinaryIO, sr: int) -> np.ndarray:
+    with sf.SoundFile(source) as f:
+        mono = _Mono(f.samplerate, sr)
         while True:
             block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
             last = len(block) < _BLOCK_FRAMES
-            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
-            if resampler is not None:
-                mono = resampler.resample_chunk(np.ascontiguousarray(mono), last=last)
-            if len(mono):
-                pieces.append(np.ascontiguousarray(mono, dtype=np.float32))
+            mono.add(block, last=last)
             if last:
                 break
-    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    return mono.result()
 
 
-def _read_ffmpeg(path: Path, sr: int) -> np.ndarray:
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise FileNotFoundError("ffmpeg")
-    cmd = [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(sr), "-"]
-    proc = subprocess.run(cmd, capture_output=True, check=False)
-    if proc.returncode != 0:
-        reason = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise AudioError(f"cannot decode {path}: {reason[-1] if reason else 'ffmpeg failed'}")
-    return np.frombuffer(proc.stdout, dtype=np.float32).copy()
+def _read_pyav(source: str | BinaryIO, sr: int) -> np.ndarray:
+    """Decode the first audio stream of any container FFmpeg knows; bad packets are skipped, not fatal.
+
+    Frames are converted to planar float at their own rate and layout by PyAV,
+    then averaged and resampled by the same soxr code as the soundfile path.
+    """
+    import av
+
+    try:
+        container = av.open(source, mode="r", metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        raise ValueError(_av_reason(exc)) from None
+    with container:
+        if not container.streams.audio:
+            kinds = sorted({s.type for s in container.streams})
+            has = f" (it has only {', '.join(kinds)} streams)" if kinds else ""
+            raise AudioError(f"no audio stream{has}")
+        stream = container.streams.audio[0]
+        stream.thread_type = "AUTO"
+        mono: _Mono | None = None
+        converter = None
+        bad = 0
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                bad += 1
+                continue
+            for frame in frames:
+                if mono is None:
+                    mono = _Mono(frame.sample_rate, sr)
+                    converter = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=frame.sample_rate)
+                for out in converter.resample(frame):
+                    mono.add(out.to_ndarray().T)
+        if mono is None:
+            raise ValueError("corrupt or unsupported audio stream" if bad else "no audio frames")
+        for out in converter.resample(None):
+            mono.add(out.to_ndarray().T)
+        mono.add(np.zeros((0, 1), np.float32), last=True)
+        return mono.result()
 
 
-def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode ``path`` to mono float32 at ``sr`` Hz; raise ``AudioError`` with one line on bad input."""
+def _av_reason(exc: Exception) -> str:
+    reason = getattr(exc, "strerror", None) or str(exc)
+    if "Invalid data found" in reason:
+        return "not a recognised audio or video format (or a corrupt file)"
+    return str(reason).splitlines()[0][:200]
+
+
+def _decode(source_for: Callable[[], str | BinaryIO], head: bytes, name: str, sr: int) -> DecodedAudio:
+    """Try the decoder the magic bytes point to (then PyAV); one line says why nothing could decode it.
+
+    Anything that does not start like a WAV/FLAC/Ogg/AIFF goes to PyAV only:
+    FFmpeg reads all that libsndfile reads, and libsndfile's mp3 decoder
+    (libmpg123) prints its own warnings on stderr for a corrupt file.
+    """
+    order = ["soundfile", "pyav"] if _looks_like_libsndfile(head) else ["pyav"]
+    reasons: list[str] = []
+    for decoder in order:
+        try:
+            if decoder == "soundfile":
+                samples = _read_soundfile(source_for(), sr)
+            else:
+                samples = _read_pyav(source_for(), sr)
+        except AudioError as exc:
+            raise AudioError(f"cannot decode {name}: {exc}") from None
+        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError) as exc:
+            reasons.append(_short_reason(exc))
+            continue
+        return DecodedAudio(_validate(samples, name), decoder)
+    raise AudioError(f"cannot decode {name}: {reasons[0]}")
+
+
+def read_stdin() -> bytes:
+    """All of standard input (binary); an empty pipe is an error, not silence."""
+    if sys.stdin is None or sys.stdin.isatty():
+        raise AudioError("'-' reads audio from standard input, but it is a terminal: pipe a file in (cat x.m4a | ...)")
+    stream = getattr(sys.stdin, "buffer", sys.stdin)
+    data = stream.read()
+    if not data:
+        raise AudioError("standard input is empty (0 bytes): pipe an audio file into '-'")
+    return data
+
+
+def decode_audio(path: str | Path | bytes, sr: int = SAMPLE_RATE) -> DecodedAudio:
+    """Decode a file path, ``-`` (standard input) or raw bytes; the result names its decoder."""
+    if isinstance(path, (bytes, bytearray)) or str(path) == STDIN:
+        data = bytes(path) if isinstance(path, (bytes, bytearray)) else read_stdin()
+        name = "standard input" if not isinstance(path, (bytes, bytearray)) else "audio bytes"
+        return _decode(lambda: io.BytesIO(data), data[:12], name, sr)
     path = Path(path)
     _check_path(path)
     try:
-        audio = _read_soundfile(path, sr)
-    except AudioError:
-        raise
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
-        try:
-            audio = _read_ffmpeg(path, sr)
-        except FileNotFoundError:
-            raise AudioError(f"cannot decode {path}: {_short_reason(exc)}") from None
+        with open(path, "rb") as f:
+            head = f.read(12)
     except OSError as exc:
         raise AudioError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return _validate(audio, str(path))
+    return _decode(lambda: str(path), head, str(path), sr)
+
+
+def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode ``path`` (or ``-`` for stdin) to mono float32 at ``sr`` Hz; ``AudioError`` with one line on bad input."""
+    return decode_audio(path, sr).samples
 
 
 def _validate(audio: np.ndarray, name: str) -> np.ndarray:
@@ -137,6 +261,13 @@ def audio_duration(path: str | Path) -> float | None:
     """Duration in seconds from the file header, or None when the header cannot tell."""
     try:
         info = sf.info(str(path))
+        return info.frames / info.samplerate if info.samplerate else None
+    except Exception:  # noqa: BLE001 - libsndfile cannot read it; ask the container instead
+        pass
+    try:
+        import av
+
+        with av.open(str(path), metadata_errors="ignore") as container:
+            return container.duration / av.time_base if container.duration else None
     except Exception:  # noqa: BLE001 - any decoder failure means "unknown" here
         return None
-    return info.frames / info.samplerate if info.samplerate else None

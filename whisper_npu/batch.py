@@ -22,7 +22,7 @@ from typing import Any
 from whisper_npu.audio import AUDIO_SUFFIXES
 from whisper_npu.errors import WhisperNpuError
 from whisper_npu.report import RunReport
-from whisper_npu.writers import atomic_write_text, expand_formats, write_outputs
+from whisper_npu.writers import SubtitleLayout, atomic_write_text, expand_formats, write_outputs
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,9 @@ def run_batch(
     overwrite: bool = False,
     progress: Any = None,
     on_file: Callable[[FileOutcome], None] | None = None,
+    layout: SubtitleLayout | None = None,
 ) -> BatchSummary:
-    """Transcribe every discovered file; ``progress`` is an optional rich Progress."""
+    """Transcribe every discovered file; ``progress`` is an optional rich Progress, ``layout`` the SRT/VTT lines."""
     output_dir = Path(output_dir)
     fmts = expand_formats(formats)
     items, outcomes = discover(inputs)
@@ -205,7 +206,7 @@ def run_batch(
             if not overwrite and is_done(item, output_dir, fmts):
                 outcome = FileOutcome(str(item.path), "skipped", "outputs are up to date")
             else:
-                outcome = _transcribe_one(item, transcriber, output_dir, fmts, total)
+                outcome = _transcribe_one(item, transcriber, output_dir, fmts, total, layout)
                 audio_done += outcome.audio_s
             outcomes.append(outcome)
             if on_file:
@@ -224,12 +225,19 @@ def run_batch(
 
 
 def _transcribe_one(
-    item: BatchItem, transcriber: Transcriber, output_dir: Path, formats: list[str], total: RunReport
+    item: BatchItem,
+    transcriber: Transcriber,
+    output_dir: Path,
+    formats: list[str],
+    total: RunReport,
+    layout: SubtitleLayout | None = None,
 ) -> FileOutcome:
     t0 = time.perf_counter()
     try:
         result = transcriber(item.path)
-        outputs = write_outputs(result.to_dict(), output_dir / item.relative.parent, item.relative.stem, formats)
+        outputs = write_outputs(
+            result.to_dict(), output_dir / item.relative.parent, item.relative.stem, formats, layout=layout
+        )
     except WhisperNpuError as exc:
         return FileOutcome(str(item.path), "failed", str(exc), wall_s=time.perf_counter() - t0)
     except (OSError, ValueError, RuntimeError) as exc:

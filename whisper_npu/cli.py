@@ -14,7 +14,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import MofNCompleteColumn, ProgressColumn, Task
 from rich.table import Table
+from rich.text import Text
 
 from whisper_npu.errors import WhisperNpuError
 
@@ -44,6 +46,7 @@ class Format(str, Enum):
     txt = "txt"
     srt = "srt"
     vtt = "vtt"
+    tsv = "tsv"
     json = "json"
     all = "all"
 
@@ -64,7 +67,7 @@ ThreadsOpt = Annotated[int, typer.Option(help="CPU threads (0 = onnxruntime defa
 
 @app.command()
 def transcribe(
-    paths: Annotated[list[str], typer.Argument(help="Audio files, folders or glob patterns.")],
+    paths: Annotated[list[str], typer.Argument(help="Audio/video files, folders, glob patterns, or - (stdin).")],
     model: ModelOpt = None,
     device: DeviceOpt = Device.auto,
     npu_runtime: RuntimeOpt = NpuRuntime.auto,
@@ -84,30 +87,125 @@ def transcribe(
     word_level: Annotated[bool, typer.Option(help="One SRT/VTT cue per word (implies --word-timestamps).")] = False,
     align: Annotated[bool, typer.Option(help="Refine word times with WhisperX wav2vec2 (whisperx extra).")] = False,
     diarize: Annotated[bool, typer.Option(help="Speaker labels with WhisperX + pyannote (whisperx extra).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Print each segment as soon as it is final.")] = False,
+    initial_prompt: Annotated[
+        str | None, typer.Option(help="Text the first window continues (names, spelling, punctuation style).")
+    ] = None,
+    hotwords: Annotated[str | None, typer.Option(help="Names/jargon put in every window's prompt.")] = None,
+    condition_on_previous_text: Annotated[
+        bool, typer.Option(help="Prompt each window with the previous window's text.")
+    ] = True,
+    temperature: Annotated[
+        str, typer.Option(help="Sampling temperature, or a comma list tried in turn on fallback.")
+    ] = "0",
+    temperature_increment_on_fallback: Annotated[
+        float, typer.Option(help="Fallback step up to 1.0 for a single --temperature (0: no fallback).", min=0)
+    ] = 0.2,
+    max_line_width: Annotated[
+        int | None, typer.Option(help="SRT/VTT: characters per line (turns on word timestamps).", min=1)
+    ] = None,
+    max_line_count: Annotated[
+        int | None, typer.Option(help="SRT/VTT: lines per cue; needs --max-line-width.", min=1)
+    ] = None,
+    highlight_words: Annotated[
+        bool, typer.Option(help="SRT/VTT: underline each word as it is spoken (turns on word timestamps).")
+    ] = False,
 ) -> None:
     """Transcribe a file (prints a run report) or a whole folder (batch mode)."""
     from whisper_npu import api
 
     formats = [f.value for f in output_format]
+    layout = _subtitle_layout(max_line_width, max_line_count, highlight_words, word_level)
     options = {
         "beam_size": beam_size,
         "language": language,
         "task": task,
         "vad": vad,
         "batch_size": batch_size,
-        "word_timestamps": word_timestamps or word_level or align or diarize,
+        "word_timestamps": word_timestamps or word_level or align or diarize or layout.active,
+        "initial_prompt": initial_prompt,
+        "hotwords": hotwords,
+        "condition_on_previous_text": condition_on_previous_text,
+        "temperatures": parse_temperatures(temperature, temperature_increment_on_fallback),
     }
     post = _whisperx_postprocess(align, diarize)
     from whisper_npu.batch import has_glob
 
-    single = len(paths) == 1 and Path(paths[0]).is_file()
+    stdin = paths == [STDIN]
+    if stdin and (align or diarize):
+        raise WhisperNpuError("--align/--diarize read the audio twice: give a file, not - (standard input)")
+    single = stdin or (len(paths) == 1 and Path(paths[0]).is_file())
     if not single and len(paths) == 1 and not Path(paths[0]).exists() and not has_glob(paths[0]):
         raise WhisperNpuError(f"file not found: {paths[0]}")
     loaded = api.load_model(model, device=device.value, npu_runtime=npu_runtime.value, threads=threads)
     if single:
-        _transcribe_file(api, Path(paths[0]), loaded, options, output_dir, formats, quiet, word_level, post)
+        views = _FileViews(quiet=quiet, verbose=verbose)
+        _transcribe_file(api, Path(paths[0]), loaded, options, output_dir, formats, views, word_level, post, layout)
         return
-    _transcribe_batch(api, paths, loaded, options, output_dir, formats, overwrite, quiet)
+    _transcribe_batch(api, paths, loaded, options, output_dir, formats, overwrite, quiet, layout)
+
+
+STDIN = "-"
+STDIN_STEM = "stdin"  # output name for a transcript of standard input
+
+
+def parse_temperatures(text: str, increment: float) -> tuple[float, ...]:
+    """openai-whisper's ``--temperature`` / ``--temperature-increment-on-fallback``, plus a comma list.
+
+    One value T with increment I > 0 gives T, T+I, ... up to 1.0 (the fallback
+    ladder); a comma list is used as given (faster-whisper's list form).
+    """
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise WhisperNpuError(f"--temperature {text!r}: expected a number or a comma list of numbers") from None
+    if not values or any(not 0 <= v < float("inf") for v in values):
+        raise WhisperNpuError(f"--temperature {text!r}: temperatures must be numbers >= 0")
+    if len(values) > 1 or increment <= 0:
+        return tuple(values)
+    ladder, t = [], values[0]
+    while t <= 1.0 + 1e-6 or not ladder:
+        ladder.append(round(t, 6))
+        t += increment
+    return tuple(ladder)
+
+
+def _subtitle_layout(width: int | None, count: int | None, highlight: bool, word_level: bool):
+    from whisper_npu.writers import SubtitleLayout
+
+    if count is not None and width is None:
+        raise WhisperNpuError("--max-line-count needs --max-line-width (lines are cut by width first)")
+    layout = SubtitleLayout(width, count, highlight)
+    if layout.active and word_level:
+        raise WhisperNpuError(
+            "--word-level makes one cue per word: it cannot be combined with line limits or --highlight-words"
+        )
+    return layout
+
+
+class _FileViews:
+    """What a single-file run shows while it works: the progress line (terminal only) and ``--verbose`` segments."""
+
+    def __init__(self, quiet: bool, verbose: bool) -> None:
+        self.quiet = quiet
+        self.verbose = verbose
+
+    def open(self):
+        """A context manager yielding the ``progress=`` callback (or None) for ``api.transcribe``."""
+        from contextlib import contextmanager
+
+        from whisper_npu.progress import SegmentPrinter, TerminalProgress, combine
+
+        @contextmanager
+        def views():
+            printer = SegmentPrinter(out) if self.verbose else None
+            if self.quiet or not err.is_terminal:
+                yield combine(printer)
+                return
+            with TerminalProgress(err) as bar:
+                yield combine(printer, bar)
+
+        return views()
 
 
 def _whisperx_postprocess(align: bool, diarize: bool):
@@ -132,44 +230,90 @@ def _whisperx_postprocess(align: bool, diarize: bool):
 
 
 def _transcribe_file(
-    api, path: Path, loaded, options: dict, output_dir: Path, formats: list[str], quiet: bool, word_level: bool, post
+    api,
+    path: Path,
+    loaded,
+    options: dict,
+    output_dir: Path,
+    formats: list[str],
+    views: _FileViews,
+    word_level: bool,
+    post,
+    layout,
 ) -> None:
     from whisper_npu.writers import write_outputs
 
-    result = api.transcribe(path, model=loaded, **options)
+    source = STDIN if str(path) == STDIN else path
+    with views.open() as progress:
+        result = api.transcribe(source, model=loaded, progress=progress, **options)
     data = result.to_dict()
     if post is not None:
         data = post(data, path)
-    written = write_outputs(data, output_dir, path.stem, formats, word_level=word_level)
-    if not quiet:
-        out.print(result.text)
+    stem = STDIN_STEM if source == STDIN else path.stem
+    written = write_outputs(data, output_dir, stem, formats, word_level=word_level, layout=layout)
+    if not views.quiet:
+        if not views.verbose:  # --verbose already printed every segment
+            out.print(result.text)
         result.report.render(err)
     err.print("wrote " + ", ".join(str(p) for p in written))
 
 
+class _RowLabel(ProgressColumn):
+    """Batch view: 'batch' on the batch row, the task's ``label`` field ('file', the current file's row) otherwise."""
+
+    def render(self, task: Task) -> Text:
+        return Text(task.fields.get("label", "batch"), style="bold")
+
+
+class _FileCount(MofNCompleteColumn):
+    """Files done / total on the batch row only."""
+
+    def render(self, task: Task) -> Text:
+        return Text("") if "label" in task.fields else super().render(task)
+
+
 def _transcribe_batch(
-    api, paths: list[str], loaded, options: dict, output_dir: Path, formats: list[str], overwrite: bool, quiet: bool
+    api,
+    paths: list[str],
+    loaded,
+    options: dict,
+    output_dir: Path,
+    formats: list[str],
+    overwrite: bool,
+    quiet: bool,
+    layout=None,
 ) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from whisper_npu.batch import run_batch
 
+    file_task = None
+
+    def on_progress(event) -> None:
+        """The same progress events as a single file: a second line with the current file's share done."""
+        if file_task is not None:
+            speed = f", {event.realtime:.1f}x realtime" if event.realtime else ""
+            description = f"{event.done_s:.0f}/{event.total_s:.0f} s{speed}"
+            progress.update(file_task, completed=event.fraction, description=description)
+
     def transcriber(path: Path):
-        return api.transcribe(path, model=loaded, **options)
+        return api.transcribe(path, model=loaded, progress=on_progress if file_task is not None else None, **options)
 
     def on_file(outcome) -> None:
         if outcome.status == "failed":
             err.print(f"failed {outcome.path}: {outcome.reason}", markup=False, highlight=False, soft_wrap=True)
 
     columns = (
-        TextColumn("[bold]batch"),
+        _RowLabel(),
         BarColumn(),
-        MofNCompleteColumn(),
+        _FileCount(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err, disable=quiet) as progress:
-        summary = run_batch(paths, transcriber, output_dir, formats, overwrite, progress, on_file)
+        if not quiet and err.is_terminal:
+            file_task = progress.add_task("", total=1.0, label="file")
+        summary = run_batch(paths, transcriber, output_dir, formats, overwrite, progress, on_file, layout=layout)
     table = Table(title="Batch summary")
     for col in ("ok", "failed", "skipped", "audio", "wall", "x realtime"):
         table.add_column(col, justify="right")

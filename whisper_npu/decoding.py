@@ -152,6 +152,20 @@ def detect_language(model: WhisperModel, enc: EncoderOutput, tokenizer: Tokenize
     return tokenizer.language_tokens[int(ids[best])], float(probs[best])
 
 
+def previous_text_prompt(previous: list[int], hotwords: list[int], n_ctx: int) -> list[int]:
+    """The tokens between ``<|startofprev|>`` and ``<|startoftranscript|>``: hotwords, then previous text.
+
+    faster-whisper's layout (its ``hotwords`` option): the hotword tokens come
+    first, then the most recent previous-text tokens. Both share openai-whisper's
+    budget of ``n_ctx // 2 - 1`` prompt tokens, hotwords first (they are what the
+    user asked for), so the prompt can never crowd out the tokens to be sampled.
+    """
+    budget = n_ctx // 2 - 1
+    hot = list(hotwords[:budget])
+    room = budget - len(hot)
+    return hot + (list(previous[-room:]) if room > 0 and previous else [])
+
+
 def _initial_tokens(tokenizer: Tokenizer, options: DecodingOptions, n_ctx: int) -> tuple[list[int], int]:
     tokens: list[int] = []
     if options.prompt:

@@ -18,9 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from whisper_npu.decoding import DecodingOptions, DecodingResult, decode_window, detect_language
+from whisper_npu.decoding import (
+    DecodingOptions,
+    DecodingResult,
+    decode_window,
+    detect_language,
+    previous_text_prompt,
+)
 from whisper_npu.features import HOP_LENGTH, N_FRAMES, SAMPLE_RATE, pad_or_trim
 from whisper_npu.model.whisper import EncoderOutput, WhisperModel
+from whisper_npu.progress import WindowListener
 from whisper_npu.report import RunReport
 from whisper_npu.tokenizer import TIME_PRECISION, Tokenizer
 from whisper_npu.vad import SpeechOracle
@@ -43,6 +50,7 @@ class TranscribeOptions:
     condition_on_previous_text: bool = True
     prompt_reset_on_temperature: float = 0.5
     initial_prompt: str | None = None
+    hotwords: str | None = None  # faster-whisper's: names/jargon put before the previous text in every prompt
     language: str | None = None
     task: str = "transcribe"
     without_timestamps: bool = False
@@ -192,6 +200,7 @@ class _Stream:
     oracle: SpeechOracle | None = None  # VAD probabilities on this timeline
     to_original: Callable[[float], float] | None = None  # timeline seconds -> original seconds
     prompt: list[int] = field(default_factory=list)  # initial-prompt tokens
+    hotwords: list[int] = field(default_factory=list)  # kept at the head of every window's prompt
 
 
 @dataclass
@@ -215,33 +224,54 @@ def _initial_prompt(tokenizer: Tokenizer, options: TranscribeOptions) -> list[in
     return tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
 
 
+def _hotwords(tokenizer: Tokenizer, options: TranscribeOptions) -> list[int]:
+    return tokenizer.encode(" " + options.hotwords.strip()) if options.hotwords else []
+
+
 def transcribe_mel(
     model: WhisperModel,
     mel: np.ndarray,
     options: TranscribeOptions,
     report: RunReport,
     oracle: SpeechOracle | None = None,
+    listener: WindowListener | None = None,
 ) -> TranscriptionOutput:
     """Transcribe a whole log-mel [n_mels, frames] computed with 30 s of zero padding appended.
 
     ``oracle`` (the VAD's speech probabilities over the same audio) guards the
     seek loop: no window may end its text early and have the rest skipped.
+    ``listener.advanced(done_s, total_s, new_segments)`` is called after every
+    window (progress, --verbose).
     """
     tokenizer, language = _tokenizer_for(model, options)
     session = _Session(model, tokenizer, language, options, report)
-    stream = _Stream(mel, mel.shape[-1] - N_FRAMES, oracle, prompt=_initial_prompt(tokenizer, options))
-    segments = _decode_stream(session, stream)
+    content_frames = mel.shape[-1] - N_FRAMES
+    stream = _Stream(
+        mel, content_frames, oracle, prompt=_initial_prompt(tokenizer, options), hotwords=_hotwords(tokenizer, options)
+    )
+    on_window = None
+    if listener is not None:
+        total_s = content_frames * HOP_LENGTH / SAMPLE_RATE
+
+        def on_window(seek: int, new: list[Segment]) -> None:
+            listener.advanced(min(seek, content_frames) * HOP_LENGTH / SAMPLE_RATE, total_s, new)
+
+    segments = _decode_stream(session, stream, on_window=on_window)
     for i, seg in enumerate(segments):
         seg.id = i
     return TranscriptionOutput(segments, session.language or "en", session.language_probability)
 
 
 def _decode_stream(
-    session: _Session, stream: _Stream, first: tuple[EncoderOutput, DecodingResult] | None = None
+    session: _Session,
+    stream: _Stream,
+    first: tuple[EncoderOutput, DecodingResult] | None = None,
+    on_window: Callable[[int, list[Segment]], None] | None = None,
 ) -> list[Segment]:
     """The seek loop over one timeline; ``first`` is window 0 when it was decoded in a batch.
 
     Segment times are on the stream's own timeline (callers map them).
+    ``on_window(seek, new_segments)`` follows every window, skipped ones included.
     """
     model, tokenizer, options, report = session.model, session.tokenizer, session.options, session.report
     segments: list[Segment] = []
@@ -261,7 +291,7 @@ def _decode_stream(
                 enc = model.encode(window[None])
             with report.stage("decoder"):
                 session.detect(enc)
-                prompt = all_tokens[prompt_reset_since:] if options.condition_on_previous_text else []
+                prompt = previous_text_prompt(all_tokens[prompt_reset_since:], stream.hotwords, model.dims.n_text_ctx)
                 result = _decode_with_fallback(model, enc, tokenizer, options, prompt)
         heard = stream.oracle.speech_seconds(time_offset, time_offset + window_s) if stream.oracle else None
         if _is_silence(result, options) or (
@@ -271,6 +301,8 @@ def _decode_stream(
             and result.no_speech_prob > options.no_speech_threshold
         ):
             seek += window_frames
+            if on_window is not None:
+                on_window(seek, [])
             continue
         cut = _split_segments(result.tokens, tokenizer, time_offset, window_frames)
         advance = cut.advance
@@ -312,6 +344,8 @@ def _decode_stream(
                 add_word_timestamps(model, enc, tokenizer, segments[first_new:], time_offset, window_frames)
         if not options.condition_on_previous_text or result.temperature > options.prompt_reset_on_temperature:
             prompt_reset_since = len(all_tokens)
+        if on_window is not None:
+            on_window(seek, segments[first_new:])
     return segments
 
 
@@ -345,7 +379,12 @@ def add_word_timestamps(
 
 
 def transcribe_chunks(
-    model: WhisperModel, mels: list[np.ndarray], chunks: list[Any], options: TranscribeOptions, report: RunReport
+    model: WhisperModel,
+    mels: list[np.ndarray],
+    chunks: list[Any],
+    options: TranscribeOptions,
+    report: RunReport,
+    listener: WindowListener | None = None,
 ) -> TranscriptionOutput:
     """Decode VAD chunks (each <= 30 s of speech) ``batch_size`` at a time.
 
@@ -356,15 +395,20 @@ def transcribe_chunks(
     chunk is decoded again, sequentially, and the report counts it. A chunk
     whose first output fails the compression-ratio / log-prob checks is decoded
     again alone with temperature fallback. Times map back to the original
-    audio through each chunk's :class:`~whisper_npu.vad.TimeMap`.
+    audio through each chunk's :class:`~whisper_npu.vad.TimeMap`. After each
+    batch, ``listener.advanced(end of its last chunk, None, its segments)``
+    reports progress in time order.
     """
     from whisper_npu.decoding import decode_batch
 
     tokenizer, language = _tokenizer_for(model, options)
     session = _Session(model, tokenizer, language, options, report)
-    prompt = _initial_prompt(tokenizer, options)
+    hotwords = _hotwords(tokenizer, options)
+    initial = _initial_prompt(tokenizer, options)
+    prompt = previous_text_prompt(initial, hotwords, model.dims.n_text_ctx)
     segments: list[Segment] = []
     for first in range(0, len(mels), options.batch_size):
+        batch_first_segment = len(segments)
         enc = None  # free the previous batch's K/V before encoding the next one
         with report.stage("encoder"):
             enc = encode_windows(model, mels[first : first + options.batch_size])
@@ -389,7 +433,9 @@ def transcribe_chunks(
         for i, result in enumerate(results):
             chunk = chunks[first + i]
             mel = mels[first + i]
-            stream = _Stream(mel, len(chunk.audio) // HOP_LENGTH, chunk.oracle, chunk.timemap.to_original, prompt)
+            stream = _Stream(
+                mel, len(chunk.audio) // HOP_LENGTH, chunk.oracle, chunk.timemap.to_original, initial, hotwords
+            )
             one = enc.select(np.array([i]))
             regions = chunk.timemap.regions
             split = len(regions) > 1
@@ -407,6 +453,9 @@ def transcribe_chunks(
                     if not options.word_timestamps:
                         part.words = []
                     segments.append(part)
+        if listener is not None:
+            last_chunk = chunks[min(first + options.batch_size, len(chunks)) - 1]
+            listener.advanced(last_chunk.timemap.end, None, segments[batch_first_segment:])
     return TranscriptionOutput(segments, session.language or "en", session.language_probability)
 
 

@@ -1,4 +1,4 @@
-"""Transcript writers: txt, srt, vtt, json — all from the result's JSON form.
+"""Transcript writers: txt, srt, vtt, tsv, json — all from the result's JSON form.
 
 Writers consume the plain dict of ``Result.to_dict()`` so they need nothing
 from the engine, and every file is written atomically (temp file in the same
@@ -12,10 +12,12 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("txt", "srt", "vtt", "json")
+FORMATS = ("txt", "srt", "vtt", "tsv", "json")
+LONG_PAUSE_S = 3.0  # a silence this long starts a new cue when words flow across segments (as openai-whisper)
 
 
 def format_timestamp(seconds: float, decimal: str = ".", always_hours: bool = True) -> str:
@@ -62,11 +64,154 @@ def render_json(result: dict[str, Any], word_level: bool = False) -> str:
     return json.dumps(result, ensure_ascii=False, indent=2) + "\n"
 
 
+def render_tsv(result: dict[str, Any], word_level: bool = False) -> str:
+    """openai-whisper's tsv: a ``start, end, text`` header, times in integer milliseconds, one segment per row.
+
+    Integer milliseconds because spreadsheets and ``sort -n`` handle them
+    without locale trouble; tabs inside the text become spaces so a row
+    always has three columns.
+    """
+    rows = ["start\tend\ttext"]
+    for seg in result.get("segments", []):
+        text = " ".join(seg["text"].split())
+        if text:
+            rows.append(f"{int(round(seg['start'] * 1000))}\t{int(round(seg['end'] * 1000))}\t{text}")
+    return "\n".join(rows) + "\n"
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any], bool], str]] = {
     "txt": render_txt,
     "srt": render_srt,
     "vtt": render_vtt,
+    "tsv": render_tsv,
     "json": render_json,
+}
+
+
+@dataclass(frozen=True)
+class SubtitleLayout:
+    """How SRT/VTT cues are cut, with openai-whisper's meaning of its three flags.
+
+    ``max_line_width``: characters per line (a single longer word gets a line of
+    its own). ``max_line_count``: lines per cue; words then flow across
+    segments and a new cue starts when the lines are full or after a long
+    pause. ``highlight_words``: one cue per word with that word underlined
+    (``<u>...</u>``) over the whole cue's text, karaoke style.
+    """
+
+    max_line_width: int | None = None
+    max_line_count: int | None = None
+    highlight_words: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_line_width", "max_line_count"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+
+    @property
+    def active(self) -> bool:
+        return self.max_line_width is not None or self.max_line_count is not None or self.highlight_words
+
+
+@dataclass(frozen=True)
+class _Word:
+    start: float
+    end: float
+    text: str  # with its leading space, as Whisper tokens carry it
+
+
+def _segment_words(seg: dict[str, Any]) -> list[_Word]:
+    """The segment's timed words; without word timestamps, its text split on spaces with times by character."""
+    words = [_Word(w["start"], w["end"], w["word"]) for w in seg.get("words") or [] if w["word"].strip()]
+    if words:
+        return words
+    pieces = [" " + p for p in seg["text"].split()]
+    total = sum(len(p) for p in pieces) or 1
+    span, start, out, at = seg["end"] - seg["start"], seg["start"], [], 0
+    for piece in pieces:
+        out.append(_Word(start + span * at / total, start + span * (at + len(piece)) / total, piece))
+        at += len(piece)
+    return out
+
+
+def _line_text(words: list[_Word], highlight: _Word | None = None) -> str:
+    parts = [(f" <u>{w.text.strip()}</u>" if w is highlight else w.text) for w in words]
+    return "".join(parts).strip()
+
+
+def _wrap(words: list[_Word], width: int | None) -> list[list[_Word]]:
+    """Greedy line filling: a word goes on the current line unless the line would exceed ``width``."""
+    lines: list[list[_Word]] = []
+    for word in words:
+        if lines and (width is None or len(_line_text([*lines[-1], word])) <= width):
+            lines[-1].append(word)
+        else:
+            lines.append([word])
+    return lines
+
+
+def _layout_cues(result: dict[str, Any], layout: SubtitleLayout) -> list[list[list[_Word]]]:
+    """Cues as lists of lines of words."""
+    per_segment = [w for w in (_segment_words(seg) for seg in result.get("segments", [])) if w]
+    if layout.max_line_count is None:
+        return [_wrap(words, layout.max_line_width) for words in per_segment]
+    # words flow across segments; a long pause breaks the flow
+    runs: list[list[_Word]] = []
+    for word in (w for words in per_segment for w in words):
+        if runs and word.start - runs[-1][-1].end <= LONG_PAUSE_S:
+            runs[-1].append(word)
+        else:
+            runs.append([word])
+    cues = []
+    for run in runs:
+        lines = _wrap(run, layout.max_line_width)
+        cues += [lines[i : i + layout.max_line_count] for i in range(0, len(lines), layout.max_line_count)]
+    return cues
+
+
+def layout_cues(result: dict[str, Any], layout: SubtitleLayout) -> list[tuple[float, float, str]]:
+    """(start, end, text) cues under ``layout``; lines are joined with newlines; no zero-length cue."""
+    out: list[tuple[float, float, str]] = []
+    for lines in _layout_cues(result, layout):
+        words = [w for line in lines for w in line]
+        start, end = words[0].start, max(words[-1].end, words[0].start)
+        if not layout.highlight_words:
+            out.append((start, end, "\n".join(_line_text(line) for line in lines)))
+            continue
+        plain = "\n".join(_line_text(line) for line in lines)
+        last = start
+        for word in words:
+            if word.start > last:
+                out.append((last, word.start, plain))
+            if word.end > word.start:
+                out.append((word.start, word.end, "\n".join(_line_text(line, word) for line in lines)))
+            last = max(last, word.end)
+        if end > last:
+            out.append((last, end, plain))
+    return [(s, e, t) for s, e, t in out if e > s and t]
+
+
+def render_srt_layout(result: dict[str, Any], layout: SubtitleLayout) -> str:
+    blocks = [
+        f"{i}\n{format_timestamp(start, ',')} --> {format_timestamp(end, ',')}\n{text}\n"
+        for i, (start, end, text) in enumerate(layout_cues(result, layout), start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def render_vtt_layout(result: dict[str, Any], layout: SubtitleLayout) -> str:
+    blocks = ["WEBVTT\n"]
+    blocks += [
+        f"{format_timestamp(start)} --> {format_timestamp(end)}\n{text}\n"
+        for start, end, text in layout_cues(result, layout)
+    ]
+    return "\n".join(blocks)
+
+
+LAYOUT_RENDERERS: dict[str, Callable[[dict[str, Any], SubtitleLayout], str]] = {
+    "srt": render_srt_layout,
+    "vtt": render_vtt_layout,
 }
 
 
@@ -101,12 +246,24 @@ def output_paths(output_dir: Path, stem: str, formats: Iterable[str]) -> list[Pa
 
 
 def write_outputs(
-    result: dict[str, Any], output_dir: Path, stem: str, formats: Iterable[str], word_level: bool = False
+    result: dict[str, Any],
+    output_dir: Path,
+    stem: str,
+    formats: Iterable[str],
+    word_level: bool = False,
+    layout: SubtitleLayout | None = None,
 ) -> list[Path]:
-    """Render and atomically write each format; returns the written paths."""
+    """Render and atomically write each format; returns the written paths.
+
+    ``layout`` (line width/count, word highlighting) applies to SRT and VTT and takes precedence over ``word_level``.
+    """
     written = []
     for fmt in expand_formats(formats):
         path = Path(output_dir) / f"{stem}.{fmt}"
-        atomic_write_text(path, RENDERERS[fmt](result, word_level))
+        if layout is not None and layout.active and fmt in LAYOUT_RENDERERS:
+            text = LAYOUT_RENDERERS[fmt](result, layout)
+        else:
+            text = RENDERERS[fmt](result, word_level)
+        atomic_write_text(path, text)
         written.append(path)
     return written

@@ -1,0 +1,189 @@
+"""Progress of one transcription: the event API users receive, and the terminal views of it.
+
+The decoding loops (``longform.transcribe_mel`` / ``transcribe_chunks``) know
+nothing about terminals: after each decoded window or chunk batch they call
+``listener.advanced(done_s, total_s, new_segments)`` on a :class:`Tracker`.
+The tracker adds wall-clock timing and hands a :class:`ProgressEvent` to the
+``progress=`` callable given to :func:`whisper_npu.transcribe`. The CLI's
+progress line (:class:`TerminalProgress`), its ``--verbose`` segment printer
+(:class:`SegmentPrinter`) and the batch runner's per-file line are all just
+such callables, so API users get exactly what the CLI shows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.markup import escape
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Where a transcription is: audio seconds done of the total, and the segments final since the last event.
+
+    ``segments`` come in time order and each appears in exactly one event, so
+    printing them as they arrive gives the transcript in order.
+    """
+
+    done_s: float
+    total_s: float
+    elapsed_s: float  # wall seconds since the transcription call started
+    segments: tuple[Any, ...] = ()  # longform.Segment objects that became final with this event
+    final: bool = False
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done_s / self.total_s) if self.total_s > 0 else 1.0
+
+    @property
+    def realtime(self) -> float | None:
+        """Audio seconds per wall second so far (None before any audio is done)."""
+        return self.done_s / self.elapsed_s if self.done_s > 0 and self.elapsed_s > 0 else None
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the speed so far (None until there is a speed)."""
+        speed = self.realtime
+        return max(0.0, self.total_s - self.done_s) / speed if speed else None
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class WindowListener(Protocol):
+    """What the decoding loops call once per decoded window / chunk batch."""
+
+    def advanced(self, done_s: float, total_s: float | None, segments: Sequence[Any] = ()) -> None:
+        """``done_s`` audio seconds are final (``total_s`` None: unchanged); ``segments`` are the new ones."""
+
+
+class Tracker:
+    """The listener the decoding loops call; turns their reports into timed :class:`ProgressEvent` s.
+
+    ``done_s`` never goes backwards (a re-decoded window must not make the bar
+    jump back), and a callback that raises is the caller's bug, so it is not
+    swallowed.
+    """
+
+    def __init__(
+        self,
+        callback: ProgressCallback,
+        total_s: float,
+        started: float | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.callback = callback
+        self.total_s = total_s
+        self.clock = clock
+        self.t0 = clock() if started is None else started  # ``started`` on the same clock, e.g. the call's start
+        self.done_s = 0.0
+
+    def _emit(self, segments: Sequence[Any], final: bool) -> None:
+        event = ProgressEvent(self.done_s, self.total_s, self.clock() - self.t0, tuple(segments), final)
+        self.callback(event)
+
+    def start(self) -> None:
+        """The first event (0 s done) so a view can show the total before the first window is decoded."""
+        self._emit((), False)
+
+    def advanced(self, done_s: float, total_s: float | None = None, segments: Sequence[Any] = ()) -> None:
+        if total_s is not None:
+            self.total_s = total_s
+        self.done_s = min(max(self.done_s, float(done_s)), self.total_s)
+        self._emit(segments, False)
+
+    def finish(self) -> None:
+        self.done_s = self.total_s
+        self._emit((), True)
+
+
+def combine(*callbacks: ProgressCallback | None) -> ProgressCallback | None:
+    """One callback that calls each given one in turn (None when none is given)."""
+    active = [c for c in callbacks if c is not None]
+    if not active:
+        return None
+    if len(active) == 1:
+        return active[0]
+
+    def call_all(event: ProgressEvent) -> None:
+        for callback in active:
+            callback(event)
+
+    return call_all
+
+
+def format_clock(seconds: float) -> str:
+    """``mm:ss.mmm`` (``h:mm:ss.mmm`` past an hour), as the whisper CLI prints segment times."""
+    millis = max(0, int(round(seconds * 1000.0)))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    head = f"{hours}:" if hours else ""
+    return f"{head}{minutes:02d}:{secs:02d}.{millis:03d}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(round(seconds))
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+class SegmentPrinter:
+    """``--verbose``: one ``[mm:ss.mmm --> mm:ss.mmm] text`` line per segment as soon as it is final."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def __call__(self, event: ProgressEvent) -> None:
+        for seg in event.segments:
+            line = f"[{format_clock(seg.start)} --> {format_clock(seg.end)}] {seg.text.strip()}"
+            self.console.print(escape(line), highlight=False, soft_wrap=True)
+
+
+class TerminalProgress:
+    """A one-line rich progress view on stderr: audio done / total, x realtime, ETA.
+
+    Use as a context manager; the CLI only creates it when stderr is a
+    terminal and ``--quiet`` is not given, so pipes and logs never see it.
+    """
+
+    def __init__(self, console: Console, label: str = "transcribing") -> None:
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        self.progress = Progress(
+            TextColumn(f"[bold]{escape(label)}"),
+            BarColumn(),
+            TextColumn("{task.fields[audio]}"),
+            TextColumn("{task.fields[speed]}"),
+            TextColumn("ETA {task.fields[eta]}"),
+            console=console,
+            transient=True,
+        )
+        self.task = self.progress.add_task(label, total=1.0, audio="", speed="", eta="--:--", start=False)
+
+    def __enter__(self) -> TerminalProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        self.progress.start_task(self.task)
+        speed = event.realtime
+        self.progress.update(
+            self.task,
+            total=max(event.total_s, 1e-9),
+            completed=event.done_s,
+            audio=f"{event.done_s:.1f}/{event.total_s:.1f} s",
+            speed=f"{speed:.1f}x realtime" if speed else "",
+            eta=_duration(event.eta_s),
+            refresh=True,
+        )
