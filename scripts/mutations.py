@@ -338,7 +338,7 @@ MUTATIONS: list[Mutation] = [
     _m("batch-duplicates", "batch", _B,
        "if key not in seen:",
        "if True:",
-       "tests/test_batch.py " + GAPS_BATCH, "a file given twice (folder + glob) is transcribed twice"),
+       GAPS_BATCH, "a file given twice (folder + glob) is transcribed twice"),
     # -- bench ---------------------------------------------------------------------------------------
     _m("bench-ratio-inverted", "bench", _BE,
        "return sr.rtf / base.rtf if base and sr.rtf else None",
