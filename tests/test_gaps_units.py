@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from whisper_npu.alignment import WordTiming, clamp_long_words, merge_punctuations
@@ -62,3 +63,16 @@ def test_punctuation_joins_its_word():
 def test_translate_task_token(base_dir):
     tok = Tokenizer.from_file(base_dir / "tokenizer.json", multilingual=True, task="translate", language="de")
     assert tok.sot_sequence() == [tok.sot, tok.language_token("de"), tok.translate]
+
+
+def test_ct2_bfloat16_and_aliases_through_raw(tmp_path, monkeypatch):
+    from tests import test_ct2
+    from whisper_npu.model.ct2 import read_model_bin
+
+    monkeypatch.setitem(test_ct2.DTYPE_IDS, np.dtype(np.uint16), 5)  # CTranslate2's bfloat16 id
+    values = np.array([1.0, -2.5, 0.15625, 2.0**100], np.float32)  # exact in bfloat16
+    bits = (values.view(np.uint32) >> 16).astype(np.uint16)
+    test_ct2.write_model_bin(tmp_path / "model.bin", {"e/weight": bits, "a/weight": values}, {"d/weight": "a/weight"})
+    m = read_model_bin(tmp_path / "model.bin")
+    np.testing.assert_array_equal(m.get("e/weight"), values)
+    np.testing.assert_array_equal(m.raw("d/weight"), values)  # aliases resolve for raw reads too
