@@ -203,10 +203,16 @@ def main(argv: list[str] | None = None) -> int:
 
     mutations = select(args)
     if args.list:
+        stale = 0
         for m in mutations:
-            print(f"{m.id:<28} {m.module:<10} {m.file:<36} {' '.join(m.tests)}\n{'':<28} {m.description}")
-        print(f"{len(mutations)} mutations over {len({m.module for m in mutations})} modules")
-        return 0
+            path = REPO / m.file
+            found = path.read_text().count(m.original) if path.is_file() else 0
+            flag = "" if found == 1 else f"   [ANCHOR {'MISSING' if found == 0 else 'AMBIGUOUS'}]"
+            stale += bool(flag)
+            print(f"{m.id:<28} {m.module:<10} {m.file:<36} {' '.join(m.tests)}{flag}\n{'':<28} {m.description}")
+        modules = len({m.module for m in mutations})
+        print(f"{len(mutations)} mutations over {modules} modules; {stale} need re-anchoring")
+        return 0 if not stale else 1
 
     scratch = Path(tempfile.mkdtemp(prefix="whisper-npu-mutation-"))
     t0 = time.perf_counter()
