@@ -76,3 +76,11 @@ def test_ct2_bfloat16_and_aliases_through_raw(tmp_path, monkeypatch):
     m = read_model_bin(tmp_path / "model.bin")
     np.testing.assert_array_equal(m.get("e/weight"), values)
     np.testing.assert_array_equal(m.raw("d/weight"), values)  # aliases resolve for raw reads too
+
+
+def test_word_split_keeps_punctuation_apart_and_renders_timestamps(tiny_dir):
+    en = Tokenizer.from_file(tiny_dir / "tokenizer.json", multilingual=False)
+    words, groups = en.split_to_word_tokens(en.encode(" Hello, world."))
+    assert words == [" Hello", ",", " world", "."]  # merge_punctuations attaches them after alignment
+    stamps = [en.timestamp_begin + 25, *en.encode(" Hi"), en.timestamp_begin + 151]
+    assert en.decode_with_timestamps(stamps) == "<|0.50|> Hi<|3.02|>"
