@@ -55,7 +55,7 @@ GAPS_DEC = "tests/test_gaps_decoding.py"
 GAPS_VAD = "tests/test_gaps_vad.py"
 GAPS_BATCH = "tests/test_gaps_batch.py"
 GAPS_UNITS = "tests/test_gaps_units.py"
-GAPS_NPU = "tests/test_gaps_npu.py"
+GAPS_NPU = "tests/test_npu_gaps.py"
 
 MUTATIONS: list[Mutation] = [
     # -- audio: file decoding, mixdown, resampling ------------------------------------------------

@@ -66,8 +66,8 @@ def test_bad_option_is_one_line_error(tiny):
         whisper_npu.transcribe(AUDIO_DIR / "jfk" / "jfk.wav", model=tiny, no_such_option=1)
 
 
-def test_multilingual_base_detects_english_and_honours_language(jfk_path):
-    base = whisper_npu.load_model("base", device="cpu", threads=2)
+def test_multilingual_base_detects_english_and_honours_language(jfk_path, base_loaded):
+    base = base_loaded
     result = whisper_npu.transcribe(jfk_path, model=base, beam_size=1)
     assert result.language == "en" and result.language_probability > 0.5
     assert "ask not what your country can do for you" in " ".join(words(result.text))

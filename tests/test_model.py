@@ -142,10 +142,8 @@ def test_batch_mismatch_is_rejected(tiny_model, mel):
         tiny_model.decode(np.array([TOKENS] * 3), enc)
 
 
-def test_base_encoder_runs(base_dir):
-    from whisper_npu.model.whisper import WhisperModel
-
-    model = WhisperModel.load(base_dir, threads=2)
+def test_base_encoder_runs(base_loaded):
+    model = base_loaded.model
     assert model.is_multilingual and model.dims.n_text_state == 512
     enc = model.encode(np.zeros((1, 80, 3000), np.float32))
     assert enc.cross_k[0].shape == (1, 8, 64, 1500)
