@@ -248,6 +248,10 @@ MUTATIONS: list[Mutation] = [
        "and result.no_speech_prob > options.no_speech_threshold",
        "and result.no_speech_prob < options.no_speech_threshold",
        "tests/test_decoding.py", "no-speech skip inverted"),
+    _m("lf-silence-ignores-no-speech", "longform", _L,
+       "and result.no_speech_prob > options.no_speech_threshold",
+       "and result.no_speech_prob >= 0.0",
+       "tests/test_decoding.py", "every unsure window is skipped as silence, whatever the no-speech probability"),
     _m("lf-suppress-not-passed", "longform", _L,
        "suppress_tokens=tuple(options.suppress_tokens),\n"
        "            suppress_blank=options.suppress_blank,\n"
