@@ -59,10 +59,25 @@ def base_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tiny_dir):
-    from whisper_npu.model.whisper import WhisperModel
+def tiny_loaded():
+    """tiny.en on the CPU, loaded once for the session (held here, so NPU modules clearing the API cache
+    do not force a reload; ``load_model`` returns this same object while the API cache holds it)."""
+    import whisper_npu
 
-    return WhisperModel.load(tiny_dir, threads=2)
+    return whisper_npu.load_model("tiny.en", device="cpu", threads=2)
+
+
+@pytest.fixture(scope="session")
+def base_loaded():
+    """The multilingual base on the CPU, loaded once: the slowest model to load."""
+    import whisper_npu
+
+    return whisper_npu.load_model("base", device="cpu", threads=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_loaded):
+    return tiny_loaded.model
 
 
 @pytest.fixture(scope="session")

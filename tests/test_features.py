@@ -76,3 +76,5 @@ def test_pad_or_trim():
     assert pad_or_trim(x).shape == (80, N_FRAMES)
     assert pad_or_trim(x)[:, 10:].sum() == 0
     assert pad_or_trim(np.ones((80, 4000))).shape == (80, N_FRAMES)
+    ramp = np.tile(np.arange(4000, dtype=np.float32), (2, 1))
+    np.testing.assert_array_equal(pad_or_trim(ramp)[1], np.arange(N_FRAMES))  # trims the end, keeps the start

@@ -131,7 +131,9 @@ def test_cache_select_reorders_beams(tiny_model, mel):
     np.testing.assert_allclose(out_swapped[0], out_b0[0], atol=1e-4)
     expanded = cache.select(np.zeros(5, dtype=np.int64))
     assert expanded.batch == 5 and expanded.length == 3
-    assert isinstance(KVCache.empty(tiny_model.dims, 2).length, int)
+    empty = KVCache.empty(tiny_model.dims, 2)
+    assert (empty.batch, empty.length) == (2, 0)
+    np.testing.assert_allclose(tiny_model.decode(a, enc, empty)[0], logits, atol=1e-4)  # same as no cache
 
 
 def test_batch_mismatch_is_rejected(tiny_model, mel):
@@ -140,10 +142,8 @@ def test_batch_mismatch_is_rejected(tiny_model, mel):
         tiny_model.decode(np.array([TOKENS] * 3), enc)
 
 
-def test_base_encoder_runs(base_dir):
-    from whisper_npu.model.whisper import WhisperModel
-
-    model = WhisperModel.load(base_dir, threads=2)
+def test_base_encoder_runs(base_loaded):
+    model = base_loaded.model
     assert model.is_multilingual and model.dims.n_text_state == 512
     enc = model.encode(np.zeros((1, 80, 3000), np.float32))
     assert enc.cross_k[0].shape == (1, 8, 64, 1500)
