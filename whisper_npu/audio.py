@@ -8,8 +8,12 @@ decode through it. Resampling uses soxr (band-limited, high quality), so a
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,7 @@ import soundfile as sf
 import soxr
 
 from whisper_npu.errors import AudioError
+from whisper_npu.validation import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 SAMPLE_RATE = 16000
 AUDIO_SUFFIXES = frozenset(
@@ -36,6 +41,29 @@ def _check_path(path: Path) -> None:
         raise AudioError(f"cannot read {path}: {exc.strerror}") from None
     if size == 0:
         raise AudioError(f"{path} is empty (0 bytes)")
+    try:  # libsndfile reports EACCES as "System error."; say what it is
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise AudioError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from None
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence libmpg123/libsndfile chatter written straight to fd 2; their errors still arrive as exceptions."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _short_reason(exc: Exception) -> str:
@@ -51,8 +79,11 @@ def _short_reason(exc: Exception) -> str:
 
 def _read_soundfile(path: Path, sr: int) -> np.ndarray:
     with sf.SoundFile(str(path)) as f:
-        if f.samplerate <= 0:
-            raise AudioError(f"{path} declares an invalid sample rate ({f.samplerate})")
+        if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:  # before soxr sizes buffers from it
+            raise AudioError(
+                f"{path} declares an implausible sample rate ({f.samplerate} Hz, expected "
+                f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}); the header is probably corrupt"
+            )
         resampler = soxr.ResampleStream(f.samplerate, sr, 1, dtype="float32") if f.samplerate != sr else None
         pieces: list[np.ndarray] = []
         while True:
@@ -85,7 +116,8 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
     path = Path(path)
     _check_path(path)
     try:
-        audio = _read_soundfile(path, sr)
+        with _quiet_native_stderr():
+            audio = _read_soundfile(path, sr)
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:

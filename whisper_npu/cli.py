@@ -99,15 +99,29 @@ def transcribe(
     }
     post = _whisperx_postprocess(align, diarize)
     from whisper_npu.batch import has_glob
+    from whisper_npu.writers import check_output_dir, expand_formats, guard_inputs
 
     single = len(paths) == 1 and Path(paths[0]).is_file()
     if not single and len(paths) == 1 and not Path(paths[0]).exists() and not has_glob(paths[0]):
         raise WhisperNpuError(f"file not found: {paths[0]}")
+    # Everything that can be checked without the model is checked before loading it.
+    api.validate(None, **options)
+    check_output_dir(output_dir)
+    if single:
+        guard_inputs([output_dir / f"{Path(paths[0]).stem}.{f}" for f in expand_formats(formats)], [Path(paths[0])])
     loaded = api.load_model(model, device=device.value, npu_runtime=npu_runtime.value, threads=threads)
+    for note in loaded.notes:
+        _say(note)
+    api.validate(loaded, **options)
     if single:
         _transcribe_file(api, Path(paths[0]), loaded, options, output_dir, formats, quiet, word_level, post)
         return
     _transcribe_batch(api, paths, loaded, options, output_dir, formats, overwrite, quiet)
+
+
+def _say(line: str, console: Console = err) -> None:
+    """One line exactly as given: no rich markup, no highlighting, no wrapping inside paths when piped."""
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _whisperx_postprocess(align: bool, diarize: bool):
@@ -140,11 +154,11 @@ def _transcribe_file(
     data = result.to_dict()
     if post is not None:
         data = post(data, path)
-    written = write_outputs(data, output_dir, path.stem, formats, word_level=word_level)
+    written = write_outputs(data, output_dir, path.stem, formats, word_level=word_level, protect=[path])
     if not quiet:
-        out.print(result.text)
+        _say(result.text, out)
         result.report.render(err)
-    err.print("wrote " + ", ".join(str(p) for p in written))
+    _say("wrote " + ", ".join(str(p) for p in written))
 
 
 def _transcribe_batch(
@@ -159,7 +173,7 @@ def _transcribe_batch(
 
     def on_file(outcome) -> None:
         if outcome.status == "failed":
-            err.print(f"failed {outcome.path}: {outcome.reason}", markup=False, highlight=False, soft_wrap=True)
+            _say(f"failed {outcome.path}: {outcome.reason}")
 
     columns = (
         TextColumn("[bold]batch"),
@@ -182,7 +196,15 @@ def _transcribe_batch(
         f"{summary.rtf:.1f}x",
     )
     err.print(table)
-    err.print(f"report: {output_dir / 'batch_report.json'}")
+    if summary.stop_reason:
+        _say(f"stopped early: {summary.stop_reason}")
+    if summary.report_error:
+        _say(f"error: {summary.report_error}")
+        raise typer.Exit(1)
+    _say(f"report: {output_dir / 'batch_report.json'}")
+    if not summary.outcomes:
+        _say("error: nothing to transcribe")
+        raise typer.Exit(1)
     if summary.interrupted:
         err.print("interrupted: stopped after the current file; run again to finish")
         raise typer.Exit(130)
@@ -203,6 +225,23 @@ def bench(
 ) -> None:
     """Compare RTF, load time, memory and WER with faster-whisper on the same audio."""
     from whisper_npu.bench import BenchConfig, render, run_bench
+    from whisper_npu.validation import bounded_threads
+    from whisper_npu.writers import check_output_dir
+
+    # fail before minutes of benchmarking, not after
+    for path in paths:
+        if not path.is_file():
+            raise WhisperNpuError(f"file not found: {path}" if not path.exists() else f"{path} is not a file")
+    if reference is not None:
+        try:
+            reference.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else "not a UTF-8 text file"
+            raise WhisperNpuError(f"cannot read reference transcript {reference}: {why}") from None
+    check_output_dir(output_dir)
+    threads, note = bounded_threads(threads)
+    if note:
+        _say(note)
 
     config = BenchConfig(
         paths=paths,
@@ -256,7 +295,7 @@ def main() -> None:
     try:
         app()
     except WhisperNpuError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        _say(f"error: {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")
