@@ -101,7 +101,6 @@ class LoadedModel:
     npu: Any = None  # NPU setup object from whisper_npu.npu_ops, None on CPU
     fresh: bool = field(default=True, repr=False)  # load time not yet charged to a run
     threads: int = 0  # onnxruntime threads actually used (capped at the CPU count)
-    notes: list[str] = field(default_factory=list)  # one-line remarks for the user (e.g. threads capped)
 
 
 def validate(loaded: LoadedModel | None = None, **options: Any) -> Any:
@@ -165,7 +164,7 @@ def load_model(
 
     _check_choice(device, DEVICES, "device")
     _check_choice(npu_runtime, NPU_RUNTIMES, "NPU runtime")
-    threads, note = bounded_threads(threads)
+    threads, _ = bounded_threads(threads)
     model_dir = resolve(model)
     key = (str(model_dir), device, npu_runtime, int(threads))
     cached = _CACHE.get(key) if cache else None
@@ -193,7 +192,6 @@ def load_model(
         model=whisper,
         npu=npu,
         threads=threads,
-        notes=[note] if note else [],
     )
     if cache:
         _CACHE[key] = loaded
@@ -227,7 +225,7 @@ def transcribe(
     check_audio(audio)
     if isinstance(audio, np.ndarray):
         check_sample_rate(sample_rate)
-    bounded_threads(threads)
+    _, threads_note = bounded_threads(threads)
     if model is not None and not isinstance(model, (str, Path, LoadedModel)):
         raise WhisperNpuError(f"model must be a registry name, a model folder or a LoadedModel, got {model!r}")
     validate(None, **options)
@@ -290,8 +288,8 @@ def transcribe(
         beam_size=opts.beam_size,
         vad=use_vad,
     )
-    if loaded.notes:
-        report.info["notes"] = list(loaded.notes)
+    if threads_note and not preloaded:
+        report.info["notes"] = [threads_note]
     if loaded.npu is not None:
         report.info["npu"] = loaded.npu.describe()
     return Result(

@@ -150,15 +150,15 @@ def prepare_array(audio: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     if not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise AudioError(f"invalid sample rate {sr!r}: must be a positive integer")
     arr = np.asarray(audio)
+    if np.issubdtype(arr.dtype, np.integer):  # scale before mixing channels: their mean is float, not PCM
+        scale = float(np.iinfo(arr.dtype).max) + 1.0
+        arr = arr.astype(np.float32) / scale
     if arr.ndim == 2:
         if arr.shape[0] < arr.shape[1] and arr.shape[0] <= 8:
             arr = arr.T
         arr = arr.mean(axis=1)
     elif arr.ndim != 1:
         raise AudioError(f"audio array must be 1-D (mono) or 2-D (samples, channels), got shape {arr.shape}")
-    if np.issubdtype(arr.dtype, np.integer):
-        scale = float(np.iinfo(arr.dtype).max) + 1.0
-        arr = arr.astype(np.float32) / scale
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     if arr.size and sr != SAMPLE_RATE:
         arr = soxr.resample(arr, sr, SAMPLE_RATE).astype(np.float32)

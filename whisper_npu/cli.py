@@ -109,9 +109,12 @@ def transcribe(
     check_output_dir(output_dir)
     if single:
         guard_inputs([output_dir / f"{Path(paths[0]).stem}.{f}" for f in expand_formats(formats)], [Path(paths[0])])
-    loaded = api.load_model(model, device=device.value, npu_runtime=npu_runtime.value, threads=threads)
-    for note in loaded.notes:
+    from whisper_npu.validation import bounded_threads
+
+    threads, note = bounded_threads(threads)
+    if note:
         _say(note)
+    loaded = api.load_model(model, device=device.value, npu_runtime=npu_runtime.value, threads=threads)
     api.validate(loaded, **options)
     if single:
         _transcribe_file(api, Path(paths[0]), loaded, options, output_dir, formats, quiet, word_level, post)
