@@ -94,7 +94,7 @@ def has_glob(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 
 
-SIDECAR_SUFFIX = ".whisper-npu.json"
+SIDECAR_SUFFIX = ".whisper-npu.done"  # JSON inside; no .json suffix so "*.json" globs see transcripts only
 REPORT_NAME = "batch_report.json"
 _STOP_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})  # no later file could be written either
 
