@@ -84,6 +84,8 @@ def clip(path: Path, seconds: float = 3.0, sr: int = 16000, channels: int = 1, f
     if channels > 1:
         audio = np.stack([audio] * channels, axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt is None and path.suffix.lower() not in (".wav", ".flac", ".ogg", ".mp3"):
+        fmt = "WAV"  # audio under a misleading name (rec.json)
     sf.write(path, audio, sr, format=fmt) if fmt else sf.write(path, audio, sr)
     return path
 

@@ -459,3 +459,41 @@ def test_cli_json_model_name_and_unwrapped_wrote_line(tmp_path):
     assert json.loads((out / "jfk.json").read_text())["model"] == "tiny.en"
     wrote = [line for line in proc.stderr.splitlines() if line.startswith("wrote ")]
     assert wrote == [f"wrote {out / 'jfk.json'}"], proc.stderr
+
+
+# the fuzz table's cheap cases (no model load), so CI runs them on every change ---------------------------------
+
+
+def _fuzz():
+    import importlib.util
+
+    if "fuzz_cli" in sys.modules:
+        return sys.modules["fuzz_cli"]
+    script = Path(__file__).resolve().parents[1] / "scripts" / "fuzz_cli.py"
+    spec = importlib.util.spec_from_file_location("fuzz_cli", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fuzz_cli"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+FUZZ_FAST = [
+    "missing file",
+    "input rec.json -o its folder",
+    "-o existing file",
+    "-o read-only /sys",
+    "batch: empty folder",
+    "batch: input named batch_report.json",
+    "bench: --reference missing",
+    "api: temperatures ()",
+    "api: sample_rate True",
+]
+
+
+@pytest.mark.parametrize("name", FUZZ_FAST)
+def test_fuzz_fast_cases(tmp_path, name):
+    fuzz = _fuzz()
+    (case,) = [c for c in fuzz.cases() if c.name == name]
+    outcome = fuzz.run_case(case, tmp_path / "case")
+    assert not outcome.bad, (outcome.status, outcome.problem, outcome.modified)
+    assert outcome.one_line

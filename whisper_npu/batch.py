@@ -268,19 +268,22 @@ def run_batch(
     overwrite: bool = False,
     progress: Any = None,
     on_file: Callable[[FileOutcome], None] | None = None,
+    discovered: tuple[list[BatchItem], list[FileOutcome]] | None = None,
 ) -> BatchSummary:
     """Transcribe every discovered file; ``progress`` is an optional rich Progress.
 
     Raises ``OutputError`` before any work when the output folder cannot be
     written or its batch report would replace an input. Per-file problems
     (including an output that would replace an input) are failures in the summary.
+    ``discovered`` is :func:`discover`'s answer when the caller already asked it.
     """
     output_dir = writers.check_output_dir(Path(output_dir))
     fmts = expand_formats(formats)
-    items, outcomes = discover(inputs)
+    items, outcomes = discovered if discovered is not None else discover(inputs)
+    outcomes = list(outcomes)
     sources = writers.InputGuard(item.path for item in items)
     report_path = output_dir / REPORT_NAME
-    writers.guard_inputs([report_path], sources)
+    check_report_path(output_dir, items)
     for folder in sorted({output_dir / item.relative.parent for item in items} | {output_dir}):
         remove_stale_temp_files(folder)
     for failed in outcomes:
@@ -323,6 +326,11 @@ def run_batch(
     except OutputError as exc:
         summary.report_error = str(exc)
     return summary
+
+
+def check_report_path(output_dir: Path, items: list[BatchItem]) -> None:
+    """Refuse (one line) a batch whose ``batch_report.json`` would replace one of its inputs."""
+    writers.guard_inputs([Path(output_dir) / REPORT_NAME], [item.path for item in items])
 
 
 def _transcribe_one(

@@ -107,8 +107,11 @@ def transcribe(
     # Everything that can be checked without the model is checked before loading it.
     api.validate(None, **options)
     check_output_dir(output_dir)
+    discovered = None
     if single:
         guard_inputs([output_dir / f"{Path(paths[0]).stem}.{f}" for f in expand_formats(formats)], [Path(paths[0])])
+    else:
+        discovered = _discover_or_fail(paths, output_dir)
     from whisper_npu.validation import bounded_threads
 
     threads, note = bounded_threads(threads)
@@ -119,7 +122,20 @@ def transcribe(
     if single:
         _transcribe_file(api, Path(paths[0]), loaded, options, output_dir, formats, quiet, word_level, post)
         return
-    _transcribe_batch(api, paths, loaded, options, output_dir, formats, overwrite, quiet)
+    _transcribe_batch(api, paths, loaded, options, output_dir, formats, overwrite, quiet, discovered)
+
+
+def _discover_or_fail(paths: list[str], output_dir: Path):
+    """Find the batch's files before loading the model: naming nothing transcribable is an error, not "0 ok"."""
+    from whisper_npu.batch import check_report_path, discover
+
+    items, failures = discover(paths)
+    if not items:
+        for failed in failures:
+            _say(f"failed {failed.path}: {failed.reason}")
+        raise WhisperNpuError("nothing to transcribe: no audio file among the inputs")
+    check_report_path(output_dir, items)
+    return items, failures
 
 
 def _say(line: str, console: Console = err) -> None:
@@ -165,7 +181,15 @@ def _transcribe_file(
 
 
 def _transcribe_batch(
-    api, paths: list[str], loaded, options: dict, output_dir: Path, formats: list[str], overwrite: bool, quiet: bool
+    api,
+    paths: list[str],
+    loaded,
+    options: dict,
+    output_dir: Path,
+    formats: list[str],
+    overwrite: bool,
+    quiet: bool,
+    discovered=None,
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -186,7 +210,7 @@ def _transcribe_batch(
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err, disable=quiet) as progress:
-        summary = run_batch(paths, transcriber, output_dir, formats, overwrite, progress, on_file)
+        summary = run_batch(paths, transcriber, output_dir, formats, overwrite, progress, on_file, discovered)
     table = Table(title="Batch summary")
     for col in ("ok", "failed", "skipped", "audio", "wall", "x realtime"):
         table.add_column(col, justify="right")
@@ -205,9 +229,6 @@ def _transcribe_batch(
         _say(f"error: {summary.report_error}")
         raise typer.Exit(1)
     _say(f"report: {output_dir / 'batch_report.json'}")
-    if not summary.outcomes:
-        _say("error: nothing to transcribe")
-        raise typer.Exit(1)
     if summary.interrupted:
         err.print("interrupted: stopped after the current file; run again to finish")
         raise typer.Exit(130)
