@@ -352,36 +352,40 @@ def test_cli_english_only_language_is_one_line(tmp_path):
 
 # 11 --------------------------------------------------------------------------------------------------------------
 
+AUDIO_BAD, OPTION_BAD = AudioError, OptionError
+SECOND = np.zeros(16000, np.float32)
 BAD_CALLS = {
-    "list": ([0.0] * 16000, {}),
-    "bytes": (b"RIFF", {}),
-    "none": (None, {}),
-    "scalar": (3.0, {}),
-    "beam float": (JFK, {"beam_size": 2.5}),
-    "beam bool": (JFK, {"beam_size": True}),
-    "no temperatures": (JFK, {"temperatures": ()}),
-    "nan temperature": (JFK, {"temperatures": (float("nan"),)}),
-    "empty 2-D": (np.zeros((0, 2), np.float32), {}),
-    "sample_rate bool": (np.zeros(16000, np.float32), {"sample_rate": True}),
-    "sample_rate float": (np.zeros(16000, np.float32), {"sample_rate": 16000.0}),
-    "complex": (np.zeros(16000, np.complex64), {}),
-    "bool array": (np.zeros(16000, bool), {}),
-    "object array": (np.array(["a"] * 10, dtype=object), {}),
-    "3-D": (np.zeros((2, 2, 2), np.float32), {}),
-    "threads": (JFK, {"threads": -3}),
-    "threads float": (JFK, {"threads": 1.5}),
-    "language int": (JFK, {"language": 5}),
-    "model int": (JFK, {"model": 5}),
+    "list": ([0.0] * 16000, {}, AUDIO_BAD),
+    "bytes": (b"RIFF", {}, AUDIO_BAD),
+    "none": (None, {}, AUDIO_BAD),
+    "scalar": (3.0, {}, AUDIO_BAD),
+    "empty 2-D": (np.zeros((0, 2), np.float32), {}, AUDIO_BAD),
+    "complex": (np.zeros(16000, np.complex64), {}, AUDIO_BAD),
+    "bool array": (np.zeros(16000, bool), {}, AUDIO_BAD),
+    "object array": (np.array(["a"] * 10, dtype=object), {}, AUDIO_BAD),
+    "3-D": (np.zeros((2, 2, 2), np.float32), {}, AUDIO_BAD),
+    "beam float": (SECOND, {"beam_size": 2.5}, OPTION_BAD),
+    "beam bool": (SECOND, {"beam_size": True}, OPTION_BAD),
+    "no temperatures": (SECOND, {"temperatures": ()}, OPTION_BAD),
+    "nan temperature": (SECOND, {"temperatures": (float("nan"),)}, OPTION_BAD),
+    "sample_rate bool": (SECOND, {"sample_rate": True}, OPTION_BAD),
+    "sample_rate float": (SECOND, {"sample_rate": 16000.0}, OPTION_BAD),
+    "threads": (SECOND, {"threads": -3}, OPTION_BAD),
+    "threads float": (SECOND, {"threads": 1.5}, OPTION_BAD),
+    "language int": (SECOND, {"language": 5}, OPTION_BAD),
+    "model int": (SECOND, {"model": 5}, WhisperNpuError),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CALLS))
 def test_api_rejects_bad_arguments_with_one_line(tiny, case):
-    arg, kwargs = BAD_CALLS[case]
+    arg, kwargs, error = BAD_CALLS[case]
     kwargs = {"model": tiny, **kwargs}
-    with pytest.raises(WhisperNpuError) as info:
+    with pytest.raises(error) as info:
         whisper_npu.transcribe(arg, **kwargs)
     assert "\n" not in str(info.value) and str(info.value)
+    if case == "empty 2-D":
+        assert "empty" in str(info.value)  # not "all NaN"
 
 
 def test_api_accepts_real_arrays(tiny):
