@@ -219,7 +219,8 @@ def cases() -> list[Case]:
         single("random bytes .wav", lambda d: write(d / "r.wav", np.random.default_rng(0).bytes(4000))),
         single("text as .wav", lambda d: write(d / "t.wav", "hello\n" * 50)),
         single("text as .mp3", lambda d: write(d / "t.mp3", "hello\n" * 50)),
-        single("corrupt mp3", corrupt_mp3, check=lambda d, p: "" if "libmpg123" not in p.stderr else "mpg123 noise"),
+        single("corrupt mp3", lambda d: corrupt_mp3(d / "c.mp3"),
+               check=lambda d, p: "" if "libmpg123" not in p.stderr else "mpg123 noise"),
         single("1 Hz wav header", lambda d: write(d / "h.wav", wav_header(1, b"\0\1" * 175_000))),
         single("wav with 0 frames", lambda d: write(d / "z.wav", wav_header(16000, b""))),
         single("NaN float wav", lambda d: _nan_wav(d / "n.wav")),
@@ -432,7 +433,10 @@ EXPECTED = {"ok": (0,), "error": (1,), "usage": (2,), "any": (0, 1, 2)}
 
 def run_case(case: Case, folder: Path) -> Outcome:
     folder.mkdir(parents=True)
-    argv = case.setup(folder)
+    try:
+        argv = case.setup(folder)
+    except Exception as exc:  # noqa: BLE001 - a broken case is a row in the table, not the end of the run
+        return Outcome(case, -1, False, False, [], f"setup failed: {type(exc).__name__}: {exc}", 0.0)
     before = snapshot(folder)
     t0 = time.perf_counter()
     proc = run_cli(argv, folder, case.api)
