@@ -158,7 +158,7 @@ def load_model(
     NPU op layer (each op falls back to CPU on its own, with the reason in the
     report); ``"auto"`` does so only when a real XDNA device answers.
     """
-    from whisper_npu.model.registry import resolve
+    from whisper_npu.model.registry import default_model, resolve
     from whisper_npu.model.whisper import WhisperModel
     from whisper_npu.validation import bounded_threads
 
@@ -182,8 +182,6 @@ def load_model(
         threads=threads,
         router=npu,
     )
-    from whisper_npu.model.registry import default_model
-
     loaded = LoadedModel(
         name=str(model) if model else default_model(),
         model_dir=model_dir,
