@@ -157,7 +157,7 @@ def mode_644(d: Path, proc: subprocess.CompletedProcess) -> str:
 
 def wrote_unwrapped(d: Path, proc: subprocess.CompletedProcess) -> str:
     wrote = [line for line in proc.stderr.splitlines() if line.startswith("wrote ")]
-    if len(wrote) != 1 or not all(Path(p).is_file() for p in wrote[0][6:].split(", ")):
+    if len(wrote) != 1 or not all((d / p).is_file() for p in wrote[0][6:].split(", ")):  # paths are cwd-relative
         return "wrote line wrapped or wrong"
     return ""
 
