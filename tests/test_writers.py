@@ -9,6 +9,7 @@ import re
 import pytest
 
 from whisper_npu import writers
+from whisper_npu.errors import OutputError
 from whisper_npu.writers import SubtitleLayout, format_timestamp, layout_cues, write_outputs
 
 RESULT = {
@@ -70,7 +71,7 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "fsync", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="disk full"):  # one line for the user, not a raw OSError
         writers.atomic_write_text(target, "new\n")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]

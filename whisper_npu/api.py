@@ -105,6 +105,33 @@ class LoadedModel:
     model: Any  # whisper_npu.model.whisper.WhisperModel
     npu: Any = None  # NPU setup object from whisper_npu.npu_ops, None on CPU
     fresh: bool = field(default=True, repr=False)  # load time not yet charged to a run
+    threads: int = 0  # onnxruntime threads actually used (capped at the CPU count)
+
+
+def validate(loaded: LoadedModel | None = None, **options: Any) -> Any:
+    """Check transcription options once, for the CLI and the library alike; returns ``TranscribeOptions``.
+
+    With a model, also rejects what it cannot do (another language or translation
+    on an English-only model) instead of silently ignoring it.
+    """
+    from whisper_npu.longform import TranscribeOptions
+    from whisper_npu.validation import check_decoding, check_language
+
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(TranscribeOptions)})
+    if unknown:
+        raise WhisperNpuError(f"bad transcription option: unknown {', '.join(unknown)}")
+    defaults = TranscribeOptions()
+    temps = check_decoding(
+        options.get("beam_size", defaults.beam_size),
+        options.get("best_of", defaults.best_of),
+        options.get("batch_size", defaults.batch_size),
+        options.get("temperatures", defaults.temperatures),
+    )
+    check_language(options.get("language"), options.get("task", defaults.task), True, "")
+    opts = TranscribeOptions(**{**options, "temperatures": temps})
+    if loaded is not None:
+        check_language(opts.language, opts.task, bool(loaded.model.is_multilingual), loaded.name)
+    return opts
 
 
 _CACHE: dict[tuple[str, str, str, int], LoadedModel] = {}
@@ -136,11 +163,13 @@ def load_model(
     NPU op layer (each op falls back to CPU on its own, with the reason in the
     report); ``"auto"`` does so only when a real XDNA device answers.
     """
-    from whisper_npu.model.registry import resolve
+    from whisper_npu.model.registry import default_model, resolve
     from whisper_npu.model.whisper import WhisperModel
+    from whisper_npu.validation import bounded_threads
 
     _check_choice(device, DEVICES, "device")
     _check_choice(npu_runtime, NPU_RUNTIMES, "NPU runtime")
+    threads, _ = bounded_threads(threads)
     model_dir = resolve(model)
     key = (str(model_dir), device, npu_runtime, int(threads))
     cached = _CACHE.get(key) if cache else None
@@ -159,12 +188,13 @@ def load_model(
         router=npu,
     )
     loaded = LoadedModel(
-        name=str(model) if model else model_dir.name,
+        name=str(model) if model else default_model(),
         model_dir=model_dir,
         load_s=time.perf_counter() - t0,
         device="npu" if npu is not None else "cpu",
         model=whisper,
         npu=npu,
+        threads=threads,
     )
     if cache:
         _CACHE[key] = loaded
@@ -197,15 +227,19 @@ def transcribe(
     """
     from whisper_npu.audio import SAMPLE_RATE, decode_audio, prepare_array
     from whisper_npu.features import N_SAMPLES, log_mel_spectrogram
-    from whisper_npu.longform import TranscribeOptions, transcribe_mel
+    from whisper_npu.longform import transcribe_mel
     from whisper_npu.progress import Tracker
+    from whisper_npu.validation import bounded_threads, check_audio, check_sample_rate
 
     t_start = time.perf_counter()
     report = RunReport()
-    try:
-        opts = TranscribeOptions(**options)
-    except TypeError as exc:
-        raise WhisperNpuError(f"bad transcription option: {exc}") from None
+    check_audio(audio)
+    if isinstance(audio, np.ndarray):
+        check_sample_rate(sample_rate)
+    _, threads_note = bounded_threads(threads)
+    if model is not None and not isinstance(model, (str, Path, LoadedModel)):
+        raise WhisperNpuError(f"model must be a registry name, a model folder or a LoadedModel, got {model!r}")
+    validate(None, **options)
 
     preloaded = isinstance(model, LoadedModel)
     loaded = (
@@ -215,6 +249,7 @@ def transcribe(
     )
     # The first run on a model is charged its load time, whether it loaded the
     # model itself (already inside the elapsed time) or was handed a fresh one.
+    opts = validate(loaded, **options)
     charge_load = loaded.fresh and preloaded
     if loaded.fresh:
         report.load_s = loaded.load_s
@@ -270,10 +305,12 @@ def transcribe(
         model=loaded.name,
         model_dir=str(loaded.model_dir),
         device=loaded.device,
-        threads=threads,
+        threads=loaded.threads,
         beam_size=opts.beam_size,
         vad=use_vad,
     )
+    if threads_note and not preloaded:
+        report.info["notes"] = [threads_note]
     if loaded.npu is not None:
         report.info["npu"] = loaded.npu.describe()
     if tracker is not None:

@@ -21,8 +21,10 @@ same way.
 from __future__ import annotations
 
 import io
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -32,6 +34,7 @@ import soundfile as sf
 import soxr
 
 from whisper_npu.errors import AudioError
+from whisper_npu.validation import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 SAMPLE_RATE = 16000
 STDIN = "-"
@@ -70,6 +73,29 @@ def _check_path(path: Path) -> None:
         raise AudioError(f"cannot read {path}: {exc.strerror}") from None
     if size == 0:
         raise AudioError(f"{path} is empty (0 bytes)")
+    try:  # libsndfile reports EACCES as "System error."; say what it is
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise AudioError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from None
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence libmpg123/libsndfile chatter written straight to fd 2; their errors still arrive as exceptions."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _short_reason(exc: Exception) -> str:
@@ -86,9 +112,12 @@ def _short_reason(exc: Exception) -> str:
 class _Mono:
     """Accumulates decoded blocks as mono float32 at the target rate (soxr streaming)."""
 
-    def __init__(self, rate: int, target: int) -> None:
-        if rate <= 0:
-            raise ValueError(f"invalid sample rate ({rate})")
+    def __init__(self, rate: int, target: int, name: str = "the input") -> None:
+        if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:  # before soxr sizes its buffers from it
+            raise AudioError(
+                f"{name} declares an implausible sample rate ({rate} Hz, expected "
+                f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}); the header is probably corrupt"
+            )
         self.rate = rate
         self.resampler = soxr.ResampleStream(rate, target, 1, dtype="float32") if rate != target else None
         self.pieces: list[np.ndarray] = []
@@ -177,10 +206,11 @@ def _decode(source_for: Callable[[], str | BinaryIO], head: bytes, name: str, sr
     reasons: list[str] = []
     for decoder in order:
         try:
-            if decoder == "soundfile":
-                samples = _read_soundfile(source_for(), sr)
-            else:
-                samples = _read_pyav(source_for(), sr)
+            with _quiet_native_stderr():
+                if decoder == "soundfile":
+                    samples = _read_soundfile(source_for(), sr)
+                else:
+                    samples = _read_pyav(source_for(), sr)
         except AudioError as exc:
             raise AudioError(f"cannot decode {name}: {exc}") from None
         except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError) as exc:

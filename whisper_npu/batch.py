@@ -2,15 +2,18 @@
 
 The model is loaded once; each file is transcribed and its outputs written
 atomically before the next starts, so a crash, SIGKILL or Ctrl-C never leaves
-a half transcript and a re-run skips exactly the finished files (outputs that
-exist and are newer than their input). A file that fails is recorded with a
+a half transcript and a re-run skips exactly the finished files (a hidden
+sidecar beside the outputs records which input, by path, size and mtime, they
+were made from; it is written last). A file that fails is recorded with a
 one-line reason and the batch goes on; the exit status says whether any failed.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
+import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -19,18 +22,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from whisper_npu import writers
 from whisper_npu.audio import AUDIO_SUFFIXES
-from whisper_npu.errors import WhisperNpuError
+from whisper_npu.errors import OutputError, WhisperNpuError
 from whisper_npu.report import RunReport
 from whisper_npu.writers import SubtitleLayout, atomic_write_text, expand_formats, write_outputs
 
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One input file and where its outputs go (``relative`` mirrors the input tree)."""
+    """One input file and where its outputs go.
+
+    ``relative`` mirrors the input tree (its parent is the output sub-folder);
+    ``stem`` is the output name before ``.txt``/``.json``..., unique in that folder.
+    """
 
     path: Path
     relative: Path
+    stem: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.stem:
+            object.__setattr__(self, "stem", self.relative.stem)
 
 
 @dataclass
@@ -49,6 +62,8 @@ class BatchSummary:
     wall_s: float
     interrupted: bool
     report: RunReport
+    report_error: str = ""  # why batch_report.json could not be written, if it could not
+    stop_reason: str = ""  # why the batch stopped before the end (e.g. the output disk is full)
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -79,72 +94,143 @@ def has_glob(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 
 
-def discover(inputs: Iterable[str | Path]) -> tuple[list[BatchItem], list[FileOutcome]]:
-    """Expand folders (recursively), globs and files; unreadable inputs become failures."""
-    items: list[BatchItem] = []
-    failures: list[FileOutcome] = []
-    seen: set[Path] = set()
+SIDECAR_SUFFIX = ".whisper-npu.done"  # JSON inside; no .json suffix so "*.json" globs see transcripts only
+REPORT_NAME = "batch_report.json"
+_STOP_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})  # no later file could be written either
 
-    def add(path: Path, relative: Path) -> None:
-        key = path.absolute()
+
+def _audio_in_folder(folder: Path, failures: list[FileOutcome]) -> tuple[list[Path], int]:
+    """Audio files under ``folder`` (sorted) and how many other files were seen; unreadable sub-folders fail."""
+    found: list[Path] = []
+    others = 0
+
+    def unreadable(exc: OSError) -> None:
+        where = exc.filename or folder
+        failures.append(FileOutcome(str(where), "failed", f"cannot read folder: {(exc.strerror or str(exc)).lower()}"))
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable):
+        dirs.sort()
+        for name in sorted(files):
+            if Path(name).suffix.lower() in AUDIO_SUFFIXES:
+                found.append(Path(root) / name)
+            else:
+                others += 1
+    return found, others
+
+
+def discover(inputs: Iterable[str | Path]) -> tuple[list[BatchItem], list[FileOutcome]]:
+    """Expand folders (recursively), globs and files; inputs that yield no audio become failures.
+
+    An argument that exists is taken literally, even with ``[ ] * ?`` in its
+    name; only arguments that do not exist are expanded as glob patterns.
+    Output names mirror the tree below the common parent of the inputs, and
+    inputs whose names would still collide keep their extension
+    (``talk.wav.txt`` next to ``talk.mp3.txt``), so every input gets its own outputs.
+    """
+    found: list[Path] = []
+    roots: list[str] = []
+    failures: list[FileOutcome] = []
+    seen: set[str] = set()
+
+    def add(path: Path) -> None:
+        key = os.path.abspath(path)
         if key not in seen:
             seen.add(key)
-            items.append(BatchItem(path, relative))
+            found.append(path)
 
     for raw in inputs:
         text = str(raw)
-        if has_glob(text):
-            matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
-            files = [p for p in matches if p.is_file()]
-            if not files:
-                failures.append(FileOutcome(text, "failed", "no file matches this pattern"))
-            for p in files:
-                add(p, Path(p.name))
-            continue
         path = Path(text)
         if path.is_dir():
-            try:
-                found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-            except OSError as exc:
-                failures.append(FileOutcome(text, "failed", f"cannot read folder: {exc.strerror or exc}"))
+            if not os.access(path, os.R_OK | os.X_OK):
+                failures.append(FileOutcome(text, "failed", "cannot read folder: permission denied"))
                 continue
-            for p in found:
-                add(p, p.relative_to(path))
+            before = len(failures)
+            files, others = _audio_in_folder(path, failures)
+            if not files and len(failures) == before:
+                what = f"{others} other file(s), none with an audio suffix" if others else "it is empty"
+                failures.append(FileOutcome(text, "failed", f"no audio files in this folder ({what})"))
+            roots.append(os.path.abspath(path))
+            for f in files:
+                add(f)
         elif path.exists():
-            add(path, Path(path.name))
+            roots.append(os.path.dirname(os.path.abspath(path)))
+            add(path)
+        elif has_glob(text):
+            files = [Path(m) for m in sorted(glob.glob(text, recursive=True)) if Path(m).is_file()]
+            if not files:
+                failures.append(FileOutcome(text, "failed", "no file matches this pattern"))
+            for f in files:
+                roots.append(os.path.dirname(os.path.abspath(f)))
+                add(f)
         else:
             failures.append(FileOutcome(text, "failed", "file not found"))
-    return items, failures
+    return _name_outputs(found, roots), failures
+
+
+def _name_outputs(paths: list[Path], roots: list[str]) -> list[BatchItem]:
+    """Give each input a distinct output location (relative folder + stem), deterministically."""
+    if not paths:
+        return []
+    base = os.path.commonpath(roots)
+    rel = [Path(os.path.relpath(os.path.abspath(p), base)) for p in paths]
+    stems = [r.stem for r in rel]
+
+    def clashes() -> set[int]:
+        groups: dict[tuple[Path, str], list[int]] = {}
+        for i, (r, stem) in enumerate(zip(rel, stems, strict=True)):
+            groups.setdefault((r.parent, stem.casefold()), []).append(i)
+        # batch_report.json belongs to the batch: an input named batch_report.* keeps its extension too
+        reserved = groups.get((Path("."), Path(REPORT_NAME).stem), [])
+        return {i for group in groups.values() if len(group) > 1 for i in group} | set(reserved)
+
+    for i in clashes():
+        stems[i] = rel[i].name  # talk.wav -> talk.wav.txt
+    groups: dict[tuple[Path, str], list[int]] = {}
+    for i in sorted(clashes(), key=lambda i: str(rel[i])):
+        groups.setdefault((rel[i].parent, stems[i].casefold()), []).append(i)
+    for group in groups.values():
+        for n, i in enumerate(group[1:], start=2):
+            stems[i] = f"{stems[i]}~{n}"
+    return [BatchItem(p, r, s) for p, r, s in zip(paths, rel, stems, strict=True)]
 
 
 def remove_stale_temp_files(output_dir: Path) -> int:
-    """Delete temp files a killed run left behind (writers use ``.<name>.<random>.tmp``)."""
-    removed = 0
-    if output_dir.is_dir():
-        for tmp in output_dir.rglob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    """Delete temp files a killed run left in ``output_dir`` (only ours, only of dead writers)."""
+    return writers.remove_stale_temp_files(output_dir)
+
+
+def _sidecar(item: BatchItem, output_dir: Path) -> Path:
+    room = writers.NAME_MAX - 1 - len(SIDECAR_SUFFIX.encode())
+    head = item.stem.encode()[:room].decode("utf-8", errors="ignore")
+    return output_dir / item.relative.parent / f".{head}{SIDECAR_SUFFIX}"
+
+
+def _source_record(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"source": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def is_done(item: BatchItem, output_dir: Path, formats: list[str]) -> bool:
-    """All outputs exist and are at least as new as the input."""
+    """This very input (path, size, mtime) was transcribed into every requested output.
+
+    The record is a hidden sidecar written after the outputs, so an input edited
+    since, another input with the same name, or a run killed half-way is redone.
+    """
     try:
-        source_mtime = item.path.stat().st_mtime
-    except OSError:
+        record = json.loads(_sidecar(item, output_dir).read_text(encoding="utf-8"))
+        current = _source_record(item.path)
+    except (OSError, ValueError):
         return False
-    for out in _outputs(item, output_dir, formats):
-        try:
-            if out.stat().st_mtime < source_mtime:
-                return False
-        except OSError:
-            return False
-    return True
+    if not isinstance(record, dict) or any(record.get(k) != v for k, v in current.items()):
+        return False
+    written = set(record.get("outputs", []))
+    return all(out.name in written and out.is_file() for out in _outputs(item, output_dir, formats))
 
 
 def _outputs(item: BatchItem, output_dir: Path, formats: list[str]) -> list[Path]:
     parent = output_dir / item.relative.parent
-    return [parent / f"{item.relative.stem}.{fmt}" for fmt in formats]
+    return [parent / f"{item.stem}.{fmt}" for fmt in formats]
 
 
 class _StopFlag:
@@ -183,12 +269,24 @@ def run_batch(
     progress: Any = None,
     on_file: Callable[[FileOutcome], None] | None = None,
     layout: SubtitleLayout | None = None,
+    discovered: tuple[list[BatchItem], list[FileOutcome]] | None = None,
 ) -> BatchSummary:
-    """Transcribe every discovered file; ``progress`` is an optional rich Progress, ``layout`` the SRT/VTT lines."""
-    output_dir = Path(output_dir)
+    """Transcribe every discovered file; ``progress`` is an optional rich Progress, ``layout`` the SRT/VTT lines.
+
+    Raises ``OutputError`` before any work when the output folder cannot be
+    written or its batch report would replace an input. Per-file problems
+    (including an output that would replace an input) are failures in the summary.
+    ``discovered`` is :func:`discover`'s answer when the caller already asked it.
+    """
+    output_dir = writers.check_output_dir(Path(output_dir))
     fmts = expand_formats(formats)
-    items, outcomes = discover(inputs)
-    remove_stale_temp_files(output_dir)
+    items, outcomes = discovered if discovered is not None else discover(inputs)
+    outcomes = list(outcomes)
+    sources = writers.InputGuard(item.path for item in items)
+    report_path = output_dir / REPORT_NAME
+    check_report_path(output_dir, items)
+    for folder in sorted({output_dir / item.relative.parent for item in items} | {output_dir}):
+        remove_stale_temp_files(folder)
     for failed in outcomes:
         if on_file:
             on_file(failed)
@@ -198,16 +296,20 @@ def run_batch(
     audio_done = 0.0
     task = progress.add_task("transcribing", total=len(items)) if progress is not None else None
     interrupted = False
+    stop_reason = ""
     with flag.installed():
         for item in items:
             if flag.stop:
                 interrupted = True
                 break
-            if not overwrite and is_done(item, output_dir, fmts):
+            if stop_reason:
+                outcome = FileOutcome(str(item.path), "failed", f"not attempted: {stop_reason}")
+            elif not overwrite and is_done(item, output_dir, fmts):
                 outcome = FileOutcome(str(item.path), "skipped", "outputs are up to date")
             else:
-                outcome = _transcribe_one(item, transcriber, output_dir, fmts, total, layout)
+                outcome, stop = _transcribe_one(item, transcriber, output_dir, fmts, total, sources, layout)
                 audio_done += outcome.audio_s
+                stop_reason = stop
             outcomes.append(outcome)
             if on_file:
                 on_file(outcome)
@@ -219,9 +321,17 @@ def run_batch(
                     advance=1,
                     description=f"{audio_done / 3600:.2f} h audio, {rtf:.1f}x realtime",
                 )
-    summary = BatchSummary(outcomes, time.perf_counter() - t0, interrupted, total)
-    atomic_write_text(output_dir / "batch_report.json", json.dumps(summary.to_dict(), indent=2) + "\n")
+    summary = BatchSummary(outcomes, time.perf_counter() - t0, interrupted, total, stop_reason=stop_reason)
+    try:
+        atomic_write_text(report_path, json.dumps(summary.to_dict(), indent=2) + "\n")
+    except OutputError as exc:
+        summary.report_error = str(exc)
     return summary
+
+
+def check_report_path(output_dir: Path, items: list[BatchItem]) -> None:
+    """Refuse (one line) a batch whose ``batch_report.json`` would replace one of its inputs."""
+    writers.guard_inputs([Path(output_dir) / REPORT_NAME], [item.path for item in items])
 
 
 def _transcribe_one(
@@ -230,24 +340,33 @@ def _transcribe_one(
     output_dir: Path,
     formats: list[str],
     total: RunReport,
+    sources: writers.InputGuard,
     layout: SubtitleLayout | None = None,
-) -> FileOutcome:
+) -> tuple[FileOutcome, str]:
+    """One file: transcribe, write its outputs, then its sidecar; returns the outcome and a stop reason."""
     t0 = time.perf_counter()
+    folder = output_dir / item.relative.parent
     try:
+        writers.guard_inputs(_outputs(item, output_dir, formats) + [_sidecar(item, output_dir)], sources)
+        record = _source_record(item.path)
         result = transcriber(item.path)
-        outputs = write_outputs(
-            result.to_dict(), output_dir / item.relative.parent, item.relative.stem, formats, layout=layout
-        )
+        outputs = write_outputs(result.to_dict(), folder, item.stem, formats, layout=layout)
+        record["outputs"] = [p.name for p in outputs]
+        atomic_write_text(_sidecar(item, output_dir), json.dumps(record) + "\n")
+    except OutputError as exc:
+        stop = "the output location cannot be written" if exc.errno in _STOP_ERRNOS else ""
+        return FileOutcome(str(item.path), "failed", str(exc), wall_s=time.perf_counter() - t0), stop
     except WhisperNpuError as exc:
-        return FileOutcome(str(item.path), "failed", str(exc), wall_s=time.perf_counter() - t0)
-    except (OSError, ValueError, RuntimeError) as exc:
+        return FileOutcome(str(item.path), "failed", str(exc), wall_s=time.perf_counter() - t0), ""
+    except (OSError, ValueError, RuntimeError, MemoryError) as exc:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        return FileOutcome(str(item.path), "failed", reason, wall_s=time.perf_counter() - t0)
+        return FileOutcome(str(item.path), "failed", reason, wall_s=time.perf_counter() - t0), ""
     total.merge(result.report)
-    return FileOutcome(
+    outcome = FileOutcome(
         str(item.path),
         "ok",
         audio_s=float(result.duration),
         wall_s=time.perf_counter() - t0,
         outputs=[str(p) for p in outputs],
     )
+    return outcome, ""

@@ -130,6 +130,7 @@ def transcribe(
     }
     post = _whisperx_postprocess(align, diarize)
     from whisper_npu.batch import has_glob
+    from whisper_npu.writers import check_output_dir, expand_formats, guard_inputs
 
     stdin = paths == [STDIN]
     if stdin and (align or diarize):
@@ -137,12 +138,26 @@ def transcribe(
     single = stdin or (len(paths) == 1 and Path(paths[0]).is_file())
     if not single and len(paths) == 1 and not Path(paths[0]).exists() and not has_glob(paths[0]):
         raise WhisperNpuError(f"file not found: {paths[0]}")
+    # Everything that can be checked without the model is checked before loading it.
+    api.validate(None, **options)
+    check_output_dir(output_dir)
+    discovered = None
+    if single:
+        guard_inputs([output_dir / f"{Path(paths[0]).stem}.{f}" for f in expand_formats(formats)], [Path(paths[0])])
+    else:
+        discovered = _discover_or_fail(paths, output_dir)
+    from whisper_npu.validation import bounded_threads
+
+    threads, note = bounded_threads(threads)
+    if note:
+        _say(note)
     loaded = api.load_model(model, device=device.value, npu_runtime=npu_runtime.value, threads=threads)
+    api.validate(loaded, **options)
     if single:
         views = _FileViews(quiet=quiet, verbose=verbose)
         _transcribe_file(api, Path(paths[0]), loaded, options, output_dir, formats, views, word_level, post, layout)
         return
-    _transcribe_batch(api, paths, loaded, options, output_dir, formats, overwrite, quiet, layout)
+    _transcribe_batch(api, paths, loaded, options, output_dir, formats, overwrite, quiet, layout, discovered)
 
 
 STDIN = "-"
@@ -208,6 +223,24 @@ class _FileViews:
         return views()
 
 
+def _discover_or_fail(paths: list[str], output_dir: Path):
+    """Find the batch's files before loading the model: naming nothing transcribable is an error, not "0 ok"."""
+    from whisper_npu.batch import check_report_path, discover
+
+    items, failures = discover(paths)
+    if not items:
+        for failed in failures:
+            _say(f"failed {failed.path}: {failed.reason}")
+        raise WhisperNpuError("nothing to transcribe: no audio file among the inputs")
+    check_report_path(output_dir, items)
+    return items, failures
+
+
+def _say(line: str, console: Console = err) -> None:
+    """One line exactly as given: no rich markup, no highlighting, no wrapping inside paths when piped."""
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def _whisperx_postprocess(align: bool, diarize: bool):
     """Checks up front (one-line error before any work) and returns the post-processing step, if any."""
     if not (align or diarize):
@@ -250,12 +283,13 @@ def _transcribe_file(
     if post is not None:
         data = post(data, path)
     stem = STDIN_STEM if source == STDIN else path.stem
-    written = write_outputs(data, output_dir, stem, formats, word_level=word_level, layout=layout)
+    protect = [] if source == STDIN else [path]
+    written = write_outputs(data, output_dir, stem, formats, word_level=word_level, layout=layout, protect=protect)
     if not views.quiet:
         if not views.verbose:  # --verbose already printed every segment
-            out.print(result.text)
+            _say(result.text, out)
         result.report.render(err)
-    err.print("wrote " + ", ".join(str(p) for p in written))
+    _say("wrote " + ", ".join(str(p) for p in written))
 
 
 class _RowLabel(ProgressColumn):
@@ -282,6 +316,7 @@ def _transcribe_batch(
     overwrite: bool,
     quiet: bool,
     layout=None,
+    discovered=None,
 ) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -301,7 +336,7 @@ def _transcribe_batch(
 
     def on_file(outcome) -> None:
         if outcome.status == "failed":
-            err.print(f"failed {outcome.path}: {outcome.reason}", markup=False, highlight=False, soft_wrap=True)
+            _say(f"failed {outcome.path}: {outcome.reason}")
 
     columns = (
         _RowLabel(),
@@ -313,7 +348,9 @@ def _transcribe_batch(
     with Progress(*columns, console=err, disable=quiet) as progress:
         if not quiet and err.is_terminal:
             file_task = progress.add_task("", total=1.0, label="file")
-        summary = run_batch(paths, transcriber, output_dir, formats, overwrite, progress, on_file, layout=layout)
+        summary = run_batch(
+            paths, transcriber, output_dir, formats, overwrite, progress, on_file, layout=layout, discovered=discovered
+        )
     table = Table(title="Batch summary")
     for col in ("ok", "failed", "skipped", "audio", "wall", "x realtime"):
         table.add_column(col, justify="right")
@@ -326,7 +363,12 @@ def _transcribe_batch(
         f"{summary.rtf:.1f}x",
     )
     err.print(table)
-    err.print(f"report: {output_dir / 'batch_report.json'}")
+    if summary.stop_reason:
+        _say(f"stopped early: {summary.stop_reason}")
+    if summary.report_error:
+        _say(f"error: {summary.report_error}")
+        raise typer.Exit(1)
+    _say(f"report: {output_dir / 'batch_report.json'}")
     if summary.interrupted:
         err.print("interrupted: stopped after the current file; run again to finish")
         raise typer.Exit(130)
@@ -351,6 +393,23 @@ def bench(
 ) -> None:
     """Compare RTF, load time, memory and WER with faster-whisper on the same audio."""
     from whisper_npu.bench import BenchConfig, render, run_bench
+    from whisper_npu.validation import bounded_threads
+    from whisper_npu.writers import check_output_dir
+
+    # fail before minutes of benchmarking, not after
+    for path in paths:
+        if not path.is_file():
+            raise WhisperNpuError(f"file not found: {path}" if not path.exists() else f"{path} is not a file")
+    if reference is not None:
+        try:
+            reference.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else "not a UTF-8 text file"
+            raise WhisperNpuError(f"cannot read reference transcript {reference}: {why}") from None
+    check_output_dir(output_dir)
+    threads, note = bounded_threads(threads)
+    if note:
+        _say(note)
 
     if project is not None:
         _bench_project(project, paths or [], runs, threads)
@@ -437,7 +496,7 @@ def main() -> None:
     try:
         app()
     except WhisperNpuError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        _say(f"error: {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")

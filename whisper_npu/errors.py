@@ -21,3 +21,18 @@ class ModelError(WhisperNpuError):
 
 class NpuError(WhisperNpuError):
     """An NPU kernel or runtime failure; normally caught by dispatch and turned into a CPU fallback."""
+
+
+class OutputError(WhisperNpuError):
+    """An output location cannot be written (not a folder, read-only, disk full) or would replace an input.
+
+    ``errno`` keeps the OS reason so a batch can stop early when no later file could be written either.
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class OptionError(WhisperNpuError):
+    """An argument to the CLI or the library API is out of range or of the wrong type."""

@@ -81,9 +81,9 @@ def is_model_dir(path: Path) -> bool:
     return path.is_dir() and all((path / f).is_file() for f in REQUIRED_FILES)
 
 
-def _install_hint(entry: dict[str, Any]) -> str:
+def _install_hint(entry: dict[str, Any], name: str = "NAME") -> str:
     if entry.get("extra"):
-        return f"pip install 'whisper-npu[{entry['extra']}]'  (or: whisper-npu models install NAME)"
+        return f"pip install 'whisper-npu[{entry['extra']}]'  (or: whisper-npu models --install {name})"
     if entry.get("pip"):
         return "pip install " + " ".join(entry["pip"])
     return ""
@@ -149,7 +149,7 @@ def resolve(name_or_path: str | Path | None = None) -> Path:
         entry = models[text]
         path = _entry_path(text, entry)
         if path is None:
-            hint = _install_hint(entry)
+            hint = _install_hint(entry, text)
             why = entry["description"] if entry["source"] == "unavailable" else f"not installed; {hint}"
             raise ModelError(f"model {text!r} is not available: {why}")
         return path
@@ -170,7 +170,7 @@ def list_models() -> list[ModelEntry]:
             path = _entry_path(name, entry)
         except (ModelError, OSError):
             path = None
-        rows.append(ModelEntry(name, entry["description"], path is not None, path, _install_hint(entry)))
+        rows.append(ModelEntry(name, entry["description"], path is not None, path, _install_hint(entry, name)))
     return rows
 
 
