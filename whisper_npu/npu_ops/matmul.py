@@ -17,17 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from whisper_npu.npu_ops.kernels import I8_MAX
+from whisper_npu.model.quant import quantize_symmetric
 from whisper_npu.npu_ops.manifest import KernelSpec
 from whisper_npu.npu_ops.runtime import XdnaSession
 
-
-def quantize_symmetric(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """int8 values and float32 scales with max |x| along ``axis`` mapped to 127 (round half to even)."""
-    amax = np.max(np.abs(x), axis=axis, keepdims=True).astype(np.float32)
-    scale = np.where(amax > 0, amax / I8_MAX, np.float32(1.0)).astype(np.float32)
-    q = np.clip(np.rint(x / scale), -I8_MAX, I8_MAX).astype(np.int8)
-    return q, np.squeeze(scale, axis=axis)
+__all__ = ["QuantizedWeight", "kernel_fits", "npu_matmul", "quantize_symmetric"]
 
 
 @dataclass
