@@ -65,6 +65,23 @@ def find_reference(audio: Path, explicit: Path | None = None) -> str | None:
     return None
 
 
+def manifest_files(audio_dir: Path, languages: tuple[str, ...] | None = None) -> list[Path]:
+    """Recordings listed in ``audio_dir/MANIFEST.tsv``; with ``languages``, only rows of those languages.
+
+    A manifest without a ``language`` column is English (../shared/audio).
+    """
+    rows = (Path(audio_dir) / "MANIFEST.tsv").read_text().splitlines()
+    header = rows[0].split("\t")
+    out = []
+    for row in rows[1:]:
+        if not row.strip():
+            continue
+        cols = dict(zip(header, row.split("\t"), strict=False))
+        if languages is None or cols.get("language", "en") in languages:
+            out.append(Path(audio_dir) / cols["path"])
+    return out
+
+
 @dataclass
 class BenchConfig:
     paths: list[Path]

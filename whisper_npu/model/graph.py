@@ -67,6 +67,8 @@ class Int8Plan:
     decoder: bool = True
     logits: bool = False
     keep_float: Callable[[str, str], bool] | None = field(default=None, compare=False)
+    # Graphs whose activations get one scale per row (token/frame) instead of one per tensor.
+    per_row: frozenset[str] = frozenset({"encoder"})
 
     def quantizes(self, graph: str, node: str) -> bool:
         if self.keep_float is not None and self.keep_float(graph, node):
@@ -77,7 +79,8 @@ class Int8Plan:
 
     def key(self) -> str:
         """Stable text for cache keys (``keep_float`` plans are never cached)."""
-        return f"enc={int(self.encoder)},dec={int(self.decoder)},logits={int(self.logits)}"
+        rows = "+".join(sorted(self.per_row))
+        return f"enc={int(self.encoder)},dec={int(self.decoder)},logits={int(self.logits)},rows={rows}"
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class _Builder:
         self.inits: list[onnx.TensorProto] = []
         self._n = 0
         self._consts: dict[tuple, str] = {}
+        self._row_quant: dict[str, tuple[str, str]] = {}  # one quantisation per activation (cross K/V share one)
 
     def tmp(self, hint: str) -> str:
         self._n += 1
@@ -173,7 +177,14 @@ class _Builder:
             wq = self.init(f"{name}.weight_q", np.ascontiguousarray(qw.q.T))
             ws = self.init(f"{name}.weight_scale", qw.scale.astype(np.float32))
             self.uses_ms_domain = True
-            y = self.op("DynamicQuantizeMatMul", [x, wq, ws], name=name, domain=MS_DOMAIN)
+            if self.graph in self.int8.per_row:  # type: ignore[union-attr]
+                xq, row_scale = self.quantize_rows(x)
+                zp = self.const(np.array(128, np.uint8), np.uint8)
+                one = self.const(np.array(1.0, np.float32), np.float32)
+                y0 = self.op("MatMulIntegerToFloat", [xq, wq, one, ws, zp], name=name, domain=MS_DOMAIN)
+                y = self.op("Mul", [y0, row_scale])
+            else:
+                y = self.op("DynamicQuantizeMatMul", [x, wq, ws], name=name, domain=MS_DOMAIN)
         else:
             dense = weight.dequantize() if isinstance(weight, Int8Weight) else weight
             w = self.init(f"{name}.weight", np.ascontiguousarray(dense.T, dtype=np.float32))
@@ -182,6 +193,26 @@ class _Builder:
             b = self.init(f"{name}.bias_value", bias.astype(np.float32))
             y = self.op("Add", [y, b], name=f"{name}.bias")
         return y
+
+    def quantize_rows(self, x: str) -> tuple[str, str]:
+        """Symmetric per-row int8 of ``x`` stored as u8 with zero point 128, and the row scales [.., 1].
+
+        Why per row: Whisper's encoder has a few frames with activations tens of
+        times larger than the rest; one scale per tensor (DynamicQuantizeLinear)
+        then rounds every other frame to a handful of levels. The +128 shift keeps
+        the u8 x s8 layout onnxruntime's VNNI kernels want, with one scalar zero point.
+        """
+        if x in self._row_quant:
+            return self._row_quant[x]
+        amax = self.op("ReduceMax", [self.op("Abs", [x])], axes=[-1], keepdims=1)
+        tiny = self.const(np.array(1e-30, np.float32), np.float32)
+        inv127 = self.const(np.array(1 / 127, np.float32), np.float32)
+        scale = self.op("Max", [self.op("Mul", [amax, inv127]), tiny])
+        shift = self.const(np.array(128.0, np.float32), np.float32)
+        shifted = self.op("Add", [self.op("Round", [self.op("Div", [x, scale])]), shift])
+        xq = self.op("Cast", [shifted], to=TensorProto.UINT8)
+        self._row_quant[x] = (xq, scale)
+        return xq, scale
 
     def layer_norm(self, x: str, name: str, gamma: np.ndarray, beta: np.ndarray) -> str:
         g = self.init(f"{name}.gamma", gamma.astype(np.float32))

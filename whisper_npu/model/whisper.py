@@ -12,6 +12,7 @@ and ``quant.py``); the optimized graphs of CPU-only loads are cached on disk
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,7 +204,7 @@ class WhisperModel:
             raise ModelError(f"{model_dir} has no tokenizer.json")
         plan = None
         if choice.compute_type == "int8":
-            plan = Int8Plan(int8_plan.encoder, int8_plan.decoder, int8_plan.logits, router.select if router else None)
+            plan = dataclasses.replace(int8_plan, keep_float=router.select if router else None)
         try:
             dims = ModelDims.from_ct2(ct2)
         except (KeyError, ValueError) as exc:
