@@ -155,6 +155,8 @@ class RunReport:
             f"[bold]{self.rtf:.1f}x[/bold]",
         )
         summary.caption = f"audio {self.audio_s:.1f} s, RTF {self.rtf:.2f} (audio s / wall s, higher is faster)"
+        if "compute_type" in self.info:
+            summary.caption += f"; compute {self.info['compute_type']}, graph cache {self.info.get('graph_cache', '-')}"
         console.print(summary)
 
         ops = self._all_ops()
