@@ -26,14 +26,17 @@ from whisper_npu.model.registry import resolve  # noqa: E402
 from whisper_npu.model.whisper import WhisperModel  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-_TENSOR = frozenset()  # one activation scale per tensor everywhere (DynamicQuantizeMatMul)
+_TENSOR: frozenset[str] = frozenset()  # one activation scale per tensor everywhere (DynamicQuantizeMatMul)
+_ROWS = frozenset({"encoder", "decoder"})  # one scale per row (frame / token) everywhere
 PLANS: dict[str, tuple[str, Int8Plan]] = {
     "float32": ("float32", Int8Plan()),
     "int8 enc (act/tensor)": ("int8", Int8Plan(encoder=True, decoder=False, per_row=_TENSOR)),
     "int8 enc (act/row)": ("int8", Int8Plan(encoder=True, decoder=False)),
-    "int8 dec": ("int8", Int8Plan(encoder=False, decoder=True)),
-    "int8 enc+dec": ("int8", Int8Plan(encoder=True, decoder=True)),
-    "int8 enc+dec+logits": ("int8", Int8Plan(encoder=True, decoder=True, logits=True)),
+    "int8 dec (act/tensor)": ("int8", Int8Plan(encoder=False, decoder=True)),
+    "int8 dec (act/row)": ("int8", Int8Plan(encoder=False, decoder=True, per_row=_ROWS)),
+    "int8 enc+dec (dec act/tensor)": ("int8", Int8Plan(encoder=True, decoder=True)),
+    "int8 enc+dec (act/row)": ("int8", Int8Plan(encoder=True, decoder=True, per_row=_ROWS)),
+    "int8 enc+dec+logits (act/row)": ("int8", Int8Plan(encoder=True, decoder=True, logits=True, per_row=_ROWS)),
 }
 
 
@@ -49,7 +52,8 @@ def main() -> None:
     refs = [find_reference(f) or "" for f in files]
     model_dir = resolve(args.model)
     print(f"model {args.model}, {len(files)} files, beam 5, 2 threads, sequential path")
-    print(f"{'plan':<22} {'WER':>7} {'x realtime':>11}")
+    print(f"{'plan':<30} {'WER':>7} {'x realtime':>11}")
+    print("files: " + ", ".join(f.name for f in files))
     for name in args.plans:
         compute_type, plan = PLANS[name]
         model = WhisperModel.load(model_dir, threads=2, compute_type=compute_type, int8_plan=plan)
@@ -62,7 +66,8 @@ def main() -> None:
             audio_s += result.duration
             texts.append(result.text)
         wer = word_error_rate(" ".join(refs), " ".join(texts))
-        print(f"{name:<22} {100 * wer:>6.2f}% {audio_s / wall:>10.1f}x", flush=True)
+        per_file = " ".join(f"{100 * word_error_rate(r, t):.1f}" for r, t in zip(refs, texts, strict=True))
+        print(f"{name:<30} {100 * wer:>6.2f}% {audio_s / wall:>10.1f}x   per file: {per_file}", flush=True)
 
 
 if __name__ == "__main__":

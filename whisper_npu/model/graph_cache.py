@@ -19,6 +19,10 @@ truncated or unparsable entry is rebuilt without a word. Writers put every file
 under a temporary name in the same directory and ``os.replace`` it into place,
 so concurrent processes never see a half-written graph (the last writer wins,
 both wrote the same bytes' meaning).
+
+Size: a new entry evicts the least recently used ones beyond ``max_entries``
+(a hit refreshes its entry's time), so changing versions or options does not
+fill the disk with stale graphs.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +46,7 @@ from whisper_npu.model import quant as _quant_module
 from whisper_npu.model.quant import cpu_flags
 
 FORMAT = 1  # bump when the layout of an entry changes
+MAX_ENTRIES = 6  # e.g. two models x two compute types, plus room for an upgrade
 
 
 def _source_digest() -> str:
@@ -78,8 +85,9 @@ class CachedSession:
 class GraphCache:
     """Optimized graphs under ``root/<key>/``; see the module docstring."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_entries: int = MAX_ENTRIES) -> None:
         self.root = Path(root)
+        self.max_entries = max_entries
 
     def entry(self, key: str) -> Path:
         return self.root / key
@@ -97,6 +105,8 @@ class GraphCache:
         path = entry / f"{which}.onnx"
         session = self._load(entry, which, options, providers)
         if session is not None:
+            with contextlib.suppress(OSError):
+                os.utime(entry)  # recently used: last to be evicted
             return CachedSession(session, True)
         proto = build()
         data = proto.SerializeToString()
@@ -112,7 +122,20 @@ class GraphCache:
         options.optimized_model_filepath = ""
         if tmp is not None:
             self._publish(entry, which, tmp, path)
+            self._evict(keep=entry)
         return CachedSession(session, False)
+
+    def _evict(self, keep: Path) -> None:
+        """Remove the least recently used entries beyond ``max_entries`` (never ``keep``)."""
+        try:
+            entries = [p for p in self.root.iterdir() if p.is_dir() and p != keep]
+            entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        except OSError:
+            return
+        for old in entries[max(self.max_entries - 1, 0) :]:
+            with contextlib.suppress(OSError):
+                if time.time() - old.stat().st_mtime > 60:  # not one another process is writing right now
+                    shutil.rmtree(old, ignore_errors=True)
 
     def _load(
         self, entry: Path, which: str, options: ort.SessionOptions, providers: list[str]
