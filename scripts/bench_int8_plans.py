@@ -27,14 +27,15 @@ from whisper_npu.model.whisper import WhisperModel  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 _TENSOR: frozenset[str] = frozenset()  # one activation scale per tensor everywhere (DynamicQuantizeMatMul)
-_ROWS = frozenset({"encoder", "decoder"})  # one scale per row (frame / token) everywhere
+_ROWS = frozenset({"encoder", "decoder"})  # one scale per row (frame / token) everywhere (the default)
+_ENC_ROWS = frozenset({"encoder"})
 PLANS: dict[str, tuple[str, Int8Plan]] = {
     "float32": ("float32", Int8Plan()),
     "int8 enc (act/tensor)": ("int8", Int8Plan(encoder=True, decoder=False, per_row=_TENSOR)),
     "int8 enc (act/row)": ("int8", Int8Plan(encoder=True, decoder=False)),
-    "int8 dec (act/tensor)": ("int8", Int8Plan(encoder=False, decoder=True)),
+    "int8 dec (act/tensor)": ("int8", Int8Plan(encoder=False, decoder=True, per_row=_ENC_ROWS)),
     "int8 dec (act/row)": ("int8", Int8Plan(encoder=False, decoder=True, per_row=_ROWS)),
-    "int8 enc+dec (dec act/tensor)": ("int8", Int8Plan(encoder=True, decoder=True)),
+    "int8 enc+dec (dec act/tensor)": ("int8", Int8Plan(encoder=True, decoder=True, per_row=_ENC_ROWS)),
     "int8 enc+dec (act/row)": ("int8", Int8Plan(encoder=True, decoder=True, per_row=_ROWS)),
     "int8 enc+dec+logits (act/row)": ("int8", Int8Plan(encoder=True, decoder=True, logits=True, per_row=_ROWS)),
 }

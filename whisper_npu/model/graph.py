@@ -21,10 +21,11 @@ Two graphs:
 The attention scale ``hd**-0.5`` is folded into the query weights at build time.
 
 With an :class:`Int8Plan` the weight matmuls become onnxruntime's
-``com.microsoft.DynamicQuantizeMatMul`` (still named ``<name>``): the
-activation is quantised to u8 per call, the weight is s8 with one scale per
-output channel (``<name>.weight_q`` ``[in, out]`` + ``<name>.weight_scale``
-``[out]``). Measured on this Zen 4 for an encoder-shaped GEMM it runs ~5x
+int8 nodes (still named ``<name>``): the activation is quantised per call with
+one scale per row (``MatMulIntegerToFloat`` on u8 with zero point 128) or, for
+graphs the plan leaves per-tensor, by ``com.microsoft.DynamicQuantizeMatMul``;
+the weight is s8 with one scale per output channel (``<name>.weight_q``
+``[in, out]`` + ``<name>.weight_scale`` ``[out]``). Measured on this Zen 4 for an encoder-shaped GEMM it runs ~5x
 faster than the float32 MatMul; the MatMulInteger + DynamicQuantizeLinear
 spelling is fused by onnxruntime into the same kernel and runs equally fast.
 Nodes the plan keeps float (NPU-routed matmuls, the conv stem, the logits)
@@ -67,8 +68,10 @@ class Int8Plan:
     decoder: bool = True
     logits: bool = False
     keep_float: Callable[[str, str], bool] | None = field(default=None, compare=False)
-    # Graphs whose activations get one scale per row (token/frame) instead of one per tensor.
-    per_row: frozenset[str] = frozenset({"encoder"})
+    # Graphs whose activations get one scale per row (token/frame) instead of one per tensor. Per row
+    # keeps a row's result independent of the other rows in the batch (a batched decode equals one
+    # window at a time; per tensor it did not), and measured WER needs it (base fr/de/it/pt clips).
+    per_row: frozenset[str] = frozenset({"encoder", "decoder"})
 
     def quantizes(self, graph: str, node: str) -> bool:
         if self.keep_float is not None and self.keep_float(graph, node):

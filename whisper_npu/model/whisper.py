@@ -31,9 +31,10 @@ from whisper_npu.model.segmented import SegmentedGraph, weights_of
 
 __all__ = ["EncoderOutput", "KVCache", "LoadInfo", "ModelDims", "WhisperModel", "DEFAULT_INT8_PLAN"]
 
-# What int8 covers by default, chosen by measurement (docs in the issue note): every linear
-# layer of encoder and decoder; the conv stem and the tied logits projection stay float32.
-DEFAULT_INT8_PLAN = Int8Plan(encoder=True, decoder=True, logits=False)
+# What int8 covers by default, chosen by measurement (table in the issue note; scripts/bench_int8_plans.py):
+# every linear layer of encoder and decoder with per-row activation scales; the conv stem, layer norms,
+# attention score/value products and the tied logits projection stay float32.
+DEFAULT_INT8_PLAN = Int8Plan(encoder=True, decoder=True, logits=False, per_row=frozenset({"encoder", "decoder"}))
 
 
 class MatmulRouter(Protocol):
