@@ -31,8 +31,8 @@ _ROWS = frozenset({"encoder", "decoder"})  # one scale per row (frame / token) e
 _ENC_ROWS = frozenset({"encoder"})
 PLANS: dict[str, tuple[str, Int8Plan]] = {
     "float32": ("float32", Int8Plan()),
-    "int8 enc (act/tensor)": ("int8", Int8Plan(encoder=True, decoder=False, per_row=_TENSOR)),
-    "int8 enc (act/row)": ("int8", Int8Plan(encoder=True, decoder=False)),
+    "int8 enc graph (act/tensor)": ("int8", Int8Plan(encoder=True, decoder=False, per_row=_TENSOR)),
+    "int8 enc graph (act/row)": ("int8", Int8Plan(encoder=True, decoder=False)),
     "int8 dec (act/tensor)": ("int8", Int8Plan(encoder=False, decoder=True, per_row=_ENC_ROWS)),
     "int8 dec (act/row)": ("int8", Int8Plan(encoder=False, decoder=True, per_row=_ROWS)),
     "int8 enc+dec (dec act/tensor)": ("int8", Int8Plan(encoder=True, decoder=True, per_row=_ENC_ROWS)),

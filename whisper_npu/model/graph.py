@@ -57,9 +57,9 @@ Weight = np.ndarray | Int8Weight
 class Int8Plan:
     """Which weight matmuls become int8 (dynamic activation quantisation, per-channel weight scales).
 
-    ``encoder``/``decoder`` cover every linear layer of that half (the
-    cross-attention K/V projection, computed in the encoder graph, counts as
-    decoder); ``logits`` the tied embedding projection. ``keep_float(graph,
+    ``encoder``/``decoder`` cover every linear layer of that graph (the
+    cross-attention K/V projections are computed in the encoder graph, over
+    its 1500 frames, and count as encoder); ``logits`` the tied embedding projection. ``keep_float(graph,
     node)`` returns True for nodes that must stay float MatMul (the NPU
     router's picks), so segmented graphs still find them.
     """
@@ -78,7 +78,7 @@ class Int8Plan:
             return False
         if node == "decoder.logits":
             return self.logits
-        return self.encoder if node.startswith("encoder.") else self.decoder
+        return self.encoder if graph == "encoder" else self.decoder
 
     def key(self) -> str:
         """Stable text for cache keys (``keep_float`` plans are never cached)."""
