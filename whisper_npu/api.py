@@ -2,8 +2,9 @@
 
 The CLI, the batch runner and the benchmarks all go through this module, so a
 run report means the same thing everywhere. Loaded models are cached per
-process (keyed by directory, device, runtime and threads) because building the
-ONNX graphs and sessions is the expensive part of start-up.
+process (keyed by directory, device, runtime, threads and compute type) because
+building the ONNX graphs and sessions is the expensive part of start-up; the
+optimized graphs are also cached on disk across processes (model/graph_cache.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 DEVICES = ("auto", "cpu", "npu")
 VAD_AUTO_SECONDS = 30.0  # VAD is on by default for audio longer than one window
 NPU_RUNTIMES = ("auto", "xrt", "emulator")
+COMPUTE_TYPES = ("auto", "float32", "int8")  # faster-whisper's names; auto = int8 where the CPU has VNNI
 
 
 @dataclass
@@ -134,7 +136,7 @@ def validate(loaded: LoadedModel | None = None, **options: Any) -> Any:
     return opts
 
 
-_CACHE: dict[tuple[str, str, str, int], LoadedModel] = {}
+_CACHE: dict[tuple[str, str, str, int, str], LoadedModel] = {}
 
 
 def clear_cache() -> None:
@@ -154,6 +156,7 @@ def load_model(
     device: str = "auto",
     npu_runtime: str = "auto",
     threads: int = 0,
+    compute_type: str = "auto",
     cache: bool = True,
 ) -> LoadedModel:
     """Resolve, read and build a model once per process.
@@ -162,16 +165,19 @@ def load_model(
     MatMul nodes. ``"npu"`` routes the mel op and the weight matmuls through the
     NPU op layer (each op falls back to CPU on its own, with the reason in the
     report); ``"auto"`` does so only when a real XDNA device answers.
+    ``compute_type`` float32, int8 or auto (int8 where the CPU has VNNI) sets
+    the weight matmuls' arithmetic; NPU-routed matmuls keep the NPU's own.
     """
-    from whisper_npu.model.registry import default_model, resolve
+    from whisper_npu.model.registry import cache_dir, default_model, resolve
     from whisper_npu.model.whisper import WhisperModel
     from whisper_npu.validation import bounded_threads
 
     _check_choice(device, DEVICES, "device")
+    _check_choice(compute_type, COMPUTE_TYPES, "compute type")
     _check_choice(npu_runtime, NPU_RUNTIMES, "NPU runtime")
     threads, _ = bounded_threads(threads)
     model_dir = resolve(model)
-    key = (str(model_dir), device, npu_runtime, int(threads))
+    key = (str(model_dir), device, npu_runtime, int(threads), compute_type)
     cached = _CACHE.get(key) if cache else None
     if cached is not None:
         return cached
@@ -186,6 +192,8 @@ def load_model(
         model_dir,
         threads=threads,
         router=npu,
+        compute_type=compute_type,
+        graph_cache=cache_dir() / "graphs",
     )
     loaded = LoadedModel(
         name=str(model) if model else default_model(),
@@ -208,6 +216,7 @@ def transcribe(
     device: str = "auto",
     npu_runtime: str = "auto",
     threads: int = 0,
+    compute_type: str = "auto",
     sample_rate: int = 16000,
     progress: Callable[[ProgressEvent], None] | None = None,
     **options: Any,
@@ -245,7 +254,7 @@ def transcribe(
     loaded = (
         model
         if isinstance(model, LoadedModel)
-        else load_model(model, device=device, npu_runtime=npu_runtime, threads=threads)
+        else load_model(model, device=device, npu_runtime=npu_runtime, threads=threads, compute_type=compute_type)
     )
     # The first run on a model is charged its load time, whether it loaded the
     # model itself (already inside the elapsed time) or was handed a fresh one.
@@ -308,6 +317,8 @@ def transcribe(
         threads=loaded.threads,
         beam_size=opts.beam_size,
         vad=use_vad,
+        compute_type=loaded.model.load_info.describe_compute_type(),
+        graph_cache=loaded.model.load_info.graph_cache,
     )
     if threads_note and not preloaded:
         report.info["notes"] = [threads_note]

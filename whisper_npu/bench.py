@@ -9,6 +9,10 @@ own (model load included).
 WER: jiwer on lower-cased text with punctuation stripped, against a reference
 from ``--reference``, a ``.txt`` beside the audio, or a MANIFEST.tsv in the
 audio's folders.
+Rows: our CPU engine per compute type (float32, int8), the NPU path,
+faster-whisper per compute type, WhisperX; each for the default path (VAD on
+above 30 s; faster-whisper ``vad_filter=True``) and, when asked, the
+sequential path (``vad=False``; faster-whisper ``vad_filter=False``).
 """
 
 from __future__ import annotations
@@ -61,6 +65,23 @@ def find_reference(audio: Path, explicit: Path | None = None) -> str | None:
     return None
 
 
+def manifest_files(audio_dir: Path, languages: tuple[str, ...] | None = None) -> list[Path]:
+    """Recordings listed in ``audio_dir/MANIFEST.tsv``; with ``languages``, only rows of those languages.
+
+    A manifest without a ``language`` column is English (../shared/audio).
+    """
+    rows = (Path(audio_dir) / "MANIFEST.tsv").read_text().splitlines()
+    header = rows[0].split("\t")
+    out = []
+    for row in rows[1:]:
+        if not row.strip():
+            continue
+        cols = dict(zip(header, row.split("\t"), strict=False))
+        if languages is None or cols.get("language", "en") in languages:
+            out.append(Path(audio_dir) / cols["path"])
+    return out
+
+
 @dataclass
 class BenchConfig:
     paths: list[Path]
@@ -75,6 +96,8 @@ class BenchConfig:
     chart: bool = True
     systems: tuple[str, ...] = ("whisper-npu (cpu)", "whisper-npu (npu)", "faster-whisper", "whisperx")
     write_files: bool = True
+    compute_types: tuple[str, ...] = ("float32", "int8")  # ours (cpu) and faster-whisper's
+    vad_modes: tuple[bool | None, ...] = (None,)  # None = default path, False = sequential (no VAD)
 
 
 @dataclass
@@ -106,8 +129,14 @@ class BenchResult:
     baseline: str = "faster-whisper"
 
     def ratio(self, sr: SystemResult) -> float | None:
-        base = next((s for s in self.systems if s.system == self.baseline and s.rtf), None)
-        return sr.rtf / base.rtf if base and sr.rtf else None
+        """x-realtime against the fastest faster-whisper row of the same path (default or no VAD)."""
+        no_vad = sr.system.endswith(_NO_VAD)
+        same_path = [
+            s.rtf
+            for s in self.systems
+            if s.system.startswith(self.baseline) and s.rtf and s.system.endswith(_NO_VAD) == no_vad
+        ]
+        return sr.rtf / max(same_path) if same_path and sr.rtf else None
 
     def to_dict(self) -> dict[str, Any]:
         rows = []
@@ -123,12 +152,19 @@ class BenchResult:
 Runner = Callable[[Path], tuple[str, float]]  # path -> (text, audio seconds)
 
 
-def _ours(config: BenchConfig, device: str) -> tuple[str, Runner, float, str]:
+_NO_VAD = ", no VAD"
+
+
+def _path_label(vad: bool | None) -> str:
+    return _NO_VAD if vad is False else ""
+
+
+def _ours(config: BenchConfig, device: str, compute_type: str, vad: bool | None) -> tuple[str, Runner, float, str]:
     import whisper_npu
     from whisper_npu.npu_ops import open_session
 
     runtime = config.npu_runtime
-    label = "whisper-npu (cpu)"
+    label = f"whisper-npu (cpu, {compute_type})"
     note = ""
     if device == "npu":
         if runtime == "auto":
@@ -136,36 +172,47 @@ def _ours(config: BenchConfig, device: str) -> tuple[str, Runner, float, str]:
             runtime = "xrt" if session is not None else "emulator"
             note = "" if session is not None else f"emulated: {reason}"
         label = "whisper-npu (npu, emulated)" if runtime == "emulator" else "whisper-npu (npu)"
-    loaded = whisper_npu.load_model(config.model, device=device, npu_runtime=runtime, threads=config.threads)
+    loaded = whisper_npu.load_model(
+        config.model, device=device, npu_runtime=runtime, threads=config.threads, compute_type=compute_type
+    )
 
     def run(path: Path) -> tuple[str, float]:
-        result = whisper_npu.transcribe(path, model=loaded, beam_size=config.beam_size)
+        result = whisper_npu.transcribe(path, model=loaded, beam_size=config.beam_size, vad=vad)
         return result.text, result.duration
 
-    return label, run, loaded.load_s, note
+    return label + _path_label(vad), run, loaded.load_s, note
 
 
-def _baseline(config: BenchConfig, cls: Any) -> tuple[str, Runner, float, str]:
+def _baseline(config: BenchConfig, cls: Any, compute_type: str, vad: bool | None) -> tuple[str, Runner, float, str]:
     from whisper_npu.model.registry import resolve
 
-    system = cls(resolve(config.model), config.threads, config.beam_size)
+    system = cls(resolve(config.model), config.threads, config.beam_size, compute_type=compute_type, vad=vad)
 
     def run(path: Path) -> tuple[str, float]:
         out = system.transcribe(path)
         return out.text, out.duration
 
-    return cls.name, run, system.load_s, ""
+    return system.label + _path_label(vad), run, system.load_s, ""
 
 
-def _factories(config: BenchConfig) -> list[tuple[str, Callable[[], tuple[str, Runner, float, str]]]]:
+Factory = Callable[[], tuple[str, Runner, float, str]]
+
+
+def _factories(config: BenchConfig) -> list[tuple[str, Factory]]:
+    """(system kind, factory) per row, in a fixed order (child processes find their row by index)."""
     from whisper_npu.baseline import FasterWhisper, WhisperX
 
-    return [
-        ("whisper-npu (cpu)", lambda: _ours(config, "cpu")),
-        ("whisper-npu (npu)", lambda: _ours(config, "npu")),
-        ("faster-whisper", lambda: _baseline(config, FasterWhisper)),
-        ("whisperx", lambda: _baseline(config, WhisperX)),
-    ]
+    rows: list[tuple[str, Factory]] = []
+    for vad in config.vad_modes:
+        for ct in config.compute_types:
+            rows.append(("whisper-npu (cpu)", lambda ct=ct, vad=vad: _ours(config, "cpu", ct, vad)))
+        if vad is None:  # the NPU path as it runs by default (its non-routed ops in float32)
+            rows.append(("whisper-npu (npu)", lambda: _ours(config, "npu", "float32", None)))
+        for ct in config.compute_types:
+            rows.append(("faster-whisper", lambda ct=ct, vad=vad: _baseline(config, FasterWhisper, ct, vad)))
+        if vad is None:
+            rows.append(("whisperx", lambda: _baseline(config, WhisperX, "float32", None)))
+    return rows
 
 
 def peak_rss_mb() -> float:

@@ -65,6 +65,17 @@ BeamOpt = Annotated[int, typer.Option(help="Beam size (1 = greedy).", min=1)]
 ThreadsOpt = Annotated[int, typer.Option(help="CPU threads (0 = onnxruntime default).", min=0)]
 
 
+class ComputeType(str, Enum):
+    auto = "auto"
+    float32 = "float32"
+    int8 = "int8"
+
+
+ComputeOpt = Annotated[
+    ComputeType, typer.Option(help="CPU arithmetic: int8, float32, or auto (int8 where the CPU has VNNI).")
+]
+
+
 @app.command()
 def transcribe(
     paths: Annotated[list[str], typer.Argument(help="Audio/video files, folders, glob patterns, or - (stdin).")],
@@ -77,6 +88,7 @@ def transcribe(
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where transcripts go.")] = Path("."),
     output_format: Annotated[list[Format], typer.Option("--format", "-f", help="Output format(s).")] = [Format.all],  # noqa: B006
     threads: ThreadsOpt = 0,
+    compute_type: ComputeOpt = ComputeType.auto,
     overwrite: Annotated[bool, typer.Option(help="Batch: redo files whose outputs exist.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No run report.")] = False,
     vad: Annotated[
@@ -151,7 +163,9 @@ def transcribe(
     threads, note = bounded_threads(threads)
     if note:
         _say(note)
-    loaded = api.load_model(model, device=device.value, npu_runtime=npu_runtime.value, threads=threads)
+    loaded = api.load_model(
+        model, device=device.value, npu_runtime=npu_runtime.value, threads=threads, compute_type=compute_type.value
+    )
     api.validate(loaded, **options)
     if single:
         views = _FileViews(quiet=quiet, verbose=verbose)
@@ -390,6 +404,10 @@ def bench(
         str | None, typer.Option(help="'npu': print PROJECTED NPU times per model (cost model), beside CPU rows "
                                  "measured on the given files.")
     ] = None,
+    compute_type: Annotated[
+        list[ComputeType], typer.Option(help="Our compute type(s) to bench (repeat the option for several).")
+    ] = [ComputeType.float32, ComputeType.int8],  # noqa: B006
+    no_vad: Annotated[bool, typer.Option("--no-vad", help="Also bench the sequential (no VAD) path.")] = False,
 ) -> None:
     """Compare RTF, load time, memory and WER with faster-whisper on the same audio."""
     from whisper_npu.bench import BenchConfig, render, run_bench
@@ -425,6 +443,8 @@ def bench(
         reference=reference,
         output_dir=output_dir,
         npu_runtime=npu_runtime.value,
+        compute_types=tuple(c.value for c in compute_type),
+        vad_modes=(None, False) if no_vad else (None,),
     )
     result = run_bench(config)
     render(result, out)

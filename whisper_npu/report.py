@@ -165,6 +165,8 @@ class RunReport:
         summary.caption += f"\ncoverage: {self.redecodes} window(s) re-decoded where the text stopped early"
         if self.uncovered_speech_s > 0:
             summary.caption += f"; {self.uncovered_speech_s:.1f} s of VAD speech left without text"
+        if "compute_type" in self.info:
+            summary.caption += f"\ncompute {self.info['compute_type']}, graph cache {self.info.get('graph_cache', '-')}"
         console.print(summary)
 
         ops = self._all_ops()

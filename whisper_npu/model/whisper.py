@@ -4,10 +4,15 @@ The decoder runs one step per call with an explicit self-attention cache, so a
 token costs O(1) layers of work instead of re-running the whole prefix (AMD's
 ONNX Whisper demo re-runs it without a cache). Cross-attention K/V come out of
 the encoder graph once per 30 s window and are reused by every step and beam.
+
+``compute_type="int8"`` builds the weight matmuls as int8 (see ``graph.py``
+and ``quant.py``); the optimized graphs of CPU-only loads are cached on disk
+(``graph_cache.py``) so a second process skips building them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +24,19 @@ import onnxruntime as ort
 
 from whisper_npu.errors import ModelError
 from whisper_npu.model.ct2 import load_ct2_dir
-from whisper_npu.model.graph import ModelDims, build_decoder, build_encoder
+from whisper_npu.model.graph import Int8Plan, ModelDims, build_decoder, build_encoder
+from whisper_npu.model.graph_cache import GraphCache, graph_key
+from whisper_npu.model.quant import ComputeChoice, choose_compute_type
 from whisper_npu.model.segmented import SegmentedGraph, weights_of
 
-__all__ = ["EncoderOutput", "KVCache", "ModelDims", "WhisperModel"]
+__all__ = ["EncoderOutput", "KVCache", "LoadInfo", "ModelDims", "WhisperModel", "DEFAULT_INT8_PLAN"]
+
+# What int8 covers by default, chosen by measurement (table in the issue note; scripts/bench_int8_plans.py):
+# the encoder graph's linear layers (attention, MLP, and the decoder's cross-attention K/V over the 1500
+# frames), where int8 GEMMs are ~5x faster than float32 here, with per-row activation scales. The decoder
+# step stays float32: its M = beams x 1 matmuls gain little from int8 and int8 there cost WER on tiny.en.
+# The conv stem, layer norms, attention products and the tied logits projection stay float32 as well.
+DEFAULT_INT8_PLAN = Int8Plan(encoder=True, decoder=False, logits=False, per_row=frozenset({"encoder", "decoder"}))
 
 
 class MatmulRouter(Protocol):
@@ -80,6 +94,23 @@ class KVCache:
 
 
 @dataclass
+class LoadInfo:
+    """How a model was loaded, for the run report: compute type (and why) and the graph cache outcome."""
+
+    compute_type: str = "float32"
+    compute_type_reason: str = "requested"
+    graph_cache: str = "off"  # hit | miss | off | not used (NPU-routed graphs)
+    seconds: float = 0.0
+
+    @property
+    def cache_hit(self) -> bool:
+        return self.graph_cache == "hit"
+
+    def describe_compute_type(self) -> str:
+        return f"{self.compute_type}: {self.compute_type_reason}"
+
+
+@dataclass
 class RunCounter:
     """Graph runs and their wall time, for the CPU rows of the run report."""
 
@@ -106,6 +137,21 @@ def _session(
     return SegmentedGraph(proto, routed, router.matmul, opts, providers)
 
 
+def _session_options(threads: int) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    if threads > 0:
+        opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    # No memory arena: it keeps the high-water mark of every shape the decoder has seen
+    # (prompt lengths vary) and of the encoder's activations; measured on a 10-minute file,
+    # peak RSS fell from ~970 MB to ~750 MB with run time within noise.
+    opts.enable_cpu_mem_arena = False
+    return opts
+
+
 class WhisperModel:
     """Whisper encoder + decoder over onnxruntime (CPU execution provider)."""
 
@@ -126,6 +172,7 @@ class WhisperModel:
         self._encoder = encoder
         self._decoder = decoder
         self.counter = RunCounter()
+        self.load_info = LoadInfo()
         self._decoder_outputs = (
             list(decoder.output_names)
             if isinstance(decoder, SegmentedGraph)
@@ -139,36 +186,62 @@ class WhisperModel:
         *,
         threads: int = 0,
         router: MatmulRouter | None = None,
+        compute_type: str | ComputeChoice = "float32",
+        int8_plan: Int8Plan = DEFAULT_INT8_PLAN,
+        graph_cache: Path | None = None,
     ) -> WhisperModel:
+        """Read the weights, build (or load cached) graphs, open the sessions.
+
+        ``compute_type`` is float32, int8 or auto (int8 where the CPU has VNNI).
+        ``graph_cache`` is a directory for optimized graphs (None: no cache).
+        With a ``router`` the routed matmuls stay float MatMul nodes whatever the
+        compute type, and the graphs are not cached (they are cut into segments).
+        """
+        t0 = time.perf_counter()
         model_dir = Path(model_dir)
+        choice = compute_type if isinstance(compute_type, ComputeChoice) else choose_compute_type(compute_type)
         ct2 = load_ct2_dir(model_dir)
         if ct2.spec and ct2.spec != "WhisperSpec":
             raise ModelError(f"{model_dir} holds a {ct2.spec}, not a Whisper model")
         if not (model_dir / "tokenizer.json").is_file():
             raise ModelError(f"{model_dir} has no tokenizer.json")
+        plan = None
+        if choice.compute_type == "int8":
+            plan = dataclasses.replace(int8_plan, keep_float=router.select if router else None)
         try:
             dims = ModelDims.from_ct2(ct2)
-            encoder_proto = build_encoder(ct2, dims)
-            heads = [tuple(h) for h in ct2.config.get("alignment_heads", [])]
-            decoder_proto = build_decoder(ct2, dims, frozenset(layer for layer, _ in heads))
         except (KeyError, ValueError) as exc:
             raise ModelError(f"{model_dir}: unexpected Whisper weights ({exc})") from None
-        opts = ort.SessionOptions()
-        if threads > 0:
-            opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        # No memory arena: it keeps the high-water mark of every shape the decoder has seen
-        # (prompt lengths vary) and of the encoder's activations; measured on a 10-minute file,
-        # peak RSS fell from ~970 MB to ~750 MB with run time within noise.
-        opts.enable_cpu_mem_arena = False
-        encoder = _session(encoder_proto, "encoder", opts, router)
-        del encoder_proto
-        decoder = _session(decoder_proto, "decoder", opts, router)
-        del decoder_proto
-        return cls(model_dir, dims, ct2.config, encoder, decoder)
+        heads = [tuple(h) for h in ct2.config.get("alignment_heads", [])]
+        alignment_layers = frozenset(layer for layer, _ in heads)
+
+        def build(which: str) -> onnx.ModelProto:
+            try:
+                if which == "encoder":
+                    return build_encoder(ct2, dims, plan)
+                return build_decoder(ct2, dims, alignment_layers, plan)
+            except (KeyError, ValueError) as exc:
+                raise ModelError(f"{model_dir}: unexpected Whisper weights ({exc})") from None
+
+        opts = _session_options(threads)
+        info = LoadInfo(choice.compute_type, choice.reason)
+        if router is None and graph_cache is not None:
+            variant = f"{choice.compute_type}:{plan.key() if plan else ''}"
+            key = graph_key(model_dir, variant, opts.graph_optimization_level)
+            cache = GraphCache(graph_cache)
+            providers = ["CPUExecutionProvider"]
+            enc = cache.session(key, "encoder", lambda: build("encoder"), opts, providers)
+            dec = cache.session(key, "decoder", lambda: build("decoder"), opts, providers)
+            encoder, decoder = enc.session, dec.session
+            info.graph_cache = "hit" if enc.hit and dec.hit else "miss"
+        else:
+            encoder = _session(build("encoder"), "encoder", opts, router)
+            decoder = _session(build("decoder"), "decoder", opts, router)
+            info.graph_cache = "not used (NPU-routed graphs)" if router is not None else "off"
+        model = cls(model_dir, dims, ct2.config, encoder, decoder)
+        info.seconds = time.perf_counter() - t0
+        model.load_info = info
+        return model
 
     def encode(self, mel: np.ndarray) -> EncoderOutput:
         """mel float32 [B, n_mels, 3000] -> cross-attention K/V for every decoder layer."""

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Which weight matmuls can be int8 without costing WER: our engine under several int8 plans.
+
+For each plan (float32; int8 encoder with one activation scale per tensor or
+per row; int8 decoder; both; + the logits projection) the English recordings of ../shared/audio and ../shared/audio-more
+are transcribed (beam 5, 2 threads, sequential path) and the pooled WER and the
+x-realtime printed. This is the measurement behind ``DEFAULT_INT8_PLAN``.
+
+    python scripts/bench_int8_plans.py --model tiny.en
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import whisper_npu  # noqa: E402
+from whisper_npu.api import LoadedModel  # noqa: E402
+from whisper_npu.bench import find_reference, manifest_files, word_error_rate  # noqa: E402
+from whisper_npu.model.graph import Int8Plan  # noqa: E402
+from whisper_npu.model.registry import resolve  # noqa: E402
+from whisper_npu.model.whisper import WhisperModel  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+_TENSOR: frozenset[str] = frozenset()  # one activation scale per tensor everywhere (DynamicQuantizeMatMul)
+_ROWS = frozenset({"encoder", "decoder"})  # one scale per row (frame / token) everywhere (the default)
+_ENC_ROWS = frozenset({"encoder"})
+PLANS: dict[str, tuple[str, Int8Plan]] = {
+    "float32": ("float32", Int8Plan()),
+    "int8 enc graph (act/tensor)": ("int8", Int8Plan(encoder=True, decoder=False, per_row=_TENSOR)),
+    "int8 enc graph (act/row)": ("int8", Int8Plan(encoder=True, decoder=False)),
+    "int8 dec (act/tensor)": ("int8", Int8Plan(encoder=False, decoder=True, per_row=_ENC_ROWS)),
+    "int8 dec (act/row)": ("int8", Int8Plan(encoder=False, decoder=True, per_row=_ROWS)),
+    "int8 enc+dec (dec act/tensor)": ("int8", Int8Plan(encoder=True, decoder=True, per_row=_ENC_ROWS)),
+    "int8 enc+dec (act/row)": ("int8", Int8Plan(encoder=True, decoder=True, per_row=_ROWS)),
+    "int8 enc+dec+logits (act/row)": ("int8", Int8Plan(encoder=True, decoder=True, logits=True, per_row=_ROWS)),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--plans", nargs="+", default=list(PLANS))
+    parser.add_argument("--limit", type=int, default=0, help="Only the first N files (0 = all).")
+    args = parser.parse_args()
+    languages = ("en",) if args.model.endswith(".en") else None
+    files = manifest_files(SHARED / "audio", languages) + manifest_files(SHARED / "audio-more", languages)
+    files = files[: args.limit] if args.limit else files
+    refs = [find_reference(f) or "" for f in files]
+    model_dir = resolve(args.model)
+    print(f"model {args.model}, {len(files)} files, beam 5, 2 threads, sequential path")
+    print(f"{'plan':<30} {'WER':>7} {'x realtime':>11}")
+    print("files: " + ", ".join(f.name for f in files))
+    for name in args.plans:
+        compute_type, plan = PLANS[name]
+        model = WhisperModel.load(model_dir, threads=2, compute_type=compute_type, int8_plan=plan)
+        loaded = LoadedModel(args.model, model_dir, 0.0, "cpu", model, fresh=False)
+        texts, audio_s, wall = [], 0.0, 0.0
+        for path in files:
+            t0 = time.perf_counter()
+            result = whisper_npu.transcribe(path, model=loaded, beam_size=5, vad=False)
+            wall += time.perf_counter() - t0
+            audio_s += result.duration
+            texts.append(result.text)
+        wer = word_error_rate(" ".join(refs), " ".join(texts))
+        per_file = " ".join(f"{100 * word_error_rate(r, t):.1f}" for r, t in zip(refs, texts, strict=True))
+        print(f"{name:<30} {100 * wer:>6.2f}% {audio_s / wall:>10.1f}x   per file: {per_file}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
