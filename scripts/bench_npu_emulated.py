@@ -82,7 +82,7 @@ def bench_model(model: str, repeat: int) -> dict:
                 ms = stats["host_ms"] / max(host["windows"], 1.0)
                 if ms <= host_best.get(op, ms):
                     w = max(host["windows"], 1.0)
-                    phases_best[op] = {k: v / w if k.endswith("_ms") else v for k, v in stats.items()}
+                    phases_best[op] = {k: v / w for k, v in stats.items()}  # ms, launches, zero-copy per window
                 host_best[op] = min(host_best.get(op, ms), ms)
             fallbacks = {op: v["fallbacks"] for op, v in result.report.to_dict()["ops"].items() if v["fallbacks"]}
         npu_text.append(best_text)
@@ -120,7 +120,7 @@ def _print_ops(r: dict) -> None:
         for c in cols:
             totals[c] += ph[c]
         cells = " ".join(f"{ph[c]:8.3f}" for c in cols)
-        print(f"  {op:40} {ms:7.3f} {cells} {ph['launches']:8d} {ph['zero_copy_results']:6d}")
+        print(f"  {op:40} {ms:7.3f} {cells} {ph['launches']:8.1f} {ph['zero_copy_results']:6.1f}")
     print(f"  {'sum of phases':40} {sum(totals.values()):7.3f} " + " ".join(f"{totals[c]:8.3f}" for c in cols))
 
 
