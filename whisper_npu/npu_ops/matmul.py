@@ -51,6 +51,9 @@ from whisper_npu.npu_ops.kernels import bf16_bits, to_bf16_into
 from whisper_npu.npu_ops.manifest import KernelSpec
 from whisper_npu.npu_ops.runtime import XdnaSession
 
+#: Largest overlay M whose ops get their own C BO for zero-copy results (one 30 s window is 1500 rows -> 1536).
+ZERO_COPY_MAX_ROWS = 2048
+
 #: Writes x rows [rows, K] into the A view [rows, K_overlay] as bf16 bits (the default writes K columns).
 AWriter = Callable[[np.ndarray, np.ndarray], None]
 
@@ -155,8 +158,12 @@ class GemmOp:
         return sum(s.config.buffer_bytes()["C"] for s in self.specs if s.name in self._c_bos)
 
     def _zero_copy(self, m: int, cfg: Any) -> bool:
-        """One launch whose valid C rows are contiguous in the BO: the result can be a view of it."""
-        return self.blocks == 1 and m <= cfg.M and self.n == cfg.N
+        """One launch whose valid C rows are contiguous in the BO: the result can be a view of it.
+
+        Only on single-window overlays: an own C BO per op costs ``M x N x 4`` bytes (tiny 18 MB, base 36 MB in
+        all; 2 x layers x 1536 x d x 4), and on the batched overlays it would be four times that.
+        """
+        return self.blocks == 1 and m <= cfg.M <= ZERO_COPY_MAX_ROWS and self.n == cfg.N
 
     def _c_bo(self, session: XdnaSession, spec: KernelSpec, overlay: Any, own: bool) -> Any:
         if not own:
