@@ -12,13 +12,17 @@ Host side of one call ``y = x @ W`` (x [M, K] float32, W [K, N]):
   ``bo.map()`` (no staging copy), rows in chunks of the overlay's M (windows
   batched along M). Padding rows beyond M are left as they are: C row i
   depends only on A row i, and those rows of C are never read. Padding columns
-  (K < overlay K) are zeroed, because they do enter every sum.
+  (K < overlay K) are zeroed, because they do enter every sum. The cast is
+  ml_dtypes' in-place round-to-nearest-even (``kernels.to_bf16_into``): measured
+  here (min of 15, 1500 x 384, warm) 0.36 ms, the same as ``np.copyto`` or
+  128-row chunks, against 0.66 ms (0.41 ms chunked) for uint32 bit ops; a
+  cache-cold source costs ~3x more, and in the encoder every source is cold.
   When the overlay's A BO already holds this very x (the cross-attention K/V
   projections of every decoder layer read the same encoder output), the
   conversion and sync are skipped.
 * after the run, C (row-major M x N f32) is synced from the device. An op served
   by one launch whose C rows are contiguous (N = overlay N, M <= overlay M: attn.out
-  and fc2) gets a C BO of its own, and its result is a zero-copy view of that BO
+  and fc2) on a single-window overlay gets a C BO of its own, and its result is a zero-copy view of that BO
   through ``bo.map()``: it stays valid until the same op runs again, which is
   after the next graph segment has consumed it (``SegmentedGraph`` serialises
   runs and copies any graph output that still points into a BO). Column-blocked
@@ -26,7 +30,8 @@ Host side of one call ``y = x @ W`` (x [M, K] float32, W [K, N]):
 
 Host-cost rule (:class:`HostCost`): host work is what the host CPU does on
 real hardware, measured as this thread's CPU time (other processes on a shared
-machine do not inflate it; a thread sleeping in ``run.wait`` costs nothing):
+machine do not add their time, though they still slow its memory accesses; a
+thread sleeping in ``run.wait`` costs nothing):
 
 * charged: fp32 -> bf16 conversion and padding into the mapped A BO, the CPU
   time of the ``sync`` and ``kernel(...)``/``wait`` calls themselves, and the
