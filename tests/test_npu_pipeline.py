@@ -95,6 +95,13 @@ def test_host_cost_reported_per_op(jfk_runs):
     parts = qkv["prepare_ms"] + qkv["sync_ms"] + qkv["launch_ms"] + qkv["read_ms"]
     assert qkv["host_ms"] == pytest.approx(parts, abs=0.01)
     assert sum(o["host_ms"] for o in ops.values()) == pytest.approx(host["host_ms_total"], rel=1e-3)
+    # The emulator's host<->device copies are reported apart, never as host work (on XDNA: a cache flush).
+    assert qkv["emulated_sync_ms"] > 0 and qkv["read_ms"] > 0
+    # Single-launch ops (attn.out, fc2) hand over a view of their own C BO: no read copy.
+    for op in ("encoder.layer0.attn.out", "encoder.layer3.mlp.fc2"):
+        assert ops[op]["zero_copy_results"] == ops[op]["launches"] == 1 and ops[op]["read_ms"] == 0
+    assert host["launches_per_window"] == sum(o["launches"] for o in ops.values())
+    assert 0 < host["zero_copy_c_mb"] < 64
 
 
 def test_mel_as_gemms_matches_cpu_features(npu_model, jfk_path):

@@ -8,10 +8,17 @@ becomes its own onnxruntime session, and the routed matmul is a plain Python
 call on the numpy array in between (a zero-copy hand-off). With ~20 routed
 matmuls per encoder the extra cost is ~20 session runs (tens of microseconds
 each).
+
+An external op may return a view of a buffer it will overwrite the next time
+the same node runs (the NPU path hands over its mapped C buffer without a
+copy). That is safe because runs of one graph are serialised by a lock, every
+consumer of a routed output is a later step of the same run, and a graph output
+that still shares memory with such a result is copied before it is returned.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +50,7 @@ class SegmentedGraph:
         providers: list[str],
     ) -> None:
         self.external = external
+        self._lock = threading.Lock()
         # Each segment has its own intra-op pool; spinning pools would fight over the cores
         # while the other segments (and the NPU call) run.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -105,14 +113,25 @@ class SegmentedGraph:
             self.steps.append(_Step(session, seg_inputs, seg_outputs))
 
     def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        values: dict[str, np.ndarray] = dict(feeds)
-        for step in self.steps:
-            if step.external is not None:
-                values[step.outputs[0]] = self.external(step.external, values[step.inputs[0]])
-                continue
-            outs = step.session.run(step.outputs, {n: values[n] for n in step.inputs})
-            values.update(zip(step.outputs, outs, strict=True))
-        return [values[n] for n in (output_names or self.output_names)]
+        with self._lock:
+            values: dict[str, np.ndarray] = dict(feeds)
+            routed: list[np.ndarray] = []  # external results: possibly views the next run will overwrite
+            for step in self.steps:
+                if step.external is not None:
+                    y = self.external(step.external, values[step.inputs[0]])
+                    values[step.outputs[0]] = y
+                    routed.append(y)
+                    continue
+                outs = step.session.run(step.outputs, {n: values[n] for n in step.inputs})
+                values.update(zip(step.outputs, outs, strict=True))
+            return [_detached(values[n], routed) for n in (output_names or self.output_names)]
+
+
+def _detached(value: np.ndarray, routed: list[np.ndarray]) -> np.ndarray:
+    """``value``, copied if it may share memory with a routed result (bounds check: cheap, never misses)."""
+    if any(np.may_share_memory(value, r) for r in routed):
+        return value.copy()
+    return value
 
 
 def weights_of(model: onnx.ModelProto, names: set[str]) -> dict[str, np.ndarray]:

@@ -329,20 +329,30 @@ class Dispatcher:
                 "launch_ms": round(c.launch * 1e3, 3),
                 "read_ms": round(c.read * 1e3, 3),
                 "emulated_compute_ms": round(c.compute * 1e3, 3),
+                "emulated_sync_ms": round(c.emulated_sync * 1e3, 3),
                 "launches": c.launches,
+                "zero_copy_results": c.zero_copy,
             }
             for op, c in sorted(self.host.items())
         }
         total = sum(c.host for c in self.host.values())
         syncs = sum(c.sync for c in self.host.values())
+        launches = sum(c.launches for c in self.host.values())
         return {
             "windows": round(windows, 3),
             "host_ms_total": round(total * 1e3, 3),
             "host_ms_per_window": round(total * 1e3 / windows, 3) if windows else None,
             "sync_ms_per_window": round(syncs * 1e3 / windows, 3) if windows else None,
+            "launches_per_window": round(launches / windows, 1) if windows else None,
+            "zero_copy_c_mb": round(self.zero_copy_bytes() / 2**20, 1),
             "ops": per_op,
-            "note": "host work only: conversion, syncs and copies as thread CPU time, launches as wall time; "
-            "emulated overlay compute excluded. Syncs are memcpys in the emulator (cache flushes on hardware) "
-            "and are counted.",
+            "note": "host work only, as thread CPU time: bf16 conversion, the CPU time of sync and launch calls, "
+            "copies out of C. Not counted (NPU/DMA work on hardware): the emulated overlay compute and the "
+            "emulator's host<->device copy in bo.sync (a cache flush on a host_only BO); both reported as emulated_*.",
         }
 
+    def zero_copy_bytes(self) -> int:
+        """Bytes of per-op C BOs held so single-launch ops can hand their result over without a copy."""
+        gemms = [op.gemm for op in self._ops.values() if op.gemm is not None]
+        gemms += [g for mel, _ in self._mel.values() if mel is not None for g in (mel.dft, mel.filterbank)]
+        return sum(g.own_c_bytes() for g in gemms)

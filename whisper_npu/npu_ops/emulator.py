@@ -374,6 +374,10 @@ class bo:  # noqa: N801
         self.group = int(group)
         self._host = bytearray(size)
         self._dev = bytearray(size)
+        #: Thread CPU seconds of the last ``sync``'s copy between the two sides (not a pyxrt attribute). On the
+        #: NPU a ``host_only`` BO lives in host memory the NPU reads by DMA: a sync is a cache flush, not this
+        #: copy, so host accounting subtracts it (``runtime.XdnaSession.to_device``).
+        self.emulated_sync_seconds = 0.0
 
     def write(self, data: Any, seek: int) -> None:
         raw = memoryview(np.ascontiguousarray(data)).cast("B") if not isinstance(data, bytes) else memoryview(data)
@@ -391,6 +395,7 @@ class bo:  # noqa: N801
         end = offset + size
         if end > self._size:
             raise RuntimeError("bo.sync: out of bounds")
+        t0 = time.thread_time()
         host, dev = memoryview(self._host), memoryview(self._dev)
         if direction == xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE:
             dev[offset:end] = host[offset:end]
@@ -398,6 +403,7 @@ class bo:  # noqa: N801
             host[offset:end] = dev[offset:end]
         else:
             raise RuntimeError("bo.sync: direction not supported on this device")
+        self.emulated_sync_seconds = time.thread_time() - t0
 
     def map(self) -> memoryview:
         """The host side, zero-copy (what pyxrt's ``bo.map()`` returns)."""
@@ -414,7 +420,8 @@ class run:  # noqa: N801
     def __init__(self, state: ert_cmd_state, delay: float = 0.0, emulated_seconds: float = 0.0) -> None:
         self._state = state
         self._ready_at = time.perf_counter() + delay
-        #: Time spent computing the overlay's result in numpy (not a pyxrt attribute; host accounting excludes it).
+        #: Thread CPU seconds spent computing the overlay's result in numpy (not a pyxrt attribute; host accounting
+        #: excludes it). The "slow" fault's delay is a sleep in ``wait``: wall time, no CPU time, like an NPU run.
         self.emulated_seconds = emulated_seconds
 
     def wait(self, timeout_ms: int = 0) -> ert_cmd_state:
@@ -482,7 +489,7 @@ class kernel:  # noqa: N801
             return run(ert_cmd_state.ERT_CMD_STATE_ERROR)
         if fault == "abort":
             return run(ert_cmd_state.ERT_CMD_STATE_ABORT)
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         try:
             words = np.frombuffer(instr._dev, dtype=np.uint32, count=int(n_words))
             decoded = decode_insts(words)
@@ -498,7 +505,7 @@ class kernel:  # noqa: N801
         return run(
             ert_cmd_state.ERT_CMD_STATE_COMPLETED,
             SLOW_SECONDS if fault == "slow" else 0.0,
-            emulated_seconds=time.perf_counter() - t0,
+            emulated_seconds=time.thread_time() - t0,
         )
 
     def _execute(self, bos: list[bo]) -> None:

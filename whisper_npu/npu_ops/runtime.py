@@ -213,15 +213,23 @@ class XdnaSession:
         count = int(np.prod(shape))
         return np.frombuffer(bo.map(), dtype=dtype, count=count).reshape(shape)
 
-    def to_device(self, bo: Any, nbytes: int) -> None:
-        bo.sync(self.to_dev, int(nbytes), 0)
+    def to_device(self, bo: Any, nbytes: int) -> float:
+        """Sync ``nbytes`` host -> device; returns the emulator's copy seconds (0 on hardware).
 
-    def from_device(self, bo: Any, nbytes: int) -> None:
+        On XDNA a ``host_only`` BO is host memory the NPU reaches by DMA, so a sync is a cache flush done by
+        the driver; the emulator instead copies between two bytearrays, which is emulation, not host work.
+        """
+        bo.sync(self.to_dev, int(nbytes), 0)
+        return float(getattr(bo, "emulated_sync_seconds", 0.0))
+
+    def from_device(self, bo: Any, nbytes: int) -> float:
+        """Sync ``nbytes`` device -> host; returns the emulator's copy seconds (0 on hardware)."""
         bo.sync(self.from_dev, int(nbytes), 0)
+        return float(getattr(bo, "emulated_sync_seconds", 0.0))
 
     # -- runs --------------------------------------------------------------
     def launch(self, overlay: Overlay, a: Any, b: Any, c: Any, timeout_ms: int | None = None) -> float:
-        """Run the overlay once on (A, B, C) and wait; returns the emulated compute seconds (0 on hardware)."""
+        """Run the overlay once on (A, B, C) and wait; returns the emulated compute thread seconds (0 on hardware)."""
         if self._last_launched is not None and self._last_launched != overlay.spec.name:
             self.switches += 1
         self._last_launched = overlay.spec.name
@@ -253,4 +261,3 @@ class XdnaSession:
         self._open.clear()
         self._instr.clear()
         self._xclbins.clear()
-
