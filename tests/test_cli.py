@@ -78,3 +78,11 @@ def test_models_and_doctor():
     proc = run_cli("doctor")
     assert proc.returncode == 0, proc.stderr
     assert "pyxrt" in proc.stdout
+
+
+def test_bench_project_npu_without_audio_prints_projection():
+    """`bench --project npu` needs no audio file: a PROJECTED table, no traceback."""
+    proc = run_cli("bench", "--project", "npu")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "PROJECTED" in out and "large-v3" in out and "Traceback" not in out

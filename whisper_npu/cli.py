@@ -415,7 +415,7 @@ def bench(
     from whisper_npu.writers import check_output_dir
 
     # fail before minutes of benchmarking, not after
-    for path in paths:
+    for path in paths or []:
         if not path.is_file():
             raise WhisperNpuError(f"file not found: {path}" if not path.exists() else f"{path} is not a file")
     if reference is not None:

@@ -227,14 +227,15 @@ def project(
 ) -> Projection:
     """Project one batch of ``batch`` 30 s windows of ``model``.
 
-    ``switches_per_layer`` defaults to 0 when every overlay the model needs stays resident within the target's
-    hw_context limit, else 1 (ops ordered so each layer step switches at most once). ``tokens_per_window``
+    ``switches_per_layer`` defaults to 2: even with every overlay resident in its own hw_context, contexts
+    in one column partition take turns (research/xrt_aie.md §1), so a layer step that runs qkv/out/fc1 on
+    one overlay and fc2 on another switches into fc2 and back. ``tokens_per_window``
     ~100: ~150 words/min of speech at ~1.3 tokens/word.
     """
     r = rates or calibrate()
     dims: ModelDims = WHISPER_DIMS[model]
     if switches_per_layer is None:
-        switches_per_layer = 0 if overlays_needed(model, target, batch) <= HWCTX_LIMIT[target] else 1
+        switches_per_layer = 2
     T, F, d, L = batch * FRAMES_PER_WINDOW, batch * MEL_FRAMES_PER_WINDOW, dims.d_model, dims.encoder_layers
     calls: list[tuple[str, int, int, int, int]] = []  # (op, M, K, N, times)
     calls += [(op, F, K, N, 1) for op, (K, N) in mel_gemms(dims.n_mels).items()]
