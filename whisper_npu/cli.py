@@ -72,7 +72,7 @@ class ComputeType(str, Enum):
 
 
 ComputeOpt = Annotated[
-    ComputeType, typer.Option(help="CPU arithmetic: int8, float32, or auto (int8 where the CPU has VNNI).")
+    ComputeType, typer.Option(help="CPU arithmetic: float32 (default), int8, or auto (int8 where the CPU has VNNI).")
 ]
 
 
@@ -88,7 +88,7 @@ def transcribe(
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where transcripts go.")] = Path("."),
     output_format: Annotated[list[Format], typer.Option("--format", "-f", help="Output format(s).")] = [Format.all],  # noqa: B006
     threads: ThreadsOpt = 0,
-    compute_type: ComputeOpt = ComputeType.auto,
+    compute_type: ComputeOpt = ComputeType.float32,
     overwrite: Annotated[bool, typer.Option(help="Batch: redo files whose outputs exist.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No run report.")] = False,
     vad: Annotated[
