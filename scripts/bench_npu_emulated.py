@@ -31,17 +31,6 @@ AUDIO_DIR = Path(__file__).resolve().parents[2] / "shared" / "audio"
 WER_MARGIN = 0.003  # +0.3 points
 
 
-def _manifest() -> dict[str, str]:
-    rows = (AUDIO_DIR / "MANIFEST.tsv").read_text().splitlines()
-    header = rows[0].split("\t")
-    out = {}
-    for row in rows[1:]:
-        if row.strip():
-            cols = dict(zip(header, row.split("\t"), strict=False))
-            out[cols["path"]] = cols["reference_transcript"]
-    return out
-
-
 def _fixtures(models: list[str]) -> Path:
     """Emulator fixtures for the overlays these models use (never written into the project)."""
     from whisper_npu.npu_ops.designs import whisper_configs
@@ -56,7 +45,7 @@ def _fixtures(models: list[str]) -> Path:
 
 def bench_model(model: str, repeat: int) -> dict:
     import whisper_npu
-    from whisper_npu.bench import word_error_rate
+    from whisper_npu.bench import find_reference, manifest_files, word_error_rate
 
     cpu = whisper_npu.load_model(model, device="cpu", threads=2)
     npu = whisper_npu.load_model(model, device="npu", npu_runtime="emulator", threads=2, cache=False)
@@ -65,9 +54,8 @@ def bench_model(model: str, repeat: int) -> dict:
     phases_best: dict[str, dict] = {}
     launches_per_window, zero_copy_mb = None, None
     per_window: list[float] = []
-    for rel, ref in _manifest().items():
-        path = AUDIO_DIR / rel
-        refs.append(ref)
+    for path in manifest_files(AUDIO_DIR):
+        refs.append(find_reference(path))
         cpu_text.append(whisper_npu.transcribe(path, model=cpu).text)
         best_text = None
         for _ in range(repeat):
@@ -86,6 +74,7 @@ def bench_model(model: str, repeat: int) -> dict:
                 host_best[op] = min(host_best.get(op, ms), ms)
             fallbacks = {op: v["fallbacks"] for op, v in result.report.to_dict()["ops"].items() if v["fallbacks"]}
         npu_text.append(best_text)
+        rel = str(path.relative_to(AUDIO_DIR))
         files.append({"file": rel, "cpu": cpu_text[-1], "npu": best_text, "fallbacks": fallbacks})
     cpu_wer = word_error_rate(" ".join(refs), " ".join(cpu_text))
     npu_wer = word_error_rate(" ".join(refs), " ".join(npu_text))
