@@ -26,11 +26,11 @@ if TYPE_CHECKING:
     from whisper_npu.progress import ProgressEvent
 
 DEVICES = ("auto", "cpu", "npu")
-VAD_AUTO_SECONDS = 30.0
+VAD_AUTO_SECONDS = 30.0  # VAD is on by default for audio longer than one window
 # float32 until int8 pays end to end: on this 2-core Zen 4, int8 encoder matmuls cut an encoder window
 # ~3.5x but the whole run only ~2 % (the float32 decoder dominates), and on a meeting file with long
 # silences the --no-vad path repeated a sentence with int8 (WER 18.4 % vs 9.2 %). `auto` stays a choice.
-DEFAULT_COMPUTE_TYPE = "float32"  # VAD is on by default for audio longer than one window
+DEFAULT_COMPUTE_TYPE = "float32"
 NPU_RUNTIMES = ("auto", "xrt", "emulator")
 COMPUTE_TYPES = ("auto", "float32", "int8")  # faster-whisper's names; auto = int8 where the CPU has VNNI
 

@@ -198,7 +198,6 @@ class _Stream:
     mel: np.ndarray  # [n_mels, content_frames + N_FRAMES]: log-mel with 30 s of padding appended
     content_frames: int
     oracle: SpeechOracle | None = None  # VAD probabilities on this timeline
-    to_original: Callable[[float], float] | None = None  # timeline seconds -> original seconds
     prompt: list[int] = field(default_factory=list)  # initial-prompt tokens
     hotwords: list[int] = field(default_factory=list)  # kept at the head of every window's prompt
 
@@ -267,13 +266,16 @@ def _decode_stream(
     stream: _Stream,
     first: tuple[EncoderOutput, DecodingResult] | None = None,
     on_window: Callable[[int, list[Segment]], None] | None = None,
+    words: bool | None = None,
 ) -> list[Segment]:
     """The seek loop over one timeline; ``first`` is window 0 when it was decoded in a batch.
 
     Segment times are on the stream's own timeline (callers map them).
     ``on_window(seek, new_segments)`` follows every window, skipped ones included.
+    ``words`` aligns words even when the options do not ask for them (default: the options).
     """
     model, tokenizer, options, report = session.model, session.tokenizer, session.options, session.report
+    words = options.word_timestamps if words is None else words
     segments: list[Segment] = []
     all_tokens: list[int] = list(stream.prompt)
     prompt_reset_since = 0
@@ -339,7 +341,7 @@ def _decode_stream(
                 )
             )
             all_tokens.extend(toks)
-        if options.word_timestamps and len(segments) > first_new:
+        if words and len(segments) > first_new:
             with report.stage("decoder"):
                 add_word_timestamps(model, enc, tokenizer, segments[first_new:], time_offset, window_frames)
         if not options.condition_on_previous_text or result.temperature > options.prompt_reset_on_temperature:
@@ -433,19 +435,12 @@ def transcribe_chunks(
         for i, result in enumerate(results):
             chunk = chunks[first + i]
             mel = mels[first + i]
-            stream = _Stream(
-                mel, len(chunk.audio) // HOP_LENGTH, chunk.oracle, chunk.timemap.to_original, initial, hotwords
-            )
-            one = enc.select(np.array([i]))
+            stream = _Stream(mel, len(chunk.audio) // HOP_LENGTH, chunk.oracle, initial, hotwords)
             regions = chunk.timemap.regions
             split = len(regions) > 1
-            if split and not options.word_timestamps:
-                # Words place each segment in its own speech region; they are dropped again below.
-                session.options = replace(options, word_timestamps=True)
-            try:
-                local = _decode_stream(session, stream, first=(one, result))
-            finally:
-                session.options = options
+            # Words place each segment of a packed chunk in its own speech region; dropped again below.
+            words = options.word_timestamps or split
+            local = _decode_stream(session, stream, first=(enc.select(np.array([i])), result), words=words)
             for seg in local:
                 _to_original(seg, chunk.timemap.to_original)
                 for part in _split_by_region(seg, regions, tokenizer) if split else [seg]:
