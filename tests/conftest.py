@@ -28,15 +28,38 @@ def words(text: str) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def _free_npu_contexts(request):
-    """NPU tests start with every hardware context free (npu1 has 6; cached models hold theirs)."""
-    if "npu" in request.module.__name__:
-        import gc
+    """NPU tests start with every hardware context free (npu1 has 6; cached models hold theirs)
+    and no injected emulator fault, and leave none behind."""
+    if "npu" not in request.module.__name__:
+        yield
+        return
+    import gc
 
-        from whisper_npu import api
+    from whisper_npu import api
+    from whisper_npu.npu_ops import emulator
 
-        api.clear_cache()
-        gc.collect()
+    api.clear_cache()
+    gc.collect()
+    emulator.clear_faults()
     yield
+    emulator.clear_faults()
+    gc.collect()  # drop the test's sessions so their hardware contexts are free for the next one
+
+
+@pytest.fixture()
+def emulated_specs(tmp_path, monkeypatch):
+    """``make(configs) -> {name: KernelSpec}``: emulator fixtures for ``configs``, found through the manifest."""
+    from whisper_npu.npu_ops import emulator
+    from whisper_npu.npu_ops.manifest import load_manifest
+
+    def make(configs) -> dict:
+        emulator.write_fixtures(tmp_path, list(configs))
+        monkeypatch.setenv("WHISPER_NPU_XCLBINS", str(tmp_path))
+        found, problem = load_manifest()
+        assert problem is None
+        return {s.name: s for s in found}
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -27,19 +27,9 @@ SMALL_BCM = replace(SMALL, name="small_bcm", b_col_maj=True)
 
 
 @pytest.fixture()
-def specs(tmp_path, monkeypatch):
-    xrt.write_fixtures(tmp_path, [SMALL, WIDE, SMALL_BCM])
-    monkeypatch.setenv("WHISPER_NPU_XCLBINS", str(tmp_path))
-    found, problem = load_manifest()
-    assert problem is None
-    return {s.name: s for s in found}
+def specs(emulated_specs):
+    return emulated_specs([SMALL, WIDE, SMALL_BCM])
 
-
-@pytest.fixture(autouse=True)
-def _clean():
-    xrt.clear_faults()
-    yield
-    xrt.clear_faults()
 
 
 def _open(spec):

@@ -21,7 +21,6 @@ from whisper_npu.model.segmented import SegmentedGraph
 from whisper_npu.npu_ops import emulator as xrt
 from whisper_npu.npu_ops.designs import GemmConfig
 from whisper_npu.npu_ops.kernels import round_bf16
-from whisper_npu.npu_ops.manifest import load_manifest
 from whisper_npu.npu_ops.matmul import GemmOp
 from whisper_npu.npu_ops.runtime import XdnaSession
 
@@ -30,19 +29,9 @@ BURN_S = 0.03
 
 
 @pytest.fixture()
-def specs(tmp_path, monkeypatch):
-    xrt.write_fixtures(tmp_path, [ONE])
-    monkeypatch.setenv("WHISPER_NPU_XCLBINS", str(tmp_path))
-    found, problem = load_manifest()
-    assert problem is None
-    return {s.name: s for s in found}
+def specs(emulated_specs):
+    return emulated_specs([ONE])
 
-
-@pytest.fixture(autouse=True)
-def _clean():
-    xrt.clear_faults()
-    yield
-    xrt.clear_faults()
 
 
 def _burn(seconds: float) -> None:

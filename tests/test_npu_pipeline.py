@@ -9,7 +9,6 @@ WER on every shared recording, for tiny.en and base, is in
 
 from __future__ import annotations
 
-import gc
 import json
 import shutil
 
@@ -26,14 +25,6 @@ from whisper_npu.report import RunReport
 
 TINY_D = 384
 FC2 = "mm_bf16_f32_1536x1536x384_64x64x32_4c_npu1"  # tiny.en's fc2 overlay (K = 4d)
-
-
-@pytest.fixture(autouse=True)
-def _clean_faults():
-    emulator.clear_faults()
-    yield
-    emulator.clear_faults()
-    gc.collect()  # drop the test's sessions so their hardware contexts are free for the next one
 
 
 @pytest.fixture(scope="module")
