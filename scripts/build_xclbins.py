@@ -28,7 +28,6 @@ configuration, keeping the sha256 of binaries that are present and match.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -52,6 +51,7 @@ try:
         GemmConfig,
         all_configs,
     )
+    from whisper_npu.npu_ops.manifest import sha256_file
     from whisper_npu.npu_ops.static_check import check
 except ImportError as _exc:  # one line, like every other failure of this script
     print(f"error: cannot import whisper_npu's overlay list ({_exc}); install the project (pip install .)",
@@ -187,14 +187,6 @@ def build_one(cfg: GemmConfig, tc: Toolchain, src: Path, build_dir: Path, out_di
     shutil.copyfile(work / "insts.bin", out_dir / cfg.insts)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_manifest(out_dir: Path, configs: list[GemmConfig], built_with: dict[str, dict[str, str]]) -> Path:
     """manifest.json: every configuration; ``built`` + sha256 only for binaries present in ``out_dir``.
 
@@ -213,7 +205,7 @@ def write_manifest(out_dir: Path, configs: list[GemmConfig], built_with: dict[st
         entry = cfg.manifest_fields()
         files = {"xclbin": out_dir / cfg.xclbin, "insts": out_dir / cfg.insts}
         if all(p.is_file() for p in files.values()):
-            sha = {role: _sha256(p) for role, p in files.items()}
+            sha = {role: sha256_file(p) for role, p in files.items()}
             old = previous.get(cfg.name, {})
             provenance = built_with.get(cfg.name) or (old.get("built_with") if old.get("sha256") == sha else None)
             if provenance:
