@@ -221,8 +221,12 @@ def cases() -> list[Case]:
         single("text as .mp3", lambda d: write(d / "t.mp3", "hello\n" * 50)),
         # PyAV decodes the intact frames and skips the damaged ones (as ffmpeg does): a transcript of what
         # is decodable, or one line if nothing is; never decoder noise on stderr, never a traceback.
-        single("corrupt mp3", lambda d: corrupt_mp3(d / "c.mp3"), "any",
-               check=lambda d, p: "" if "libmpg123" not in p.stderr else "mpg123 noise"),
+        single(
+            "corrupt mp3",
+            lambda d: corrupt_mp3(d / "c.mp3"),
+            "any",
+            check=lambda d, p: "" if "libmpg123" not in p.stderr else "mpg123 noise",
+        ),
         single("1 Hz wav header", lambda d: write(d / "h.wav", wav_header(1, b"\0\1" * 175_000))),
         single("wav with 0 frames", lambda d: write(d / "z.wav", wav_header(16000, b""))),
         single("NaN float wav", lambda d: _nan_wav(d / "n.wav")),
@@ -233,21 +237,44 @@ def cases() -> list[Case]:
         single("flac", lambda d: clip(d / "a.flac", 3), "ok"),
         single("ogg vorbis", lambda d: clip(d / "a.ogg", 3), "ok"),
         single("mp3", lambda d: clip(d / "a.mp3", 3, fmt="MP3"), "ok"),
-        single("spaces and unicode name", lambda d: clip(d / "réunion du lundi ✓.wav", 2), "ok",
-               check=expect_files("out/réunion du lundi ✓.txt")),
-        Case("existing name with [ ]", lambda d: _brackets(d) + ["-o", "out", *FAST], "ok",
-             expect_files("out/take[1].txt")),
-        single("245-character name", lambda d: clip(d / ("n" * 241 + ".wav"), 2), "ok",
-               check=expect_files("out/" + "n" * 241 + ".json")),
-        Case("name starting with dash", lambda d: (clip(d / "-x.wav", 2), T("./-x.wav", "-o", "out", *FAST))[1], "ok",
-             expect_files("out/-x.txt")),
+        single(
+            "spaces and unicode name",
+            lambda d: clip(d / "réunion du lundi ✓.wav", 2),
+            "ok",
+            check=expect_files("out/réunion du lundi ✓.txt"),
+        ),
+        Case(
+            "existing name with [ ]",
+            lambda d: _brackets(d) + ["-o", "out", *FAST],
+            "ok",
+            expect_files("out/take[1].txt"),
+        ),
+        single(
+            "245-character name",
+            lambda d: clip(d / ("n" * 241 + ".wav"), 2),
+            "ok",
+            check=expect_files("out/" + "n" * 241 + ".json"),
+        ),
+        Case(
+            "name starting with dash",
+            lambda d: (clip(d / "-x.wav", 2), T("./-x.wav", "-o", "out", *FAST))[1],
+            "ok",
+            expect_files("out/-x.txt"),
+        ),
         single("symlink to audio", lambda d: _symlink(d, clip(d / "real.wav", 2)), "ok"),
         single("broken symlink", lambda d: _symlink(d, d / "gone.wav")),
-        Case("input rec.json -o its folder", lambda d: T(str(clip(d / "rec.json", 2)), "-o", ".", "-f", "json"),
-             fast=True),
+        Case(
+            "input rec.json -o its folder",
+            lambda d: T(str(clip(d / "rec.json", 2)), "-o", ".", "-f", "json"),
+            fast=True,
+        ),
         single("/dev/null as input", lambda d: Path("/dev/null")),
-        Case("folder with trailing slash", lambda d: T(str(clip(d / "in" / "a.wav", 2).parent) + "/", "-o", "out",
-                                                       *FAST), "ok", expect_files("out/a.txt")),
+        Case(
+            "folder with trailing slash",
+            lambda d: T(str(clip(d / "in" / "a.wav", 2).parent) + "/", "-o", "out", *FAST),
+            "ok",
+            expect_files("out/a.txt"),
+        ),
     ]
     # options
     opt = [
@@ -268,65 +295,126 @@ def cases() -> list[Case]:
         ("model dir without weights", ("--model", "/tmp"), "error"),
     ]
     for name, extra, expect in opt:
-        c.append(Case(f"option: {name}", lambda d, e=extra: T(str(clip(d / "a.wav", 2)), "-o", "out", *e), expect,
-                      fast=True))
+        c.append(
+            Case(f"option: {name}", lambda d, e=extra: T(str(clip(d / "a.wav", 2)), "-o", "out", *e), expect, fast=True)
+        )
     c += [
-        Case("option: threads 10000", lambda d: T(str(clip(d / "a.wav", 2)), "-o", "out", "--threads", "10000",
-                                                  "--beam-size", "1", "--no-vad"), "ok", expect_stderr("capped")),
-        single("option: word-level srt", lambda d: clip(d / "a.wav", 4), "ok", "--word-level", "-f", "srt",
-               check=no_zero_cues),
+        Case(
+            "option: threads 10000",
+            lambda d: T(str(clip(d / "a.wav", 2)), "-o", "out", "--threads", "10000", "--beam-size", "1", "--no-vad"),
+            "ok",
+            expect_stderr("capped"),
+        ),
+        single(
+            "option: word-level srt",
+            lambda d: clip(d / "a.wav", 4),
+            "ok",
+            "--word-level",
+            "-f",
+            "srt",
+            check=no_zero_cues,
+        ),
         single("option: vad on short clip", lambda d: clip(d / "a.wav", 3), "ok", "--vad"),
     ]
     # outputs
     c += [
-        Case("-o existing file", lambda d: T(str(clip(d / "a.wav", 2)), "-o", str(write(d / "f.txt", "keep"))),
-             fast=True),
+        Case(
+            "-o existing file", lambda d: T(str(clip(d / "a.wav", 2)), "-o", str(write(d / "f.txt", "keep"))), fast=True
+        ),
         Case("-o /proc/x", lambda d: T(str(clip(d / "a.wav", 2)), "-o", "/proc/whisper-npu-x"), fast=True),
         Case("-o /dev/null", lambda d: T(str(clip(d / "a.wav", 2)), "-o", "/dev/null"), fast=True),
         Case("-o read-only /sys", lambda d: T(str(clip(d / "a.wav", 2)), "-o", "/sys/whisper-npu-x"), fast=True),
-        single("-o new nested folders", lambda d: clip(d / "a.wav", 2), "ok", "-o", "out/x/y/z",
-               check=expect_files("out/x/y/z/a.txt")),
+        single(
+            "-o new nested folders",
+            lambda d: clip(d / "a.wav", 2),
+            "ok",
+            "-o",
+            "out/x/y/z",
+            check=expect_files("out/x/y/z/a.txt"),
+        ),
         single("umask 022 gives 0644", lambda d: clip(d / "a.wav", 2), "ok", check=mode_644),
-        Case("wrote line not wrapped", lambda d: T(str(clip(d / "a.wav", 2)), "-o", "out/" + "long-folder-" * 10,
-                                                   "-q", *FAST), "ok", wrote_unwrapped),
+        Case(
+            "wrote line not wrapped",
+            lambda d: T(str(clip(d / "a.wav", 2)), "-o", "out/" + "long-folder-" * 10, "-q", *FAST),
+            "ok",
+            wrote_unwrapped,
+        ),
         single("json model name", lambda d: clip(d / "a.wav", 2), "ok", "-f", "json", check=json_model_name),
     ]
     # batch
     c += [
-        Case("batch: same stem, two folders", lambda d: T(str(clip(d / "A" / "x.wav", 2)),
-                                                          str(clip(d / "B" / "x.wav", 3)), "-o", "out", *FAST),
-             "ok", distinct_transcripts(2)),
+        Case(
+            "batch: same stem, two folders",
+            lambda d: T(str(clip(d / "A" / "x.wav", 2)), str(clip(d / "B" / "x.wav", 3)), "-o", "out", *FAST),
+            "ok",
+            distinct_transcripts(2),
+        ),
         Case("batch: talk.wav/.flac/.mp3", lambda d: _talks(d) + ["-o", "out", *FAST], "ok", distinct_transcripts(3)),
         Case("batch: empty folder", lambda d: T(str(_mkdir(d / "empty")), "-o", "out"), fast=True),
-        Case("batch: folder of text files", lambda d: T(str(write(d / "docs" / "a.txt", "x").parent), "-o", "out"),
-             fast=True),
-        Case("batch: good + corrupt", lambda d: T(str(_good_and_bad(d)), "-o", "out", *FAST), "error",
-             expect_files("out/good.txt")),
+        Case(
+            "batch: folder of text files",
+            lambda d: T(str(write(d / "docs" / "a.txt", "x").parent), "-o", "out"),
+            fast=True,
+        ),
+        Case(
+            "batch: good + corrupt",
+            lambda d: T(str(_good_and_bad(d)), "-o", "out", *FAST),
+            "error",
+            expect_files("out/good.txt"),
+        ),
         Case("batch: re-run skips", lambda d: _two(d), "ok", then_rerun(_two_args(), "ok=0 skipped=2")),
         Case("batch: edited input redone", lambda d: _two(d), "ok", then_rerun(_two_args(), "ok=1 skipped=1", edit_b)),
         Case("batch: user .tmp files kept", lambda d: _user_tmp(d), "ok"),
-        Case("batch: input named batch_report.json", lambda d: T(str(write(d / "out" / "batch_report.json", "x")),
-                                                                 "in", "-o", "out")),
-        Case("batch: input batch_report.wav -f json", lambda d: T(str(clip(d / "batch_report.wav", 2)),
-                                                                  str(clip(d / "b.wav", 2)), "-o", ".", "-f", "json",
-                                                                  *FAST), "ok",
-             expect_files("batch_report.wav.json", "batch_report.json", "b.json")),
-        Case("batch: quoted glob", lambda d: (_talks(d), T("*.wav", "-o", "out", *FAST))[1], "ok",
-             distinct_transcripts(1)),
+        Case(
+            "batch: input named batch_report.json",
+            lambda d: T(str(write(d / "out" / "batch_report.json", "x")), "in", "-o", "out"),
+        ),
+        Case(
+            "batch: input batch_report.wav -f json",
+            lambda d: T(
+                str(clip(d / "batch_report.wav", 2)), str(clip(d / "b.wav", 2)), "-o", ".", "-f", "json", *FAST
+            ),
+            "ok",
+            expect_files("batch_report.wav.json", "batch_report.json", "b.json"),
+        ),
+        Case(
+            "batch: quoted glob",
+            lambda d: (_talks(d), T("*.wav", "-o", "out", *FAST))[1],
+            "ok",
+            distinct_transcripts(1),
+        ),
         Case("batch: glob with no match", lambda d: T("*.nothing", "-o", "out"), fast=True),
-        Case("batch: missing + good", lambda d: T("missing.wav", str(clip(d / "g.wav", 2)), "-o", "out", *FAST),
-             "error", expect_files("out/g.txt")),
-        Case("batch: nested tree mirrored", lambda d: T(str(clip(d / "in" / "s1" / "s2" / "a.wav", 2).parents[2]),
-                                                        "-o", "out", *FAST), "ok", expect_files("out/s1/s2/a.txt")),
-        Case("batch: default -o is cwd", lambda d: T(str(clip(d / "rec" / "a.wav", 2).parent), *FAST), "ok",
-             expect_files("a.txt")),
+        Case(
+            "batch: missing + good",
+            lambda d: T("missing.wav", str(clip(d / "g.wav", 2)), "-o", "out", *FAST),
+            "error",
+            expect_files("out/g.txt"),
+        ),
+        Case(
+            "batch: nested tree mirrored",
+            lambda d: T(str(clip(d / "in" / "s1" / "s2" / "a.wav", 2).parents[2]), "-o", "out", *FAST),
+            "ok",
+            expect_files("out/s1/s2/a.txt"),
+        ),
+        Case(
+            "batch: default -o is cwd",
+            lambda d: T(str(clip(d / "rec" / "a.wav", 2).parent), *FAST),
+            "ok",
+            expect_files("a.txt"),
+        ),
     ]
     # bench
     c += [
-        Case("bench: --reference missing", lambda d: ["bench", str(clip(d / "a.wav", 2)), "--reference", "nope.txt"],
-             fast=True),
-        Case("bench: -o existing file", lambda d: ["bench", str(clip(d / "a.wav", 2)), "-o",
-                                                   str(write(d / "f", "keep"))], fast=True),
+        Case(
+            "bench: --reference missing",
+            lambda d: ["bench", str(clip(d / "a.wav", 2)), "--reference", "nope.txt"],
+            fast=True,
+        ),
+        Case(
+            "bench: -o existing file",
+            lambda d: ["bench", str(clip(d / "a.wav", 2)), "-o", str(write(d / "f", "keep"))],
+            fast=True,
+        ),
         Case("bench: missing audio", lambda d: ["bench", "nope.wav"], fast=True),
         Case("models: --install unknown", lambda d: ["models", "--install", "nope"], fast=True),
     ]
@@ -346,8 +434,13 @@ def cases() -> list[Case]:
         api_case("threads -3", "whisper_npu.transcribe(JFK, threads=-3)"),
         api_case("unknown option", "whisper_npu.transcribe(JFK, bogus=1)"),
         api_case("language de on tiny.en", "whisper_npu.transcribe(JFK, language='de', device='cpu')", fast=False),
-        api_case("int16 stereo array", "whisper_npu.transcribe(np.stack([(np.sin(np.arange(32000) / 9) * 3000)"
-                 ".astype(np.int16)] * 2, 1), device='cpu', beam_size=1)", "ok", fast=False),
+        api_case(
+            "int16 stereo array",
+            "whisper_npu.transcribe(np.stack([(np.sin(np.arange(32000) / 9) * 3000)"
+            ".astype(np.int16)] * 2, 1), device='cpu', beam_size=1)",
+            "ok",
+            fast=False,
+        ),
     ]
     return c
 

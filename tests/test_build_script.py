@@ -59,8 +59,10 @@ def _fake_toolchain(tmp: Path) -> dict[str, Path]:
     (cfg_mod.parent / "__init__.py").write_text("")
     cfg_mod.write_text(f"def root_path():\n    return {str(mlir_root)!r}\n")
     # clang++: record argv, write the -o file
-    _script(tmp / "peano" / "bin" / "clang++",
-            f'echo "clang++ $*" >> {log}\nwhile [ $# -gt 0 ]; do [ "$1" = -o ] && echo obj > "$2"; shift; done\n')
+    _script(
+        tmp / "peano" / "bin" / "clang++",
+        f'echo "clang++ $*" >> {log}\nwhile [ $# -gt 0 ]; do [ "$1" = -o ] && echo obj > "$2"; shift; done\n',
+    )
     # aiecc.py (the 1.3.x wheel's name): needs aie.mlir and the kernel object in cwd, writes xclbin + insts
     _script(tmp / "bin" / "aiecc.py",
             f'echo "aiecc.py $*" >> {log}\ntest -s aie.mlir && ls mm_*.o >/dev/null || exit 3\n'

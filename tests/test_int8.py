@@ -227,7 +227,6 @@ def test_compute_types_get_separate_cache_entries(tmp_path, tiny_dir):
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 2
 
 
-
 def test_least_recently_used_cache_entries_are_evicted(tmp_path):
     root = tmp_path / "graphs"
     entries = {name: root / name for name in ("stale", "fresh", "current")}

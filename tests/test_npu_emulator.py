@@ -15,7 +15,7 @@ import pytest
 from whisper_npu.npu_ops import designs
 from whisper_npu.npu_ops import emulator as xrt
 from whisper_npu.npu_ops.designs import GemmConfig
-from whisper_npu.npu_ops.kernels import bf16_bits, bf16_to_f32, round_bf16, whole_array_gemm
+from whisper_npu.npu_ops.kernels import activation_bits, bf16_bits, bf16_to_f32, round_bf16, whole_array_gemm
 from whisper_npu.npu_ops.manifest import load_manifest
 from whisper_npu.npu_ops.matmul import GemmOp
 from whisper_npu.npu_ops.runtime import KernelFailure, XdnaSession
@@ -29,7 +29,6 @@ SMALL_BCM = replace(SMALL, name="small_bcm", b_col_maj=True)
 @pytest.fixture()
 def specs(emulated_specs):
     return emulated_specs([SMALL, WIDE, SMALL_BCM])
-
 
 
 def _open(spec):
@@ -196,24 +195,25 @@ def test_host_gemm_layouts_against_numpy(specs):
     x = rng.standard_normal((500, 180), dtype=np.float32) + np.arange(180, dtype=np.float32) / 90
     op = GemmOp("t", [specs["small"]], w)  # K 180 padded to 192; N 300 in 3 column blocks of 128
     y, cost = op.run(session, x)
-    ref = round_bf16(x).astype(np.float64) @ round_bf16(w).astype(np.float64)
+    ref = bf16_to_f32(activation_bits(x)).astype(np.float64) @ round_bf16(w).astype(np.float64)
     assert y.shape == (500, 300)
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=2e-3)
     assert cost.launches == 2 * 3  # 500 rows -> 2 calls of M=256; N=300 -> 3 blocks of 128
     assert cost.compute > 0 and cost.host > 0
 
 
-def test_host_rounds_to_nearest_even_not_truncates(specs):
+def test_host_rounds_to_nearest_not_truncates(specs):
     """With W = I the overlay returns bf16(x) exactly; values chosen where truncation and rounding differ."""
     session = XdnaSession(xrt, emulated=True)
     cfg = specs["small"].config
     x = np.full((4, cfg.K), 1.0, np.float32)
     x[:, 0] = np.float32(1.0) + np.float32(2**-8) * 1.5  # halfway+: rounds up; truncation drops it
-    x[:, 1] = np.float32(1.0) + np.float32(2**-8)  # exact tie: rounds to even (1.0)
+    x[:, 1] = np.float32(1.0) + np.float32(2**-8)  # exact tie: activations round away from zero
     x[:, 2] = np.float32(-3.14159)
     eye = np.eye(cfg.K, cfg.N, dtype=np.float32)
     y, _ = GemmOp("eye", [specs["small"]], eye).run(session, x)
-    np.testing.assert_array_equal(y, round_bf16(x[:, : cfg.N]))
+    np.testing.assert_array_equal(y, bf16_to_f32(activation_bits(x[:, : cfg.N])))
+    assert set(y[:, 0]) == set(y[:, 1]) == {np.float32(1.0078125)} and set(y[:, 2]) == {np.float32(-3.140625)}
     assert y[0, 0] != bf16_to_f32(x.view(np.uint16)[0, 1::2])[0]  # the truncated value
 
 

@@ -33,7 +33,6 @@ def specs(emulated_specs):
     return emulated_specs([ONE])
 
 
-
 def _burn(seconds: float) -> None:
     """Spend ``seconds`` of this thread's CPU time (a stand-in for slow emulated arithmetic)."""
     end = time.thread_time() + seconds
@@ -110,7 +109,7 @@ def _routed_output_graph() -> onnx.ModelProto:
 def test_segmented_graph_detaches_outputs_that_alias_a_routed_buffer():
     buffer = np.zeros((2, 4), np.float32)  # the "C BO" the external op overwrites on its next call
 
-    def external(name: str, x: np.ndarray) -> np.ndarray:
+    def external(name: str, x: np.ndarray, slot: object) -> np.ndarray:
         buffer[...] = x
         return buffer
 
@@ -121,3 +120,56 @@ def test_segmented_graph_detaches_outputs_that_alias_a_routed_buffer():
     graph.run(None, {"X": -x})  # the next run overwrites the buffer
     np.testing.assert_array_equal(y, x)
     np.testing.assert_array_equal(z, np.maximum(x, 0))
+
+
+def _two_branch_graph() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """X -> mm_a, mm_b (both live until the Concat) -> relu each -> Concat -> mm_c -> Add(X) -> mm_d -> Y."""
+    rng = np.random.default_rng(11)
+    ws = {n: rng.standard_normal(shape).astype(np.float32) for n, shape in (("Wa", (4, 4)), ("Wb", (4, 4)),
+                                                                          ("Wc", (8, 4)), ("Wd", (4, 4)))}  # fmt: skip
+    nodes = [
+        helper.make_node("MatMul", ["X", "Wa"], ["A"], name="mm_a"),
+        helper.make_node("MatMul", ["X", "Wb"], ["B"], name="mm_b"),
+        helper.make_node("Relu", ["A"], ["RA"], name="relu_a"),
+        helper.make_node("Relu", ["B"], ["RB"], name="relu_b"),
+        helper.make_node("Concat", ["RA", "RB"], ["AB"], name="cat", axis=-1),
+        helper.make_node("MatMul", ["AB", "Wc"], ["C"], name="mm_c"),
+        helper.make_node("Add", ["C", "X"], ["S"], name="res"),
+        helper.make_node("MatMul", ["S", "Wd"], ["Y"], name="mm_d"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [3, 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [3, 4])],
+        [numpy_helper.from_array(w, n) for n, w in ws.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), ws
+
+
+def test_result_slots_are_shared_only_by_results_that_are_never_alive_together():
+    """An external op that keeps every result in its slot's one buffer (as the NPU path does) stays correct."""
+    model, ws = _two_branch_graph()
+    weights = {"mm_a": ws["Wa"], "mm_b": ws["Wb"], "mm_c": ws["Wc"], "mm_d": ws["Wd"]}
+    buffers: dict[object, np.ndarray] = {}
+    calls: list[tuple[str, object, int]] = []
+
+    def external(name: str, x, slot: object) -> np.ndarray:
+        parts = x if isinstance(x, tuple) else (x,)
+        calls.append((name, slot, len(parts)))
+        out = buffers.setdefault(slot, np.empty((3, 4), np.float32))
+        out[...] = np.concatenate(parts, axis=-1) @ weights[name]
+        return out
+
+    graph = SegmentedGraph(model, set(weights), external, ort.SessionOptions(), ["CPUExecutionProvider"])
+    x = np.random.default_rng(12).standard_normal((3, 4)).astype(np.float32)
+    relu = lambda v: np.maximum(v, 0)  # noqa: E731
+    s = np.concatenate([relu(x @ ws["Wa"]), relu(x @ ws["Wb"])], axis=-1) @ ws["Wc"] + x
+    (y,) = graph.run(None, {"X": x})
+    np.testing.assert_allclose(y, s @ ws["Wd"], rtol=1e-5, atol=1e-5)
+    slot = {name: s for name, s, _ in calls}
+    assert slot["mm_a"] != slot["mm_b"]  # both alive until the Concat's blocks are consumed
+    assert len(set(slot.values())) == 2  # mm_c and mm_d reuse the freed slots: 2 buffers, not 4
+    assert not np.shares_memory(y, buffers[slot["mm_d"]])  # a graph output never stays in a slot
+    # The Concat in front of mm_c was left to the external op: it got the two blocks, not a joined array.
+    assert [n for n, _, k in calls if k == 2] == ["mm_c"]

@@ -1,4 +1,4 @@
-"""The host's bf16 arithmetic: round-to-nearest-even conversion, the split-bf16 mel trick, the DFT basis."""
+"""The host's bf16 arithmetic: rounding (weights ties-to-even, activations ties-away), split-bf16 mel, DFT basis."""
 
 from __future__ import annotations
 
@@ -18,11 +18,26 @@ def _edge_values() -> np.ndarray:
     return np.concatenate([special, ties[np.isfinite(ties)], rng.standard_normal(10000).astype(np.float32)])
 
 
-def test_fast_conversion_is_the_reference_round_to_nearest_even():
+def test_fast_conversion_matches_the_reference_except_ties_which_go_away_from_zero():
     x = _edge_values()
     out = np.empty(x.shape, np.uint16)
     to_bf16_into(out, x)
-    np.testing.assert_array_equal(out, bf16_bits(x))
+    ref = bf16_bits(x)
+    tie = (x.view(np.uint32) & 0xFFFF) == 0x8000
+    np.testing.assert_array_equal(out[~tie], ref[~tie])
+    # On a tie the magnitude rounds up: the kept upper half plus one, whatever its parity.
+    np.testing.assert_array_equal(out[tie], (x[tie].view(np.uint32) >> 16) + 1)
+    assert tie.sum() > 60000 and (out[tie] != ref[tie]).sum() > 30000  # half the ties differ from even rounding
+
+
+def test_fast_conversion_writes_strided_destinations_in_chunks():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((700, 300)).astype(np.float32)  # > one CONVERT_CHUNK: several passes
+    dst = np.zeros((704, 512), np.uint16)
+    to_bf16_into(dst[:700, :300], x)
+    tie = (x.view(np.uint32) & 0xFFFF) == 0x8000
+    np.testing.assert_array_equal(dst[:700, :300][~tie], bf16_bits(x)[~tie])
+    assert not dst[700:].any() and not dst[:, 300:].any()  # nothing written outside the view
 
 
 def test_rounding_error_is_half_an_ulp_and_ties_go_to_even():

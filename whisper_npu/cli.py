@@ -401,8 +401,10 @@ def bench(
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o")] = Path("."),
     npu_runtime: RuntimeOpt = NpuRuntime.auto,
     project: Annotated[
-        str | None, typer.Option(help="'npu': print PROJECTED NPU times per model (cost model), beside CPU rows "
-                                 "measured on the given files.")
+        str | None,
+        typer.Option(
+            help="'npu': print PROJECTED NPU times per model (cost model), beside CPU rows measured on the given files."
+        ),
     ] = None,
     compute_type: Annotated[
         list[ComputeType], typer.Option(help="Our compute type(s) to bench (repeat the option for several).")

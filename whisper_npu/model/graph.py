@@ -259,6 +259,13 @@ def _scaled(w: Weight, factor: float, rows: slice = slice(None)) -> Weight:
     return w
 
 
+def _rows(w: Weight, rows: slice) -> Weight:
+    """Output rows ``rows`` of a weight [out, in] (and their scales, for int8)."""
+    if isinstance(w, Int8Weight):
+        return Int8Weight(w.q[rows], w.scale[rows])
+    return w[rows]
+
+
 def _qkv_split(m: Ct2Model, prefix: str, dim: int, scale: float) -> tuple[Weight, np.ndarray]:
     """Fused QKV weight/bias with the attention scale folded into the Q rows."""
     w = _scaled(_weight(m, f"{prefix}/weight"), scale, slice(0, dim))
@@ -267,26 +274,62 @@ def _qkv_split(m: Ct2Model, prefix: str, dim: int, scale: float) -> tuple[Weight
     return w, b
 
 
-def _self_attention_qkv(g: _Builder, m: Ct2Model, x: str, src: str, name: str, h: int, hd: int) -> tuple[str, str, str]:
-    """Pre-LN + fused QKV projection (``<name>.qkv``) split into heads: q [B,H,T,hd], k [B,H,hd,T], v [B,H,T,hd]."""
+def _split_linear(g: _Builder, x: str, names: list[str], weight: Weight, bias: np.ndarray | None) -> list[str]:
+    """One linear per equal column block of ``weight`` ([out, in]): what a fused linear + Split computes.
+
+    Why: the NPU path hands each block's result to its consumer straight from the overlay's output buffer
+    (no copy); a fused result would be cut into blocks by a copy on the host.
+    """
+    out = (weight.q if isinstance(weight, Int8Weight) else weight).shape[0] // len(names)
+    rows = [slice(j * out, (j + 1) * out) for j in range(len(names))]
+    return [
+        g.linear(x, n, _rows(weight, r), None if bias is None else bias[r]) for n, r in zip(names, rows, strict=True)
+    ]
+
+
+def _self_attention_qkv(
+    g: _Builder, m: Ct2Model, x: str, src: str, name: str, h: int, hd: int, split: bool = False
+) -> tuple[str, str, str]:
+    """Pre-LN + QKV projection split into heads: q [B,H,T,hd], k [B,H,hd,T], v [B,H,T,hd].
+
+    Fused (``<name>.qkv`` + Split; one GEMM is fastest on the CPU) or, with ``split``, three linears
+    ``<name>.q``/``.k``/``.v`` (see :func:`_split_linear`).
+    """
     d = h * hd
     a = g.layer_norm(
         x, f"{name}.ln", m.get(f"{src}/self_attention/layer_norm/gamma"), m.get(f"{src}/self_attention/layer_norm/beta")
     )
     w, b = _qkv_split(m, f"{src}/self_attention/linear_0", d, hd**-0.5)
-    q, k, v = g.ops("Split", [g.linear(a, f"{name}.qkv", w, b), g.const([d, d, d])], 3, axis=-1)
+    if split:
+        q, k, v = _split_linear(g, a, [f"{name}.q", f"{name}.k", f"{name}.v"], w, b)
+    else:
+        q, k, v = g.ops("Split", [g.linear(a, f"{name}.qkv", w, b), g.const([d, d, d])], 3, axis=-1)
     return g.heads(q, h, hd, [0, 2, 1, 3]), g.heads(k, h, hd, [0, 2, 3, 1]), g.heads(v, h, hd, [0, 2, 1, 3])
 
 
-def _mlp(g: _Builder, m: Ct2Model, x: str, src: str, name: str) -> str:
+def _mlp(g: _Builder, m: Ct2Model, x: str, src: str, name: str, split: bool = False) -> str:
+    """Pre-LN MLP. With ``split``, fc1 is d_model-wide column blocks (``<name>.mlp.fc1.<j>``) each with its
+    own GELU, joined by a Concat in front of fc2 (GELU is elementwise, so this is the same function)."""
     h = g.layer_norm(x, f"{name}.mlp.ln", m.get(f"{src}/ffn/layer_norm/gamma"), m.get(f"{src}/ffn/layer_norm/beta"))
-    h = g.linear(h, f"{name}.mlp.fc1", _weight(m, f"{src}/ffn/linear_0/weight"), m.get(f"{src}/ffn/linear_0/bias"))
-    h = g.gelu(h)
+    w1, b1 = _weight(m, f"{src}/ffn/linear_0/weight"), m.get(f"{src}/ffn/linear_0/bias")
+    d_ff, d = (w1.q if isinstance(w1, Int8Weight) else w1).shape
+    if split and d_ff % d == 0 and d_ff > d:
+        blocks = _split_linear(g, h, [f"{name}.mlp.fc1.{j}" for j in range(d_ff // d)], w1, b1)
+        h = g.op("Concat", [g.gelu(b) for b in blocks], axis=-1)
+    else:
+        h = g.gelu(g.linear(h, f"{name}.mlp.fc1", w1, b1))
     h = g.linear(h, f"{name}.mlp.fc2", _weight(m, f"{src}/ffn/linear_1/weight"), m.get(f"{src}/ffn/linear_1/bias"))
     return g.op("Add", [x, h])
 
 
-def build_encoder(m: Ct2Model, dims: ModelDims, int8: Int8Plan | None = None) -> onnx.ModelProto:
+def build_encoder(
+    m: Ct2Model, dims: ModelDims, int8: Int8Plan | None = None, split_linears: bool = False
+) -> onnx.ModelProto:
+    """The encoder graph: mel -> cross-attention K/V of every decoder layer.
+
+    ``split_linears`` builds every wide linear as d_model-wide column blocks (q/k/v, fc1.0..3, cross k/v)
+    for the NPU path, where each block is one overlay launch whose result is consumed in place.
+    """
     g = _Builder("encoder", int8)
     d, h = dims.n_audio_state, dims.n_audio_head
     hd = d // h
@@ -320,7 +363,7 @@ def build_encoder(m: Ct2Model, dims: ModelDims, int8: Int8Plan | None = None) ->
 
     for i in range(dims.n_audio_layer):
         src, name = f"encoder/layer_{i}", f"encoder.layer{i}"
-        q, k, v = _self_attention_qkv(g, m, x, src, f"{name}.attn", h, hd)
+        q, k, v = _self_attention_qkv(g, m, x, src, f"{name}.attn", h, hd, split_linears)
         p = g.op("Softmax", [g.op("MatMul", [q, k])], axis=-1)
         o = g.merge_heads(g.op("MatMul", [p, v]), d)
         o = g.linear(
@@ -330,7 +373,7 @@ def build_encoder(m: Ct2Model, dims: ModelDims, int8: Int8Plan | None = None) ->
             m.get(f"{src}/self_attention/linear_1/bias"),
         )
         x = g.op("Add", [x, o])
-        x = _mlp(g, m, x, src, name)
+        x = _mlp(g, m, x, src, name, split_linears)
     x = g.layer_norm(x, "encoder.ln_post", m.get("encoder/layer_norm/gamma"), m.get("encoder/layer_norm/beta"))
 
     outputs = []
@@ -338,8 +381,12 @@ def build_encoder(m: Ct2Model, dims: ModelDims, int8: Int8Plan | None = None) ->
     ht = dims.n_text_head
     for i in range(dims.n_text_layer):
         src = f"decoder/layer_{i}/attention/linear_1"
-        kv = g.linear(x, f"decoder.layer{i}.cross_attn.kv", _weight(m, f"{src}/weight"), m.get(f"{src}/bias"))
-        k, v = g.ops("Split", [kv, g.const([dt, dt])], 2, axis=-1)
+        name = f"decoder.layer{i}.cross_attn"
+        w, b = _weight(m, f"{src}/weight"), m.get(f"{src}/bias")
+        if split_linears:
+            k, v = _split_linear(g, x, [f"{name}.k", f"{name}.v"], w, b)
+        else:
+            k, v = g.ops("Split", [g.linear(x, f"{name}.kv", w, b), g.const([dt, dt])], 2, axis=-1)
         k = g.heads(k, ht, dt // ht, [0, 2, 3, 1])
         v = g.heads(v, ht, dt // ht, [0, 2, 1, 3])
         g.nodes.append(helper.make_node("Identity", [k], [f"cross_k{i}"], name=f"cross_k{i}.out"))

@@ -9,17 +9,28 @@ call on the numpy array in between (a zero-copy hand-off). With ~20 routed
 matmuls per encoder the extra cost is ~20 session runs (tens of microseconds
 each).
 
-An external op may return a view of a buffer it will overwrite the next time
-the same node runs (the NPU path hands over its mapped C buffer without a
-copy). That is safe because runs of one graph are serialised by a lock, every
-consumer of a routed output is a later step of the same run, and a graph output
-that still shares memory with such a result is copied before it is returned.
+An external op may return a view of a buffer it will overwrite later (the NPU
+path hands over its mapped C buffer without a copy). To bound how many such
+buffers exist, every routed result gets a *slot*: results share a slot only
+when the earlier one is dead (its last consumer is an earlier step) before the
+later one is produced — interval colouring over the fixed step order, so a
+transformer needs a handful of slots, not one per matmul. The external op gets
+the slot with each call and may keep the result in the slot's buffer. That is
+safe because runs of one graph are serialised by a lock, every consumer of a
+routed output is a later step of the same run, and a graph output that still
+shares memory with such a result is copied before it is returned.
+
+A Concat along the last axis whose only consumer is a routed MatMul is left to
+the external op: it receives the Concat's inputs as a tuple of column blocks
+and can write them where it needs them (the NPU path converts each block
+straight into its input buffer) instead of onnxruntime joining them first.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +38,10 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-ExternalOp = Callable[[str, np.ndarray], np.ndarray]
+#: (node name, x or its column blocks, result slot) -> x @ W
+ExternalOp = Callable[[str, "np.ndarray | tuple[np.ndarray, ...]", Hashable], np.ndarray]
+
+_graph_ids = itertools.count()
 
 
 @dataclass
@@ -35,7 +49,8 @@ class _Step:
     session: ort.InferenceSession | None  # a graph segment...
     inputs: list[str]
     outputs: list[str]
-    external: str | None = None  # ...or a routed MatMul node name (input -> output)
+    external: str | None = None  # ...or a routed MatMul node name (input(s) -> output)
+    slot: Hashable = None  # result slot of a routed step
 
 
 class SegmentedGraph:
@@ -63,10 +78,19 @@ class SegmentedGraph:
         self.input_names = [i.name for i in graph.input]
         self.output_names = [o.name for o in graph.output]
 
+        absorbed = _absorbed_concats(graph, routed, set(self.output_names))
+        blocks_of = {graph.node[i].output[0]: list(graph.node[i].input) for i in absorbed}
+
+        def absorbed_inputs(node: onnx.NodeProto) -> list[str]:
+            """A routed MatMul's input: its x, or the blocks of the Concat it absorbed."""
+            return blocks_of.get(node.input[0], [node.input[0]])
+
         # Group nodes: consecutive ordinary nodes form a segment; a routed MatMul is a step of its own.
         groups: list[list[onnx.NodeProto] | onnx.NodeProto] = []
         current: list[onnx.NodeProto] = []
-        for node in graph.node:
+        for index, node in enumerate(graph.node):
+            if index in absorbed:
+                continue
             if node.op_type == "MatMul" and node.name in routed:
                 if current:
                     groups.append(current)
@@ -82,14 +106,17 @@ class SegmentedGraph:
         later: set[str] = set(self.output_names)
         for idx in range(len(groups) - 1, -1, -1):
             needed_after[idx] = set(later)
-            nodes = [groups[idx]] if isinstance(groups[idx], onnx.NodeProto) else groups[idx]
-            for node in nodes:
-                later.update(n for n in node.input if n)
+            group = groups[idx]
+            if isinstance(group, onnx.NodeProto):
+                later.update(absorbed_inputs(group))
+            else:
+                for node in group:
+                    later.update(n for n in node.input if n)
 
         self.steps: list[_Step] = []
         for idx, group in enumerate(groups):
             if isinstance(group, onnx.NodeProto):
-                self.steps.append(_Step(None, [group.input[0]], [group.output[0]], external=group.name))
+                self.steps.append(_Step(None, absorbed_inputs(group), [group.output[0]], external=group.name))
                 continue
             produced = {o for node in group for o in node.output}
             consumed = [n for node in group for n in node.input if n]
@@ -111,6 +138,7 @@ class SegmentedGraph:
             sub_model.ir_version = model.ir_version
             session = ort.InferenceSession(sub_model.SerializeToString(), options, providers=providers)
             self.steps.append(_Step(session, seg_inputs, seg_outputs))
+        self.slots = _assign_slots(self.steps, set(self.output_names), next(_graph_ids))
 
     def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with self._lock:
@@ -118,13 +146,64 @@ class SegmentedGraph:
             routed: list[np.ndarray] = []  # external results: possibly views the next run will overwrite
             for step in self.steps:
                 if step.external is not None:
-                    y = self.external(step.external, values[step.inputs[0]])
+                    x = values[step.inputs[0]] if len(step.inputs) == 1 else tuple(values[n] for n in step.inputs)
+                    y = self.external(step.external, x, step.slot)
                     values[step.outputs[0]] = y
                     routed.append(y)
                     continue
                 outs = step.session.run(step.outputs, {n: values[n] for n in step.inputs})
                 values.update(zip(step.outputs, outs, strict=True))
             return [_detached(values[n], routed) for n in (output_names or self.output_names)]
+
+
+def _absorbed_concats(graph: onnx.GraphProto, routed: set[str], outputs: set[str]) -> set[int]:
+    """Indices of Concat nodes (last axis) whose output feeds one routed MatMul and nothing else."""
+    producer = {o: i for i, node in enumerate(graph.node) for o in node.output}
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for n in node.input:
+            uses[n] = uses.get(n, 0) + 1
+    found = set()
+    for node in graph.node:
+        if node.op_type != "MatMul" or node.name not in routed:
+            continue
+        i = producer.get(node.input[0])
+        if i is None:
+            continue
+        src = graph.node[i]
+        axis = next((a.i for a in src.attribute if a.name == "axis"), None)
+        if src.op_type == "Concat" and axis == -1 and uses[src.output[0]] == 1 and src.output[0] not in outputs:
+            found.add(i)
+    return found
+
+
+def _assign_slots(steps: list[_Step], outputs: set[str], graph_id: int) -> dict[str, Hashable]:
+    """Give each routed step's result a slot, reusing a slot once its previous result has no consumer left.
+
+    A result is live from its step to its last consuming step (for ever if it is a graph output). A slot
+    whose holder's last use is an earlier step than the new result's is free: that consumer has finished.
+    """
+    last_use: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        for n in step.inputs:
+            last_use[n] = i
+    forever = len(steps)
+    busy_until: list[int] = []  # per slot: the step at which its current result is last used
+    slots: dict[str, Hashable] = {}
+    for i, step in enumerate(steps):
+        if step.external is None:
+            continue
+        out = step.outputs[0]
+        end = forever if out in outputs else last_use.get(out, i)
+        free = next((k for k, until in enumerate(busy_until) if until < i), None)
+        if free is None:
+            busy_until.append(end)
+            free = len(busy_until) - 1
+        else:
+            busy_until[free] = end
+        step.slot = (graph_id, free)
+        slots[step.external] = step.slot
+    return slots
 
 
 def _detached(value: np.ndarray, routed: list[np.ndarray]) -> np.ndarray:

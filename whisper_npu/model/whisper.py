@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,7 +47,9 @@ class MatmulRouter(Protocol):
 
     def register(self, node: str, weight: np.ndarray) -> None: ...
 
-    def matmul(self, node: str, x: np.ndarray) -> np.ndarray: ...
+    def matmul(self, node: str, x: np.ndarray | tuple[np.ndarray, ...], slot: Hashable | None = None) -> np.ndarray:
+        """x @ W of a routed node; ``x`` may be column blocks, ``slot`` see ``model.segmented``."""
+        ...
 
 
 @dataclass
@@ -218,7 +221,7 @@ class WhisperModel:
         def build(which: str) -> onnx.ModelProto:
             try:
                 if which == "encoder":
-                    return build_encoder(ct2, dims, plan)
+                    return build_encoder(ct2, dims, plan, split_linears=router is not None)
                 return build_decoder(ct2, dims, alignment_layers, plan)
             except (KeyError, ValueError) as exc:
                 raise ModelError(f"{model_dir}: unexpected Whisper weights ({exc})") from None

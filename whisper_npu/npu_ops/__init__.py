@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from whisper_npu.report import RunReport
 
 #: Encoder weight matmuls, plus the cross-attention K/V projection that lives in the encoder graph.
 ENCODER_MATMULS = re.compile(
-    r"^(encoder\.layer\d+\.(attn\.qkv|attn\.out|mlp\.fc1|mlp\.fc2)|decoder\.layer\d+\.cross_attn\.kv)$"
+    r"^(encoder\.layer\d+\.(attn\.(qkv|q|k|v|out)|mlp\.fc1(\.\d+)?|mlp\.fc2)|decoder\.layer\d+\.cross_attn\.(kv|k|v))$"
 )
 DECODER_POLICY = "policy: decoder matmuls have beam-size rows per step; kept as native onnxruntime MatMul"
 
@@ -49,8 +50,8 @@ class NpuSetup:
         self.dispatcher.register_matmul(node, weight)
         self.routed.append(node)
 
-    def matmul(self, node: str, x: np.ndarray) -> np.ndarray:
-        return self.dispatcher.matmul(node, x)
+    def matmul(self, node: str, x: np.ndarray | tuple[np.ndarray, ...], slot: Hashable | None = None) -> np.ndarray:
+        return self.dispatcher.matmul(node, x, slot)
 
     def mel_op_for(self, n_mels: int) -> Any:
         if n_mels not in self._mel_ops:

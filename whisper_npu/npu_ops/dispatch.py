@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,11 @@ MATMUL_CHECK_TOLERANCE = 0.02  # relative Frobenius error of the bf16 result vs 
 MEL_CHECK_TOLERANCE = 0.02  # max abs error of log10 mel above the max-8 floor
 MIN_NPU_ROWS = 64  # below this many rows a matmul stays on the CPU (policy)
 FRAMES_PER_WINDOW = 1500
+
+
+def _joined(parts: tuple[np.ndarray, ...]) -> np.ndarray:
+    """The column blocks as one array (the CPU fallback and the self-check need x whole)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
 
 
 @dataclass
@@ -201,24 +206,29 @@ class Dispatcher:
     def _account(self, op: str, cost: HostCost) -> None:
         self.host.setdefault(op, HostCost()).add(cost)
 
-    def matmul(self, name: str, x: np.ndarray) -> np.ndarray:
+    def matmul(self, name: str, x: np.ndarray | tuple[np.ndarray, ...], slot: Hashable | None = None) -> np.ndarray:
+        """x @ W of a registered op; ``x`` may come as column blocks (a Concat left to us), ``slot`` lets the
+        result stay in a shared C BO (see ``GemmOp.run``)."""
         self.plan()
         op = self._ops[name]
-        lead = x.shape[:-1]
-        x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]), dtype=np.float32)
+        blocks = x if isinstance(x, tuple) else (x,)
+        lead = blocks[0].shape[:-1]
+        parts = tuple(np.ascontiguousarray(b.reshape(-1, b.shape[-1]), dtype=np.float32) for b in blocks)
+        x2 = parts if len(parts) > 1 else parts[0]
+        rows = parts[0].shape[0]
         reason = op.plan_reason
         if reason is None and op.gemm is not None:
             reason = self._disabled_reason(op.gemm)
-        if reason is None and x2.shape[0] < self.min_rows:
-            reason = f"policy: {x2.shape[0]} rows < {self.min_rows} (skinny matmul is faster on CPU)"
+        if reason is None and rows < self.min_rows:
+            reason = f"policy: {rows} rows < {self.min_rows} (skinny matmul is faster on CPU)"
         if reason is None:
             t0 = time.perf_counter()
             try:
                 with self._lock:
-                    y, cost = op.gemm.run(self.session, x2)
+                    y, cost = op.gemm.run(self.session, x2, slot=slot)
                 elapsed = time.perf_counter() - t0
                 if not op.checked:
-                    reason = self._check_matmul(op, x2, y)
+                    reason = self._check_matmul(op, _joined(parts), y)
                 if reason is None:
                     self._account(name, cost)
                     self.report.record_op(name, self.label, elapsed)
@@ -228,7 +238,7 @@ class Dispatcher:
                 self._disable(op.gemm, f"kernel disabled after: {exc.reason}")
         self.report.record_fallback(name, reason)
         t0 = time.perf_counter()
-        y = x2 @ op.weight
+        y = _joined(parts) @ op.weight
         self.report.record_op(name, "cpu", time.perf_counter() - t0)
         return y.reshape(*lead, -1)
 
@@ -352,7 +362,8 @@ class Dispatcher:
         }
 
     def zero_copy_bytes(self) -> int:
-        """Bytes of per-op C BOs held so single-launch ops can hand their result over without a copy."""
+        """Bytes of C BOs held so single-launch ops can hand their result over without a copy (per-op + slots)."""
         gemms = [op.gemm for op in self._ops.values() if op.gemm is not None]
         gemms += [g for mel, _ in self._mel.values() if mel is not None for g in (mel.dft, mel.filterbank)]
-        return sum(g.own_c_bytes() for g in gemms)
+        slots = self.session.result_slot_bytes if self.session is not None else 0
+        return sum(g.own_c_bytes() for g in gemms) + slots

@@ -13,9 +13,13 @@ k-sized partial sums accumulated in f32 in ascending K order — which is what
 :func:`whole_array_gemm` does (within one chunk the hardware's adder tree
 order is not observable here; numpy's f32 GEMM stands for it).
 
-bf16 on the host: a float32's upper 16 bits, rounded to nearest even (the
-conversion ``std::bfloat16_t`` and ``ml_dtypes`` do; truncation — the AIE's
-default ``to_vector<bfloat16>`` — biases every value towards zero).
+bf16 on the host: a float32's upper 16 bits, rounded to nearest. Weights are
+converted once with ties to even (:func:`bf16_bits`, what ``std::bfloat16_t``
+and ``ml_dtypes`` do); activations, converted on every call, with ties away
+from zero (:func:`to_bf16_into`), which differs only on exact ties (a float32
+whose low 16 bits are exactly 0x8000, about 1 in 65536 values) and costs two
+integer passes instead of five. Truncation — the AIE's default
+``to_vector<bfloat16>`` — would bias every value towards zero.
 """
 
 from __future__ import annotations
@@ -24,12 +28,10 @@ from functools import lru_cache
 
 import numpy as np
 
-try:  # one-pass C cast with the same round-to-nearest-even; ~2x faster than the numpy bit ops below
-    from ml_dtypes import bfloat16 as _ML_BF16
-except ImportError:  # pragma: no cover - ml_dtypes comes with onnx
-    _ML_BF16 = None
-
 BF16 = np.uint16  # bf16 values travel as their uint16 bit patterns
+
+#: float32 elements converted per pass of :func:`to_bf16_into`: the uint32 scratch (256 KB) stays in L2.
+CONVERT_CHUNK = 65536
 
 
 def bf16_bits(x: np.ndarray) -> np.ndarray:
@@ -48,11 +50,39 @@ def bf16_bits(x: np.ndarray) -> np.ndarray:
 
 
 def to_bf16_into(dst: np.ndarray, x: np.ndarray) -> None:
-    """Write bf16(x) (round to nearest even) into the uint16 array ``dst`` in one pass, no temporaries."""
-    if _ML_BF16 is not None:
-        dst.view(_ML_BF16)[...] = x
-    else:  # pragma: no cover
-        dst[...] = bf16_bits(x)
+    """Write bf16(x) into the uint16 array ``dst`` [rows, cols] (``x`` float32, same shape): the host's per-call cast.
+
+    Round to nearest, ties away from zero: add half an ulp of bf16 (0x8000) to the float32 bits and keep the
+    upper 16, in row chunks whose uint32 scratch stays in cache. Why not ties-to-even: this is the hottest
+    host loop of the NPU path (every activation of every GEMM, 16.7 M values per tiny window), and
+    measured here on a cache-cold 1500 x 1536 source it takes 1.2 ms against 2.0 ms for the five-pass
+    ties-to-even bit ops and 4.7 ms for ml_dtypes' cast; the results differ only on exact ties.
+    Finite values that round past bf16's largest become +-inf, as with ties-to-even. NaN is not preserved
+    (a NaN may come out as inf or 0): activations are finite in a working model, and NaN bits are not worth a
+    third pass.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        x, dst = x.reshape(-1, x.shape[-1]), dst.reshape(-1, dst.shape[-1])
+    rows, cols = x.shape
+    if rows == 0 or cols == 0:
+        return
+    u = x.view(np.uint32)  # same item size: a view even of a strided x
+    step = max(1, CONVERT_CHUNK // cols)
+    scratch = np.empty((min(step, rows), cols), np.uint32)
+    for r0 in range(0, rows, step):
+        t = scratch[: min(step, rows - r0)]
+        np.add(u[r0 : r0 + step], np.uint32(0x8000), out=t)
+        t >>= 16
+        np.copyto(dst[r0 : r0 + step], t, casting="unsafe")
+
+
+def activation_bits(x: np.ndarray) -> np.ndarray:
+    """bf16 bits of ``x`` as the host converts activations on every call (:func:`to_bf16_into`), in a new array."""
+    x = np.asarray(x, np.float32)
+    out = np.empty(x.shape, np.uint16)
+    to_bf16_into(out, x)
+    return out
 
 
 def bf16_to_f32(bits: np.ndarray) -> np.ndarray:

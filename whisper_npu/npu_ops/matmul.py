@@ -46,7 +46,7 @@ thread sleeping in ``run.wait`` costs nothing):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +60,7 @@ from whisper_npu.npu_ops.runtime import XdnaSession
 ZERO_COPY_MAX_ROWS = 2048
 
 #: Writes x rows [rows, K] into the A view [rows, K_overlay] as bf16 bits (the default writes K columns).
-AWriter = Callable[[np.ndarray, np.ndarray], None]
+AWriter = Callable[[np.ndarray, Any], None]
 
 
 #: Clock of every host phase: this thread's CPU time, so other processes on a shared machine do not inflate the
@@ -95,8 +95,30 @@ class HostCost:
             setattr(self, f, getattr(self, f) + getattr(other, f))
 
 
-def _default_writer(dst: np.ndarray, x: np.ndarray) -> None:
-    to_bf16_into(dst[:, : x.shape[1]], x)
+#: x as one [M, K] array, or as column blocks [M, K_j] that together make x (a Concat the graph left to us).
+Operand = np.ndarray | tuple[np.ndarray, ...]
+
+
+def _parts(x: Operand) -> tuple[np.ndarray, ...]:
+    return x if isinstance(x, tuple) else (x,)
+
+
+def _width(x: Operand) -> int:
+    return sum(p.shape[1] for p in _parts(x))
+
+
+def _rows_of(x: Operand, r0: int, rows: int) -> Operand:
+    if isinstance(x, tuple):
+        return tuple(p[r0 : r0 + rows] for p in x)
+    return x[r0 : r0 + rows]
+
+
+def _default_writer(dst: np.ndarray, x: Operand) -> None:
+    """bf16(x) into the first K columns of the A view; column blocks land side by side (no concatenation)."""
+    c0 = 0
+    for part in _parts(x):
+        to_bf16_into(dst[:, c0 : c0 + part.shape[1]], part)
+        c0 += part.shape[1]
 
 
 @dataclass
@@ -162,17 +184,22 @@ class GemmOp:
         """Bytes of the C BOs this op holds for zero-copy results (beyond the shared scratch BOs)."""
         return sum(s.config.buffer_bytes()["C"] for s in self.specs if s.name in self._c_bos)
 
-    def _zero_copy(self, m: int, cfg: Any) -> bool:
+    def _zero_copy(self, m: int, cfg: Any, slot: Hashable | None) -> bool:
         """One launch whose valid C rows are contiguous in the BO: the result can be a view of it.
 
-        Only on single-window overlays: an own C BO per op costs ``M x N x 4`` bytes (tiny 18 MB, base 36 MB in
-        all; 2 x layers x 1536 x d x 4), and on the batched overlays it would be four times that.
+        With a ``slot`` (the segmented graph's liveness-checked result slot) the C BO is shared by every op
+        given that slot on this overlay, so memory is bounded by the slots, not the ops: any overlay qualifies.
+        Without one the op needs a C BO of its own, which is kept to single-window overlays (an own C BO per op
+        costs ``M x N x 4`` bytes; on the batched overlays four times that).
         """
-        return self.blocks == 1 and m <= cfg.M <= ZERO_COPY_MAX_ROWS and self.n == cfg.N
+        fits = self.blocks == 1 and m <= cfg.M and self.n == cfg.N
+        return fits and (slot is not None or cfg.M <= ZERO_COPY_MAX_ROWS)
 
-    def _c_bo(self, session: XdnaSession, spec: KernelSpec, overlay: Any, own: bool) -> Any:
+    def _c_bo(self, session: XdnaSession, spec: KernelSpec, overlay: Any, own: bool, slot: Hashable | None) -> Any:
         if not own:
             return session.scratch(overlay, "C")
+        if slot is not None:
+            return session.result_bo(overlay, slot)
         bo = self._c_bos.get(spec.name)
         if bo is None:
             bo = self._c_bos[spec.name] = session.alloc(overlay, "C", spec.config.buffer_bytes()["C"])
@@ -183,7 +210,7 @@ class GemmOp:
         session: XdnaSession,
         spec: KernelSpec,
         a_bo: Any,
-        x: np.ndarray,
+        x: Operand,
         r0: int,
         rows: int,
         writer: AWriter,
@@ -192,15 +219,17 @@ class GemmOp:
         """Convert rows [r0, r0 + rows) of x into the A BO and sync it, unless the BO already holds exactly them."""
         cfg = spec.config
         t0 = _cpu()
-        # Same buffer = same address, shape and strides; holding x keeps that memory from being reused.
-        tag = (x, (x.ctypes.data, x.shape, x.strides), r0, rows, writer)
+        # Same buffers = same addresses, shapes and strides; holding x keeps that memory from being reused.
+        where = tuple((p.ctypes.data, p.shape, p.strides) for p in _parts(x))
+        tag = (x, where, r0, rows, writer)
         held = session.a_contents.get(spec.name)
         if held is not None and held[1:] == tag[1:]:
             return
         a_view = session.view(a_bo, np.uint16, (cfg.M, cfg.K))
-        writer(a_view[:rows], x[r0 : r0 + rows])
-        if x.shape[1] < cfg.K and writer is _default_writer:
-            a_view[:rows, x.shape[1] :] = 0
+        writer(a_view[:rows], _rows_of(x, r0, rows))
+        width = _width(x)
+        if width < cfg.K and writer is _default_writer:
+            a_view[:rows, width:] = 0
         t1 = _cpu()
         cost.prepare += t1 - t0
         emulated = session.to_device(a_bo, rows * cfg.K * 2)
@@ -208,21 +237,24 @@ class GemmOp:
         cost.sync += max(_cpu() - t1 - emulated, 0.0)
         cost.emulated_sync += emulated
 
-    def run(self, session: XdnaSession, x: np.ndarray, writer: AWriter | None = None) -> tuple[np.ndarray, HostCost]:
-        """x [M, K] float32 -> (x @ W as the overlay computes it [M, N] float32, host cost of this call).
+    def run(
+        self, session: XdnaSession, x: Operand, writer: AWriter | None = None, slot: Hashable | None = None
+    ) -> tuple[np.ndarray, HostCost]:
+        """x [M, K] float32 (or its column blocks) -> (x @ W as the overlay computes it [M, N] float32, host cost).
 
-        The result may be a read-only-by-contract view of this op's own C BO (see the module docstring): valid
-        until this op runs again.
+        The result may be a read-only-by-contract view of a C BO (see the module docstring): without ``slot``
+        this op's own, valid until this op runs again; with ``slot`` the one shared by that slot, valid until the
+        caller's next use of the slot (the segmented graph gives a slot only to results that are dead by then).
         """
         writer = writer or _default_writer
-        m = x.shape[0]
+        m = _parts(x)[0].shape[0]
         spec = self.pick(m)
         cfg = spec.config
         cost = HostCost(rows=m)
         overlay = session.overlay(spec)
         b_bos = self._resident(session, spec, overlay)
-        own = self._zero_copy(m, cfg)
-        a_bo, c_bo = session.scratch(overlay, "A"), self._c_bo(session, spec, overlay, own)
+        own = self._zero_copy(m, cfg, slot)
+        a_bo, c_bo = session.scratch(overlay, "A"), self._c_bo(session, spec, overlay, own, slot)
         c_view = session.view(c_bo, np.float32, (cfg.M, cfg.N))
         y = c_view[:m] if own else np.empty((m, self.n), np.float32)
         for r0 in range(0, m, cfg.M):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -121,11 +122,12 @@ class XdnaSession:
         self._open: OrderedDict[str, Overlay] = OrderedDict()
         self._xclbins: dict[str, tuple[Any, Any]] = {}
         self._instr: dict[str, tuple[Any, int]] = {}
-        self._scratch: dict[tuple[str, str], Any] = {}
+        self._scratch: dict[tuple[str, Any], Any] = {}
         #: What each overlay's A BO holds on the device: (x, first row, rows, writer) of the last upload.
         self.a_contents: dict[str, tuple[Any, ...]] = {}
         self.contexts_opened = 0
         self.evictions = 0
+        self.result_slot_bytes = 0  # C BOs held for result slots (zero-copy results)
         self.switches = 0
         self._last_launched: str | None = None
         self.to_dev = xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE
@@ -246,17 +248,33 @@ class XdnaSession:
             raise KernelFailure(f"kernel run ended in {name}")
         return float(getattr(run, "emulated_seconds", 0.0))
 
-    def scratch(self, overlay: Overlay, role: str) -> Any:
-        """The overlay's shared A or C BO (sized for its configuration), reused by every op that runs on it."""
+    def scratch(self, overlay: Overlay, role: str | tuple[str, Hashable]) -> Any:
+        """The overlay's shared A or C BO (sized for its configuration), reused by every op that runs on it.
+
+        ``role`` is "A", "C", or ("C", slot) for a result slot (:meth:`result_bo`).
+        """
         key = (overlay.spec.name, role)
         bo = self._scratch.get(key)
         if bo is None:
-            bo = self.alloc(overlay, role, overlay.spec.config.buffer_bytes()[role])
+            kind = role if isinstance(role, str) else role[0]
+            nbytes = overlay.spec.config.buffer_bytes()[kind]
+            bo = self.alloc(overlay, kind, nbytes)
+            if not isinstance(role, str):
+                self.result_slot_bytes += nbytes
             self._scratch[key] = bo
         return bo
 
+    def result_bo(self, overlay: Overlay, slot: Hashable) -> Any:
+        """The C BO of result slot ``slot`` on this overlay: shared by the ops the caller gave that slot.
+
+        The caller (``SegmentedGraph``) hands a slot to a result only once the slot's previous result is dead,
+        so a result can stay in place (zero-copy) with memory bounded by the slots, not by the ops.
+        """
+        return self.scratch(overlay, ("C", slot))
+
     def close(self) -> None:
         self._scratch.clear()
+        self.result_slot_bytes = 0
         self.a_contents.clear()
         self._open.clear()
         self._instr.clear()
