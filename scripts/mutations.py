@@ -45,6 +45,7 @@ _API = "whisper_npu/api.py"
 _CLI = "whisper_npu/cli.py"
 _MM = "whisper_npu/npu_ops/matmul.py"
 _K = "whisper_npu/npu_ops/kernels.py"
+_SEG = "whisper_npu/model/segmented.py"
 _RT = "whisper_npu/npu_ops/runtime.py"
 _MF = "whisper_npu/npu_ops/manifest.py"
 _DI = "whisper_npu/npu_ops/dispatch.py"
@@ -1061,5 +1062,60 @@ MUTATIONS: list[Mutation] = [
         "if p.l1_bytes > CORE_MEMORY:",
         GAPS_MORE,
         "core memory check forgets the stack: a tile that fills L1 exactly passes",
+    ),
+    # -- NPU host path: in-place results, result slots, the per-call cast ------------------------------
+    _m(
+        "npu-slot-reused-while-live",
+        "npu_ops",
+        _SEG,
+        "free = next((k for k, until in enumerate(busy_until) if until < i), None)",
+        "free = next((k for k, until in enumerate(busy_until) if until <= i + 1), None)",
+        "tests/test_npu_hostcost.py",
+        "a result slot is handed to the next matmul while its result still waits for a consumer: overwritten",
+    ),
+    _m(
+        "npu-concat-not-absorbed",
+        "npu_ops",
+        _SEG,
+        "            found.add(i)\n",
+        "            pass\n",
+        "tests/test_npu_hostcost.py",
+        "fc2's input is joined by onnxruntime (a 9 MB copy per layer) instead of converted block by block",
+    ),
+    _m(
+        "npu-cast-ties-down",
+        "npu_ops",
+        _K,
+        "np.add(u[r0 : r0 + step], np.uint32(0x8000), out=t)",
+        "np.add(u[r0 : r0 + step], np.uint32(0x7FFF), out=t)",
+        "tests/test_npu_kernels.py",
+        "the per-call activation cast rounds exact ties towards zero (and every value a hair low)",
+    ),
+    _m(
+        "npu-cast-last-chunk-skipped",
+        "npu_ops",
+        _K,
+        "    for r0 in range(0, rows, step):\n",
+        "    for r0 in range(0, rows - step, step):\n",
+        "tests/test_npu_kernels.py",
+        "the activation cast leaves the last rows of a large input unconverted",
+    ),
+    _m(
+        "npu-fused-graph-on-npu",
+        "npu_ops",
+        _W,
+        "return build_encoder(ct2, dims, plan, split_linears=router is not None)",
+        "return build_encoder(ct2, dims, plan)",
+        "tests/test_npu_pipeline.py",
+        "the NPU path keeps the fused qkv/fc1/kv linears: every column block is copied out of C",
+    ),
+    _m(
+        "npu-batched-no-zero-copy",
+        "npu_ops",
+        _MM,
+        "return fits and (slot is not None or cfg.M <= ZERO_COPY_MAX_ROWS)",
+        "return fits and cfg.M <= ZERO_COPY_MAX_ROWS",
+        "tests/test_npu_pipeline.py",
+        "batched windows (the VAD batch) copy every result out of C although a slot could hold it",
     ),
 ]

@@ -124,6 +124,11 @@ def test_windows_batch_along_m(npu_model):
     assert cost.launches == 1 and cost.rows == 6000
     w = dispatcher._ops["encoder.layer0.mlp.fc1.1"].weight
     assert np.linalg.norm(y - x @ w) / np.linalg.norm(x @ w) < 0.01
+    assert cost.zero_copy == 0  # no slot: a batched overlay's result is copied (no C BO per op at 4x the size)
+    # With a result slot (what the segmented graph passes) the batched result stays in the slot's C BO.
+    y2 = npu_model.npu.matmul("encoder.layer0.mlp.fc1.1", x, ("test", 0))
+    assert dispatcher.host["encoder.layer0.mlp.fc1.1"].zero_copy == 1
+    np.testing.assert_array_equal(y2, y)
 
 
 def _dispatcher_with_tiny_weights(directory, monkeypatch):
