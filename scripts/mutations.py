@@ -1118,4 +1118,22 @@ MUTATIONS: list[Mutation] = [
         "tests/test_npu_pipeline.py",
         "batched windows (the VAD batch) copy every result out of C although a slot could hold it",
     ),
+    _m(
+        "npu-prepared-run-ignores-c",
+        "npu_ops",
+        _RT,
+        "        key = (id(a), id(b), id(c))\n",
+        "        key = (id(a), id(b), 0)\n",
+        "tests/test_npu_pipeline.py tests/test_npu_emulator.py",
+        "a prepared run is reused for another result buffer: the GEMM writes where the caller does not read",
+    ),
+    _m(
+        "npu-prepared-run-never-restarted",
+        "npu_ops",
+        _RT,
+        "            run.start()\n",
+        "            pass\n",
+        "tests/test_npu_emulator.py",
+        "a prepared run is waited on but not started again: every later launch returns the first result",
+    ),
 ]

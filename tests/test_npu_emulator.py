@@ -126,6 +126,53 @@ def test_swapped_a_and_b_rejected(specs):
         kernel(3, instr, n, a, b)
 
 
+def test_a_run_is_reusable_and_reads_its_buffers_afresh_on_every_start(specs):
+    """xrt.run(kernel) + set_arg once, then start/wait per launch: each start computes from the BOs' current
+    device contents, argument checks happen at set_arg, and an incomplete run cannot start."""
+    spec = specs["small"]
+    cfg = spec.config
+    dev, _, kernel = _open(spec)
+    instr, n, a, b, c = _bos(spec, dev, kernel)
+    run = xrt.run(kernel)
+    with pytest.raises(RuntimeError, match="wrong group id"):
+        run.set_arg(3, b)  # B where A belongs
+    for i, value in enumerate((3, instr, n, a, b)):
+        run.set_arg(i, value)
+    with pytest.raises(RuntimeError, match="needs arguments"):
+        run.start()  # C not set
+    run.set_arg(5, c)
+    rng = np.random.default_rng(7)
+    w = bf16_bits(rng.standard_normal((cfg.K, cfg.N), dtype=np.float32))
+    _fill(b, w)
+    outs = []
+    for _ in range(2):
+        x = bf16_bits(rng.standard_normal((cfg.M, cfg.K), dtype=np.float32))
+        _fill(a, x)
+        run.start()
+        assert run.wait(1000) == xrt.ert_cmd_state.ERT_CMD_STATE_COMPLETED
+        c.sync(xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_FROM_DEVICE)
+        y = np.frombuffer(c.map(), np.float32, count=cfg.M * cfg.N).reshape(cfg.M, cfg.N).copy()
+        np.testing.assert_array_equal(y, whole_array_gemm(x, w, cfg.k))
+        outs.append(y)
+    assert not np.array_equal(outs[0], outs[1])  # the second start saw the new A
+
+
+def test_session_prepares_one_run_per_buffer_triple_and_drops_them_with_the_overlay(specs, monkeypatch):
+    session = XdnaSession(xrt, emulated=True)
+    made = []
+    real_run = xrt.run
+    monkeypatch.setattr(xrt, "run", lambda k: made.append(k) or real_run(k))
+    op = GemmOp("w", [specs["wide"]], np.ones((WIDE.K, WIDE.N), np.float32))
+    x = np.ones((WIDE.M, WIDE.K), np.float32)
+    op.run(session, x)
+    op.run(session, -x)
+    assert len(made) == 1  # one launch per call on the same (A, B, C): the run is prepared once
+    overlay = session.overlay(specs["wide"])
+    assert len(overlay.prepared) == 1
+    y, _ = op.run(session, 2 * x)
+    np.testing.assert_allclose(y, 2 * x @ op.weight)  # the reused run computed from the new A
+
+
 @pytest.mark.parametrize(
     "breakage",
     ["unsynced instructions", "other config's instructions", "truncated word count", "A too small", "opcode"],

@@ -417,12 +417,33 @@ class bo:  # noqa: N801
 
 
 class run:  # noqa: N801
-    def __init__(self, state: ert_cmd_state, delay: float = 0.0, emulated_seconds: float = 0.0) -> None:
-        self._state = state
-        self._ready_at = time.perf_counter() + delay
+    """One execution of a kernel, reusable: ``run(kernel)``, ``set_arg`` each argument, then ``start``/``wait``
+    as often as wanted (XRT re-runs a completed run with the arguments it holds). ``kernel(...)`` is a
+    new run with every argument set, started."""
+
+    def __init__(self, kern: kernel | None = None) -> None:
+        self._kernel = kern
+        self._args: dict[int, Any] = {}
+        self._state = ert_cmd_state.ERT_CMD_STATE_NEW
+        self._ready_at = 0.0
         #: Thread CPU seconds spent computing the overlay's result in numpy (not a pyxrt attribute; host accounting
         #: excludes it). The "slow" fault's delay is a sleep in ``wait``: wall time, no CPU time, like an NPU run.
-        self.emulated_seconds = emulated_seconds
+        self.emulated_seconds = 0.0
+
+    def set_arg(self, index: Any, value: Any) -> None:
+        if self._kernel is None:
+            raise RuntimeError("set_arg: run has no kernel")
+        index = int(index)
+        self._kernel._check_arg(index, value)
+        self._args[index] = value
+
+    def start(self) -> None:
+        if self._kernel is None:
+            raise RuntimeError("start: run has no kernel")
+        if self._state in (ert_cmd_state.ERT_CMD_STATE_QUEUED, ert_cmd_state.ERT_CMD_STATE_SUBMITTED):
+            raise RuntimeError("start: run is still in flight")
+        self._state, delay, self.emulated_seconds = self._kernel._start(self._args)
+        self._ready_at = time.perf_counter() + delay
 
     def wait(self, timeout_ms: int = 0) -> ert_cmd_state:
         if self._state == ert_cmd_state.ERT_CMD_STATE_TIMEOUT:
@@ -466,29 +487,54 @@ class kernel:  # noqa: N801
         return int(args[pos]["group_id"])
 
     def __call__(self, *args: Any) -> run:
-        opcode, instr, n_words, *bos = args
+        expected = self._meta["args"]
+        if len(args) - 3 != len(expected):
+            raise RuntimeError(f"kernel {self._name} takes {len(expected)} buffers, got {len(args) - 3}")
+        r = run(self)
+        for i, value in enumerate(args):
+            r.set_arg(i, value)
+        r.start()
+        return r
+
+    def _check_arg(self, index: int, value: Any) -> None:
+        """XRT's checks when an argument is set: scalars at 0 and 2, the instruction BO at 1, data BOs after."""
+        expected = self._meta["args"]
+        if index in (0, 2):
+            if isinstance(value, bo):
+                raise RuntimeError(f"argument {index} is a scalar, got a buffer object")
+            return
+        if index == 1:
+            if not isinstance(value, bo) or value.group != 1 or value.flags_value != bo.flags.cacheable:
+                raise RuntimeError("instruction buffer must be a cacheable BO in group_id(1)")
+            return
+        pos = index - 3
+        if not 0 <= pos < len(expected):
+            raise RuntimeError(f"kernel {self._name} takes {len(expected)} buffers, got argument {index}")
+        if not isinstance(value, bo):
+            raise RuntimeError(f"argument {index} is not a buffer object")
+        spec = expected[pos]
+        if value.group != spec["group_id"] or value.flags_value != bo.flags.host_only:
+            raise RuntimeError(f"buffer {spec['name']}: wrong group id or flags for this kernel")
+
+    def _start(self, args: dict[int, Any]) -> tuple[ert_cmd_state, float, float]:
+        """Execute one run on the arguments it holds: (final state, extra wall delay, emulated compute seconds)."""
+        expected = self._meta["args"]
+        if sorted(args) != list(range(3 + len(expected))):
+            raise RuntimeError(f"start: kernel {self._name} needs arguments 0..{2 + len(expected)} set")
+        opcode, instr, n_words = args[0], args[1], args[2]
+        bos = [args[3 + i] for i in range(len(expected))]
         if int(opcode) != designs.OPCODE:
-            return run(ert_cmd_state.ERT_CMD_STATE_ERROR)
-        if not isinstance(instr, bo) or instr.group != 1 or instr.flags_value != bo.flags.cacheable:
-            raise RuntimeError("instruction buffer must be a cacheable BO in group_id(1)")
+            return ert_cmd_state.ERT_CMD_STATE_ERROR, 0.0, 0.0
         if int(n_words) * 4 > instr.size():
             raise RuntimeError("instruction count exceeds the instruction buffer")
-        expected = self._meta["args"]
-        if len(bos) != len(expected):
-            raise RuntimeError(f"kernel {self._name} takes {len(expected)} buffers, got {len(bos)}")
-        for i, (b, spec) in enumerate(zip(bos, expected, strict=True)):
-            if not isinstance(b, bo):
-                raise RuntimeError(f"argument {i + 3} is not a buffer object")
-            if b.group != spec["group_id"] or b.flags_value != bo.flags.host_only:
-                raise RuntimeError(f"buffer {spec['name']}: wrong group id or flags for this kernel")
         with _fault_lock:
             fault = _faults.get(self._label) or _faults.get("*")
         if fault == "timeout":
-            return run(ert_cmd_state.ERT_CMD_STATE_TIMEOUT)
+            return ert_cmd_state.ERT_CMD_STATE_TIMEOUT, 0.0, 0.0
         if fault == "error":
-            return run(ert_cmd_state.ERT_CMD_STATE_ERROR)
+            return ert_cmd_state.ERT_CMD_STATE_ERROR, 0.0, 0.0
         if fault == "abort":
-            return run(ert_cmd_state.ERT_CMD_STATE_ABORT)
+            return ert_cmd_state.ERT_CMD_STATE_ABORT, 0.0, 0.0
         t0 = time.thread_time()
         try:
             words = np.frombuffer(instr._dev, dtype=np.uint32, count=int(n_words))
@@ -498,15 +544,12 @@ class kernel:  # noqa: N801
             self._execute(bos)
         except (ValueError, TypeError) as exc:
             self.last_error = str(exc)
-            return run(ert_cmd_state.ERT_CMD_STATE_ERROR)
+            return ert_cmd_state.ERT_CMD_STATE_ERROR, 0.0, 0.0
         if fault == "wrong":
             out = np.frombuffer(bos[2]._dev, dtype=np.uint8)
             out[::7] ^= 0x55
-        return run(
-            ert_cmd_state.ERT_CMD_STATE_COMPLETED,
-            SLOW_SECONDS if fault == "slow" else 0.0,
-            emulated_seconds=time.thread_time() - t0,
-        )
+        delay = SLOW_SECONDS if fault == "slow" else 0.0
+        return ert_cmd_state.ERT_CMD_STATE_COMPLETED, delay, time.thread_time() - t0
 
     def _execute(self, bos: list[bo]) -> None:
         """Read A, B from the device side of the BOs, compute C with the design's arithmetic, write C row-major."""

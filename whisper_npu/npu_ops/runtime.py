@@ -11,8 +11,10 @@ The XDNA flow (mlir-aie host runtime and whole_array ``test.cpp``, XRT 2.2x):
 ``group_id(1)`` loaded from ``insts.bin`` as uint32 words; data BOs
 ``host_only`` in the kernel's group ids (A 3, B 4, C 5); host access through
 ``bo.map()`` (zero-copy; whisper-xdna measured 0.064 ms against 0.35 ms for
-``bo.read`` on 7.9 MB); ``kernel(3, instr_bo, n_words, A, B, C)``;
-``run.wait(timeout_ms)``; only ``ERT_CMD_STATE_COMPLETED`` is success.
+``bo.read`` on 7.9 MB); the arguments of ``kernel(3, instr_bo, n_words, A, B,
+C)`` set once on an ``xrt.run`` per BO triple, which each launch then
+``start``s again (no per-launch argument set-up); ``run.wait(timeout_ms)``;
+only ``ERT_CMD_STATE_COMPLETED`` is success.
 
 Contexts: npu1 allows 6 hw_contexts per device. Open overlays are kept in an
 LRU; the least recently used one is closed before a 7th would be created.
@@ -27,7 +29,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -61,6 +63,9 @@ PYXRT_API: tuple[tuple[str | None, str], ...] = (
     ("bo", "size"),
     ("bo", "cacheable"),
     ("bo", "host_only"),
+    (None, "run"),
+    ("run", "set_arg"),
+    ("run", "start"),
     ("run", "wait"),
     ("xclBOSyncDirection", "XCL_BO_SYNC_BO_TO_DEVICE"),
     ("xclBOSyncDirection", "XCL_BO_SYNC_BO_FROM_DEVICE"),
@@ -68,6 +73,7 @@ PYXRT_API: tuple[tuple[str | None, str], ...] = (
     ("xrt_info_device", "name"),
 )
 
+MAX_PREPARED_RUNS = 1024  # per overlay; one per (A, B, C) triple: ops x column blocks x result slots
 DEFAULT_TIMEOUT_MS = 2000  # the amdxdna watchdog fires after 2 s without progress
 FIRST_RUN_TIMEOUT_MS = 10000  # first run after idle can take >100 ms at the lowest clock level
 
@@ -90,6 +96,9 @@ class Overlay:
     instr_bo: Any
     n_words: int
     runs: int = 0
+    #: Reusable ``xrt.run`` per (A, B, C) BO triple, arguments set once: a launch is then ``start`` + ``wait``
+    #: (XRT re-runs a completed run with the arguments it holds). Dropped with the overlay when it is evicted.
+    prepared: dict[tuple[int, int, int], tuple[Any, tuple[Any, Any, Any]]] = field(default_factory=dict)
 
 
 def open_xrt() -> tuple[ModuleType | None, str | None]:
@@ -237,7 +246,8 @@ class XdnaSession:
         self._last_launched = overlay.spec.name
         self._open.move_to_end(overlay.spec.name)
         try:
-            run = overlay.kernel(OPCODE, overlay.instr_bo, overlay.n_words, a, b, c)
+            run = self._prepared(overlay, a, b, c)
+            run.start()
             wait_ms = timeout_ms or (FIRST_RUN_TIMEOUT_MS if overlay.runs == 0 else DEFAULT_TIMEOUT_MS)
             state = run.wait(wait_ms)
         except Exception as exc:  # noqa: BLE001
@@ -247,6 +257,21 @@ class XdnaSession:
             name = getattr(state, "name", str(state))
             raise KernelFailure(f"kernel run ended in {name}")
         return float(getattr(run, "emulated_seconds", 0.0))
+
+    def _prepared(self, overlay: Overlay, a: Any, b: Any, c: Any) -> Any:
+        """The overlay's run for these BOs, created with every argument set the first time (upstream's argument
+        order: opcode 3, instruction BO, instruction words, A, B, C)."""
+        key = (id(a), id(b), id(c))
+        held = overlay.prepared.get(key)
+        if held is not None:
+            return held[0]
+        if len(overlay.prepared) >= MAX_PREPARED_RUNS:
+            overlay.prepared.clear()
+        run = self.xrt.run(overlay.kernel)
+        for index, value in enumerate((OPCODE, overlay.instr_bo, overlay.n_words, a, b, c)):
+            run.set_arg(index, value)
+        overlay.prepared[key] = (run, (a, b, c))  # holding the BOs keeps their ids from being reused
+        return run
 
     def scratch(self, overlay: Overlay, role: str | tuple[str, Hashable]) -> Any:
         """The overlay's shared A or C BO (sized for its configuration), reused by every op that runs on it.
