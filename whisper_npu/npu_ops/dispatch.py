@@ -273,7 +273,7 @@ class Dispatcher:
                     parts.append(None)
                     continue
                 fam = max(exact, key=lambda f: f[1])  # widest: fewest launches
-                parts.append(GemmOp(name, families[fam], w))
+                parts.append(GemmOp(name, families[fam], w, strided_ok=True))  # numpy consumes in place
             if None in parts:
                 missing = "DFT" if parts[0] is None else "filterbank"
                 self._mel[n_mels] = (None, self._no_overlay_reason(f"mel {missing} GEMM ({n_mels} mels)"))

@@ -138,6 +138,9 @@ class GemmOp:
     _b_bits: np.ndarray | None = None
     _c_bos: dict[str, Any] = field(default_factory=dict)  # spec name -> this op's own C BO (zero-copy results)
     upload_s: float = 0.0
+    #: The caller takes a result whose rows are strided (N < overlay N: a view of C's first N columns). numpy
+    #: consumers can (the mel op); graph segments cannot (onnxruntime would copy a strided input).
+    strided_ok: bool = False
 
     def __post_init__(self) -> None:
         self.specs = sorted(self.specs, key=lambda s: s.config.M)
@@ -198,7 +201,7 @@ class GemmOp:
         Without one the op needs a C BO of its own, which is kept to single-window overlays (an own C BO per op
         costs ``M x N x 4`` bytes; on the batched overlays four times that).
         """
-        fits = self.blocks == 1 and m <= cfg.M and self.n == cfg.N
+        fits = self.blocks == 1 and m <= cfg.M and (self.n == cfg.N or self.strided_ok)
         return fits and (slot is not None or cfg.M <= ZERO_COPY_MAX_ROWS)
 
     def _c_bo(self, session: XdnaSession, spec: KernelSpec, overlay: Any, own: bool, slot: Hashable | None) -> Any:
@@ -262,7 +265,7 @@ class GemmOp:
         own = self._zero_copy(m, cfg, slot)
         a_bo, c_bo = session.scratch(overlay, "A"), self._c_bo(session, spec, overlay, own, slot)
         c_view = session.view(c_bo, np.float32, (cfg.M, cfg.N))
-        y = c_view[:m] if own else np.empty((m, self.n), np.float32)
+        y = c_view[:m, : self.n] if own else np.empty((m, self.n), np.float32)
         for r0 in range(0, m, cfg.M):
             rows = min(cfg.M, m - r0)
             self._load_a(session, spec, a_bo, x, r0, rows, writer, cost)

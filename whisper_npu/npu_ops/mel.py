@@ -33,6 +33,7 @@ from whisper_npu.npu_ops.runtime import XdnaSession
 N_FFT = 400
 N_FREQ = N_FFT // 2 + 1
 SPLIT = 3  # [hi | lo | hi] x [B_hi; B_hi; B_lo]
+_DFT_SLOT, _FILTERBANK_SLOT = ("mel", "dft"), ("mel", "filterbank")
 LOG_SILENCE = np.log10(np.float32(1e-10))  # log10(max(0, 1e-10)) in f32: an all-zero frame on any backend
 
 
@@ -76,15 +77,17 @@ class MelGemms:
         cpu = time.thread_time() - t0
         costs = {"mel.dft": HostCost(), "mel.filterbank": HostCost()}
         if used:
-            spec, costs["mel.dft"] = self.dft.run(session, frames[:used], writer=write_split_frames)
+            # Each result is consumed here before the next mel call: one fixed result slot per GEMM holds it.
+            spec, costs["mel.dft"] = self.dft.run(session, frames[:used], writer=write_split_frames, slot=_DFT_SLOT)
             t0 = time.thread_time()
             re, im = spec[:, :N_FREQ], spec[:, N_FREQ:]
             power = re * re
             power += im * im
             cpu += time.thread_time() - t0
-            mel, costs["mel.filterbank"] = self.filterbank.run(session, power)
+            mel, costs["mel.filterbank"] = self.filterbank.run(session, power, slot=_FILTERBANK_SLOT)
             t0 = time.thread_time()
-            np.maximum(mel, np.float32(1e-10), out=mel)
-            out[:, :used] = np.log10(mel).T
+            mel = np.maximum(mel, np.float32(1e-10))  # a new array: never write into the mapped C BO
+            np.log10(mel, out=mel)
+            out[:, :used] = mel.T
             cpu += time.thread_time() - t0
         return out, {**costs, "mel.power+log (cpu)": HostCost(prepare=cpu)}
