@@ -69,8 +69,6 @@ _faults: dict[str, str] = {}
 _live_contexts: weakref.WeakSet[Any] = weakref.WeakSet()
 _fault_lock = threading.Lock()
 SLOW_SECONDS = 0.05
-#: Rows of compute cores in the whole_array design (4 on npu1 and npu2): C is computed in bands of m x CORE_ROWS.
-CORE_ROWS = 4
 
 
 def set_fault(overlay_name: str, mode: str | None) -> None:
@@ -564,11 +562,8 @@ class kernel:  # noqa: N801
         a = np.frombuffer(a_bo._dev, dtype=np.uint16, count=cfg.M * cfg.K).reshape(cfg.M, cfg.K)
         b_shape = (cfg.N, cfg.K) if cfg.b_col_maj else (cfg.K, cfg.N)
         b = np.frombuffer(b_bo._dev, dtype=np.uint16, count=cfg.K * cfg.N).reshape(b_shape)
-        c = np.frombuffer(c_bo._dev, dtype=np.float32, count=cfg.M * cfg.N).reshape(cfg.M, cfg.N)
-        # One band of rows per pass of the cores (m rows x 4 core rows), written straight into C: the result is
-        # the same bit for bit, and the working set stays small, so the emulator's arithmetic does not flush
-        # the host's caches between host steps (a real NPU computes without touching them).
-        kernels.whole_array_gemm(a, b, cfg.k, b_col_maj=cfg.b_col_maj, panel_rows=cfg.m * CORE_ROWS, out=c)
+        c = kernels.whole_array_gemm(a, b, cfg.k, b_col_maj=cfg.b_col_maj)
+        np.frombuffer(c_bo._dev, dtype=np.float32, count=cfg.M * cfg.N)[...] = c.reshape(-1)
 
 
 def enumerate_devices() -> int:

@@ -102,39 +102,25 @@ def split_bf16(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hi, round_bf16(x - hi)
 
 
-def whole_array_gemm(
-    a_bits: np.ndarray,
-    b: np.ndarray,
-    k_chunk: int,
-    *,
-    b_col_maj: bool = False,
-    panel_rows: int | None = None,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
+def whole_array_gemm(a_bits: np.ndarray, b: np.ndarray, k_chunk: int, *, b_col_maj: bool = False) -> np.ndarray:
     """C = A @ B as the overlay computes it: bf16 operands, f32 partial sums per k-chunk, in K order.
 
     ``a_bits`` is A [M, K] as bf16 bits; ``b`` is B as bf16 bits, [K, N] or, with ``b_col_maj``, [N, K].
-    ``panel_rows`` computes C a band of rows at a time (the design's cores own row bands; the values are the
-    same bit for bit) so the emulator's working set stays small; ``out`` receives C.
     """
+    a = bf16_to_f32(a_bits)
     bf = bf16_to_f32(b)
     if b_col_maj:
         bf = bf.T
-    M, K = a_bits.shape
+    M, K = a.shape
     if bf.shape[0] != K:
         raise ValueError(f"inner dimensions differ: {K} vs {bf.shape[0]}")
     if K % k_chunk:
         raise ValueError(f"K={K} is not a multiple of the k tile {k_chunk}")
-    c = np.empty((M, bf.shape[1]), np.float32) if out is None else out
-    step = panel_rows or M
-    for r0 in range(0, M, step):
-        a = bf16_to_f32(a_bits[r0 : r0 + step])
-        band = c[r0 : r0 + step]
-        band[...] = 0
-        partial = np.empty_like(band)
-        for k0 in range(0, K, k_chunk):
-            np.matmul(a[:, k0 : k0 + k_chunk], bf[k0 : k0 + k_chunk], out=partial)
-            band += partial
+    c = np.zeros((M, bf.shape[1]), np.float32)
+    partial = np.empty_like(c)
+    for k0 in range(0, K, k_chunk):
+        np.matmul(a[:, k0 : k0 + k_chunk], bf[k0 : k0 + k_chunk], out=partial)
+        c += partial
     return c
 
 
