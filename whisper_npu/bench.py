@@ -393,8 +393,8 @@ def render_npu_projection(console: Any, measured: dict[str, float] | None = None
         )
     console.print(table)
     console.print(f"formula: {rows[0].formula}", markup=False)
-    one = costmodel.predict("encoder.mlp.fc1 (tiny)", 1500, 384, 1536, target, rates=rates)  # type: ignore[arg-type]
-    console.print(f"per op, e.g. tiny fc1: {one.formula}", markup=False)
+    one = costmodel.predict("encoder.mlp.fc2 (tiny)", 1500, 1536, 384, target, rates=rates, in_place=True)  # type: ignore[arg-type]
+    console.print(f"per op, e.g. tiny fc2: {one.formula}", markup=False)
     console.print(
         f"host rates {rates.source}: bf16 pack {rates.pack_s_per_elem * 1e9:.2f} ns/elem, copy "
         f"{1 / rates.copy_s_per_byte / 1e9:.1f} GB/s, CPU GEMM {rates.cpu_gemm_flops / 1e9:.0f} GFLOP/s, "
