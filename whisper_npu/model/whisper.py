@@ -82,6 +82,8 @@ class KVCache:
     def select(self, index: np.ndarray) -> KVCache:
         """Rows ``index`` along the batch axis (beam reorder, or expand 1 -> n beams)."""
         index = np.asarray(index)
+        if len(index) == self.batch and np.array_equal(index, np.arange(self.batch)):
+            return self  # beams kept their rows: no copy (the decoder never writes into its inputs)
         return KVCache([k[index] for k in self.k], [v[index] for v in self.v])
 
     @classmethod
@@ -178,6 +180,9 @@ class WhisperModel:
             if isinstance(decoder, SegmentedGraph)
             else [o.name for o in decoder.get_outputs()]
         )
+        # A step without word timings asks for logits + cache only, so the alignment layers'
+        # cross-attention weights are neither rearranged nor copied out.
+        self._step_outputs = [n for n in self._decoder_outputs if not n.startswith("cross_p")]
 
     @classmethod
     def load(
@@ -278,15 +283,15 @@ class WhisperModel:
             feeds[f"cross_k{i}"] = enc.cross_k[i]
             feeds[f"cross_v{i}"] = enc.cross_v[i]
         t0 = time.perf_counter()
-        outs = self._decoder.run(None, feeds)
+        names = self._decoder_outputs if return_attention else self._step_outputs
+        outs = self._decoder.run(names, feeds)
         self.counter.add("decoder", time.perf_counter() - t0)
-        cache = KVCache(*self._split_present(outs))
+        cache = KVCache(*self._split_present(outs, names))
         if return_attention:
             return outs[0], cache, self._alignment_weights(outs)
         return outs[0], cache
 
-    def _split_present(self, outs: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        names = self._decoder_outputs
+    def _split_present(self, outs: list[np.ndarray], names: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         k = [outs[names.index(f"present_k{i}")] for i in range(self.dims.n_text_layer)]
         v = [outs[names.index(f"present_v{i}")] for i in range(self.dims.n_text_layer)]
         return k, v
