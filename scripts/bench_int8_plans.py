@@ -38,6 +38,17 @@ PLANS: dict[str, tuple[str, Int8Plan]] = {
     "int8 enc+dec (dec act/tensor)": ("int8", Int8Plan(encoder=True, decoder=True, per_row=_ENC_ROWS)),
     "int8 enc+dec (act/row)": ("int8", Int8Plan(encoder=True, decoder=True, per_row=_ROWS)),
     "int8 enc+dec+logits (act/row)": ("int8", Int8Plan(encoder=True, decoder=True, logits=True, per_row=_ROWS)),
+    # int8 encoder graph (act/row) + the decoder step's weights only (MatMulNBits, float activations at
+    # accuracy level 0, activations quantised per row and block of 32 at level 4), or its logits act/row
+    "enc + logits (act/row)": ("int8", Int8Plan(decoder=False, logits=True)),
+    "enc + w8 logits acc4": ("int8", Int8Plan(decoder=False, logits_wbits=8, accuracy_level=4)),
+    "enc + w8 dec+logits acc4": ("int8", Int8Plan(decoder=False, decoder_wbits=8, logits_wbits=8, accuracy_level=4)),
+    "enc + w4 dec+logits acc4": ("int8", Int8Plan(decoder=False, decoder_wbits=4, logits_wbits=4, accuracy_level=4)),
+    "enc + w4 dec, w8 logits acc4": (
+        "int8",
+        Int8Plan(decoder=False, decoder_wbits=4, logits_wbits=8, accuracy_level=4),
+    ),
+    "enc + w8 dec+logits acc0": ("int8", Int8Plan(decoder=False, decoder_wbits=8, logits_wbits=8, block=128)),
 }
 
 

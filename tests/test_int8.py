@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 import whisper_npu
 from tests.conftest import AUDIO_DIR, manifest
 from tests.test_ct2 import write_model_bin
 from whisper_npu.audio import load_audio
+from whisper_npu.decoding import DecodingOptions, decode_batch, decode_window
 from whisper_npu.errors import WhisperNpuError
-from whisper_npu.features import N_SAMPLES, log_mel_spectrogram
+from whisper_npu.features import N_SAMPLES, log_mel_spectrogram, pad_or_trim
 from whisper_npu.model.ct2 import load_ct2_dir
 from whisper_npu.model.graph import Int8Plan, ModelDims, build_decoder, build_encoder
 from whisper_npu.model.graph_cache import GraphCache
-from whisper_npu.model.quant import Int8Weight, choose_compute_type, cpu_flags, quantize_symmetric
-from whisper_npu.model.whisper import WhisperModel
+from whisper_npu.model.quant import BlockWeight, Int8Weight, choose_compute_type, cpu_flags, quantize_symmetric
+from whisper_npu.model.whisper import DEFAULT_INT8_PLAN, WhisperModel
 from whisper_npu.tokenizer import Tokenizer
 
 # -- compute type choice ------------------------------------------------------------
@@ -82,6 +86,51 @@ def test_ct2_scale_is_inverted_and_row_scaling_is_exact():
     np.testing.assert_array_equal(scaled.dequantize()[1], iw.dequantize()[1])
 
 
+def _matmul_nbits(bw: BlockWeight, x: np.ndarray, accuracy_level: int) -> np.ndarray:
+    """onnxruntime's own MatMulNBits on ``bw`` (the node the decoder graph uses)."""
+    node = helper.make_node(
+        "MatMulNBits", ["x", "b", "s"], ["y"], domain="com.microsoft",
+        K=bw.k, N=bw.n, bits=bw.bits, block_size=bw.block, accuracy_level=accuracy_level,
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [node], "nbits",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [x.shape[0], bw.n])],
+        [numpy_helper.from_array(bw.packed, "b"), numpy_helper.from_array(bw.scale, "s")],
+    )  # fmt: skip
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    model.ir_version = 8
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": x})[0]
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_block_weight_is_the_layout_matmulnbits_reads(bits):
+    """Blockwise weights: within half a step of the float weight in every block, and onnxruntime's
+    MatMulNBits (float compute) multiplies exactly the values ``dequantize`` says it holds.
+
+    The second half is what pins the packing (zero point, nibble order, block and scale order):
+    a layout mistake gives errors of the order of the weights themselves, not ~1e-6.
+    """
+    rng = np.random.default_rng(1)
+    n, k, block = 96, 128, 32
+    w = rng.normal(size=(n, k)).astype(np.float32) * np.geomspace(0.01, 3, n)[:, None].astype(np.float32)
+    w[5, :block] = 0.0  # an all-zero block keeps a finite scale
+    bw = BlockWeight.from_float(w, bits, block)
+    assert bw.packed.shape == (n, k // block, block * bits // 8) and bw.scale.shape == (n * k // block,)
+    deq = bw.dequantize()
+    steps = np.repeat(bw.scale.reshape(n, k // block), block, axis=1)
+    assert np.all(np.abs(deq - w) <= steps / 2 + 1e-6)
+    assert np.all(deq[5, :block] == 0) and np.all(np.isfinite(bw.scale))
+    x = rng.normal(size=(3, k)).astype(np.float32)
+    np.testing.assert_allclose(_matmul_nbits(bw, x, 0), x @ deq.T, rtol=1e-5, atol=1e-4)
+    # int8 compute (accuracy level 4) quantises x per row and block: close, not exact
+    ref = x @ deq.T
+    assert np.abs(_matmul_nbits(bw, x, 4) - ref).max() < 0.02 * np.abs(ref).max()
+
+
 # -- int8 graphs on real audio ---------------------------------------------------------
 
 
@@ -98,13 +147,16 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 def test_int8_logits_stay_close_to_float32(tiny_model, tiny_int8, tiny_dir):
     """Teacher-forced on the reference transcripts of the shared recordings.
 
-    Bound: measured on these three recordings (shared machine, tiny.en, default
-    int8 plan: encoder graph int8, per-row activation scales), the per-position
-    KL(float32 || int8) of the next-token distribution averages 0.0003-0.0012
-    nats per file (~0.0009 pooled) with a worst position at 0.02, and the
-    arg-max agrees on 98-100 % of positions. The bounds leave 3-5x headroom for
-    other CPUs' rounding; a broken scale (mutation tried: per-channel scales in
-    reversed order) gives a mean KL of ~9 nats and garbage text.
+    Bound: measured on these three recordings (tiny.en, default int8 plan:
+    encoder graph int8 with per-row activation scales, decoder step and logits
+    8-bit weights in blocks of 32 with int8 compute), the per-position
+    KL(float32 || int8) of the next-token distribution averages 0.0005-0.0028
+    nats per file (0.0021 pooled) with a worst position at 0.031, and the
+    arg-max agrees on 98 % of positions (encoder-only int8: 0.0009 pooled).
+    The bounds leave ~2x headroom for other CPUs' rounding and still reject
+    what cost WER: int8 activations per row in the decoder and logits
+    (0.0069 pooled) and 4-bit decoder weights (0.17 pooled, measured); a broken
+    scale (per-channel scales in reversed order) gives ~9 nats and garbage text.
     """
     tok = Tokenizer.from_file(tiny_dir / "tokenizer.json", multilingual=False)
     kls, agree = [], []
@@ -120,6 +172,44 @@ def test_int8_logits_stay_close_to_float32(tiny_model, tiny_int8, tiny_dir):
     assert kl.mean() < 0.005, kl.mean()
     assert kl.max() < 0.06, kl.max()
     assert top1.mean() >= 0.95, top1.mean()
+
+
+def test_int8_batched_beam_search_equals_one_window_at_a_time(tiny_int8):
+    """Every int8 quantisation in the default plan is per row (or per row and block): a window's
+    result must not depend on the other windows decoded with it (per-tensor scales broke this)."""
+    tok = Tokenizer.from_file(tiny_int8.tokenizer_file, multilingual=False)
+    mels = [pad_or_trim(log_mel_spectrogram(load_audio(AUDIO_DIR / rel), padding=N_SAMPLES)) for rel in manifest()]
+    opts = DecodingOptions(beam_size=5, without_timestamps=True)
+    batched = decode_batch(tiny_int8, tiny_int8.encode(np.stack(mels)), tok, opts)
+    for mel, got in zip(mels, batched, strict=True):
+        single = decode_window(tiny_int8, tiny_int8.encode(mel[None]), tok, opts)
+        assert got.tokens == single.tokens
+        assert got.sum_logprob == pytest.approx(single.sum_logprob, abs=1e-3)
+
+
+def test_default_plan_decoder_is_weight_only_with_its_own_cache_key():
+    from whisper_npu.model.registry import resolve
+
+    ct2 = load_ct2_dir(resolve("tiny.en"))
+    dims = ModelDims.from_ct2(ct2)
+    dec = build_decoder(ct2, dims, int8=DEFAULT_INT8_PLAN)
+    nodes = {n.name: n for n in dec.graph.node}
+    for name in ("decoder.logits", "decoder.layer0.self_attn.qkv", "decoder.layer3.mlp.fc2"):
+        attrs = {a.name: helper.get_attribute_value(a) for a in nodes[name].attribute}
+        assert nodes[name].op_type == "MatMulNBits", name
+        assert (attrs["bits"], attrs["block_size"], attrs["accuracy_level"]) == (8, 32, 4), name
+    assert nodes["decoder.logits"].output == ["logits"]
+    assert not {n.op_type for n in dec.graph.node} & {"MatMulIntegerToFloat", "DynamicQuantizeMatMul"}
+    # every setting that changes the graph changes the cache key
+    variants = [
+        DEFAULT_INT8_PLAN,
+        dataclasses.replace(DEFAULT_INT8_PLAN, block=64),
+        dataclasses.replace(DEFAULT_INT8_PLAN, accuracy_level=0),
+        dataclasses.replace(DEFAULT_INT8_PLAN, decoder_wbits=0),
+        dataclasses.replace(DEFAULT_INT8_PLAN, logits_wbits=4),
+        Int8Plan(decoder=False),
+    ]
+    assert len({p.key() for p in variants}) == len(variants)
 
 
 def test_first_sentence_identical_int8_and_float32(tiny_dir):
@@ -156,6 +246,11 @@ def test_npu_routed_nodes_stay_float():
     assert ops["encoder.layer0.mlp.fc2"] in int8_ops
     assert ops["decoder.layer0.cross_attn.kv"] in int8_ops
     assert ops["encoder.conv1"] == "Conv"
+    # and weight-only decoder nodes too
+    plan = Int8Plan(decoder=False, decoder_wbits=8, logits_wbits=8, keep_float=lambda g, n: n.endswith("mlp.fc1"))
+    dec = {n.name: n.op_type for n in build_decoder(ct2, dims, int8=plan).graph.node}
+    assert dec["decoder.layer0.mlp.fc1"] == "MatMul"
+    assert dec["decoder.layer0.mlp.fc2"] == "MatMulNBits"
 
 
 def test_model_int8_weights_are_used_as_stored(tmp_path, tiny_dir):

@@ -27,9 +27,11 @@ if TYPE_CHECKING:
 
 DEVICES = ("auto", "cpu", "npu")
 VAD_AUTO_SECONDS = 30.0  # VAD is on by default for audio longer than one window
-# float32 until int8 pays end to end: on this 2-core Zen 4, int8 encoder matmuls cut an encoder window
-# ~3.5x but the whole run only ~2 % (the float32 decoder dominates), and on a meeting file with long
-# silences the --no-vad path repeated a sentence with int8 (WER 18.4 % vs 9.2 %). `auto` stays a choice.
+# float32 until int8 is as safe end to end. int8 (encoder int8 GEMMs + 8-bit decoder/logits weights) is
+# faster (scripts/bench_cpu.py, shared 2-core Xeon: tiny.en 1.55x no VAD / 1.23x default path, base 1.47x /
+# 1.16x) at pooled WER within +0.34 points, but on the meeting file with long silences the --no-vad path
+# still repeats a sentence at a window boundary with int8 (WER 12.1 % vs 9.2 %; 18.4 % with the older
+# encoder-only int8). `auto` stays a choice.
 DEFAULT_COMPUTE_TYPE = "float32"
 NPU_RUNTIMES = ("auto", "xrt", "emulator")
 COMPUTE_TYPES = ("auto", "float32", "int8")  # faster-whisper's names; auto = int8 where the CPU has VNNI

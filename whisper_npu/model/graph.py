@@ -42,7 +42,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from whisper_npu.model.ct2 import Ct2Model
-from whisper_npu.model.quant import Int8Weight
+from whisper_npu.model.quant import BlockWeight, Int8Weight
 
 OPSET = 17
 LN_EPS = 1e-5
@@ -72,6 +72,15 @@ class Int8Plan:
     # keeps a row's result independent of the other rows in the batch (a batched decode equals one
     # window at a time; per tensor it did not), and measured WER needs it (base fr/de/it/pt clips).
     per_row: frozenset[str] = frozenset({"encoder", "decoder"})
+    # Weight-only quantisation (float activations, ``com.microsoft.MatMulNBits``) for the nodes the
+    # int8 flags above leave float: bits (0 = off, 8 or 4) for the decoder step's linear layers and for
+    # the tied logits projection, one scale per ``block`` input values of an output channel.
+    # ``accuracy_level`` is MatMulNBits' compute type: 0 = float32 compute, 4 = int8 compute with the
+    # activations quantised per row and block (still row-independent).
+    decoder_wbits: int = 0
+    logits_wbits: int = 0
+    block: int = 32
+    accuracy_level: int = 0
 
     def quantizes(self, graph: str, node: str) -> bool:
         if self.keep_float is not None and self.keep_float(graph, node):
@@ -80,10 +89,23 @@ class Int8Plan:
             return self.logits
         return self.encoder if graph == "encoder" else self.decoder
 
+    def weight_bits(self, graph: str, node: str) -> int:
+        """Bits of a weight-only (MatMulNBits) node, 0 when it is float or int8 (:meth:`quantizes`) instead."""
+        if graph != "decoder" or self.quantizes(graph, node):
+            return 0
+        if self.keep_float is not None and self.keep_float(graph, node):
+            return 0
+        return self.logits_wbits if node == "decoder.logits" else self.decoder_wbits
+
     def key(self) -> str:
         """Stable text for cache keys (``keep_float`` plans are never cached)."""
         rows = "+".join(sorted(self.per_row))
-        return f"enc={int(self.encoder)},dec={int(self.decoder)},logits={int(self.logits)},rows={rows}"
+        key = f"enc={int(self.encoder)},dec={int(self.decoder)},logits={int(self.logits)},rows={rows}"
+        if self.decoder_wbits or self.logits_wbits:
+            key += (
+                f",wdec={self.decoder_wbits},wlogits={self.logits_wbits},block={self.block},acc={self.accuracy_level}"
+            )
+        return key
 
 
 @dataclass(frozen=True)
@@ -188,6 +210,9 @@ class _Builder:
                 y = self.op("Mul", [y0, row_scale])
             else:
                 y = self.op("DynamicQuantizeMatMul", [x, wq, ws], name=name, domain=MS_DOMAIN)
+        elif self.weight_bits(name):
+            dense = weight.dequantize() if isinstance(weight, Int8Weight) else weight
+            y = self.nbits_matmul(x, name, dense, self.weight_bits(name))
         else:
             dense = weight.dequantize() if isinstance(weight, Int8Weight) else weight
             w = self.init(f"{name}.weight", np.ascontiguousarray(dense.T, dtype=np.float32))
@@ -196,6 +221,25 @@ class _Builder:
             b = self.init(f"{name}.bias_value", bias.astype(np.float32))
             y = self.op("Add", [y, b], name=f"{name}.bias")
         return y
+
+    def weight_bits(self, name: str) -> int:
+        return self.int8.weight_bits(self.graph, name) if self.int8 is not None else 0
+
+    def nbits_matmul(self, x: str, name: str, weight: np.ndarray, bits: int, output: str | None = None) -> str:
+        """x @ weight.T with ``weight`` [out, in] stored blockwise in ``bits`` (MatMulNBits, float activations).
+
+        The node reads ``bits/32`` of the float32 weight's bytes per call: the decoder step (M = beams
+        rows) is bound by reading its weights, so this is where its time goes.
+        """
+        plan = self.int8
+        assert plan is not None
+        bw = BlockWeight.from_float(weight, bits, plan.block)
+        self.uses_ms_domain = True
+        inputs = [x, self.init(f"{name}.weight_q{bits}", bw.packed), self.init(f"{name}.weight_scales", bw.scale)]
+        attrs = {"K": bw.k, "N": bw.n, "bits": bits, "block_size": bw.block, "accuracy_level": plan.accuracy_level}
+        node = helper.make_node("MatMulNBits", inputs, [output or f"{name}:out"], name=name, domain=MS_DOMAIN, **attrs)
+        self.nodes.append(node)
+        return output or f"{name}:out"
 
     def quantize_rows(self, x: str) -> tuple[str, str]:
         """Symmetric per-row int8 of ``x`` stored as u8 with zero point 128, and the row scales [.., 1].
@@ -481,18 +525,24 @@ def build_decoder(
             m.get(f"{src}/attention/linear_0/bias") * hd**-0.5,
         )
         # Rows are grouped by window: rows [g*R, (g+1)*R) attend to window g's K/V, R = B / Bk
-        # (R = B when one window's beams share Bk = 1). A 5-D view lets MatMul broadcast the
-        # window's K/V over its rows instead of copying them per beam.
-        q = g.heads(q, h, hd, [0, 2, 1, 3])
-        q5 = g.op("Reshape", [q, g.op("Concat", [bk_1d, g.const([-1, h]), t_1d, g.const([hd])], axis=0)])
-        k5 = g.op("Unsqueeze", [cross_k, g.const([1])])
-        v5 = g.op("Unsqueeze", [cross_v, g.const([1])])
-        p = g.op("Softmax", [g.op("MatMul", [q5, k5])], axis=-1)
-        o = g.op("Reshape", [g.op("MatMul", [p, v5]), g.op("Concat", [g.const([-1, h]), t_1d, g.const([hd])], axis=0)])
-        o = g.merge_heads(o, d)
+        # (R = B when one window's beams share Bk = 1). The R rows x T tokens of a window become
+        # the M of one [R*T, hd] x [hd, S] product per head, so each step reads a window's K/V
+        # once instead of once per beam (measured: the attention products were ~20 % of a tiny
+        # decoder step at 5 beams, as R matrix-vector products each streaming K/V).
+        q5 = g.op("Reshape", [q, g.op("Concat", [bk_1d, g.const([-1]), t_1d, g.const([h, hd])], axis=0)])
+        q5 = g.op("Transpose", [q5], perm=[0, 3, 1, 2, 4])  # [Bk, H, R, T, hd]
+        qm = g.op("Reshape", [q5, g.op("Concat", [bk_1d, g.const([h, -1, hd])], axis=0)])
+        p = g.op("Softmax", [g.op("MatMul", [qm, cross_k])], axis=-1)  # [Bk, H, R*T, S]
+        o = g.op("MatMul", [p, cross_v])  # [Bk, H, R*T, hd]
+        o = g.op("Reshape", [o, g.op("Concat", [bk_1d, g.const([h, -1]), t_1d, g.const([hd])], axis=0)])
+        o = g.op("Transpose", [o], perm=[0, 2, 3, 1, 4])  # [Bk, R, T, H, hd]
+        o = g.op("Reshape", [o, g.op("Concat", [g.const([-1]), t_1d, g.const([d])], axis=0)])
         if i in alignment_layers:
             # cross-attention weights [B, H, T, S] for word timestamps (alignment heads are picked in numpy)
-            probs = g.op("Reshape", [p, g.op("Concat", [g.const([-1, h]), t_1d, g.const([dims.n_audio_ctx])], axis=0)])
+            s_len = dims.n_audio_ctx
+            p5 = g.op("Reshape", [p, g.op("Concat", [bk_1d, g.const([h, -1]), t_1d, g.const([s_len])], axis=0)])
+            p5 = g.op("Transpose", [p5], perm=[0, 2, 1, 3, 4])  # [Bk, R, H, T, S]
+            probs = g.op("Reshape", [p5, g.op("Concat", [g.const([-1, h]), t_1d, g.const([s_len])], axis=0)])
             g.nodes.append(helper.make_node("Identity", [probs], [f"cross_p{i}"], name=f"cross_p{i}.out"))
             outputs.append(
                 helper.make_tensor_value_info(f"cross_p{i}", TensorProto.FLOAT, ["B", h, "T", dims.n_audio_ctx])
@@ -508,6 +558,12 @@ def build_decoder(
 
     x = g.layer_norm(x, "decoder.ln", m.get("decoder/layer_norm/gamma"), m.get("decoder/layer_norm/beta"))
     # Logits share the embedding table (Gemm with transB) instead of storing its transpose.
+    if g.weight_bits("decoder.logits"):
+        # Weight-only: the embedding rows are MatMulNBits' output channels as stored ([vocab, d]), and
+        # it takes [B, T, d] as it is, writing the graph output without a reshape copy.
+        g.nbits_matmul(x, "decoder.logits", emb, g.weight_bits("decoder.logits"), output="logits")
+        graph = helper.make_graph(g.nodes, "whisper_decoder", inputs, outputs, g.inits)
+        return _model(graph, g.uses_ms_domain)
     flat = g.op("Reshape", [x, g.const([-1, d])])
     if g.quantizes("decoder.logits"):
         # The embedding rows are the logits' output channels: per-row scales, stored [d, vocab].

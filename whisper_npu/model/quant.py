@@ -105,3 +105,53 @@ def choose_compute_type(requested: str, flags: Callable[[], frozenset[str]] = cp
     if present:
         return ComputeChoice("int8", f"auto, {present[0]} present")
     return ComputeChoice("float32", "auto, no VNNI (avx512_vnni/avx_vnni) on this CPU")
+
+
+@dataclass
+class BlockWeight:
+    """A weight quantised for onnxruntime's ``com.microsoft.MatMulNBits`` (weight-only, float activations).
+
+    ``w[n, k] ≈ (q[n, k] - 2**(bits-1)) * scale[n, k // block]``: symmetric per
+    block of ``block`` input values of one output channel, stored unsigned with
+    the operator's default zero point (128 for 8 bits, 8 for 4 bits; 4-bit pairs
+    packed low nibble first). ``packed`` is ``[N, K/block, block*bits/8]`` u8,
+    ``scale`` ``[N * K/block]`` float32 — the layouts MatMulNBits reads.
+    """
+
+    packed: np.ndarray
+    scale: np.ndarray
+    bits: int
+    block: int
+    k: int
+    n: int
+
+    @classmethod
+    def from_float(cls, weight: np.ndarray, bits: int, block: int) -> BlockWeight:
+        """Quantise a float ``[out, in]`` weight (rows = output channels) in blocks along ``in``."""
+        if bits not in (4, 8):
+            raise ValueError(f"MatMulNBits weights are 4 or 8 bits, not {bits}")
+        w = np.asarray(weight, np.float32)
+        n, k = w.shape
+        if k % block:
+            raise ValueError(f"input size {k} is not a multiple of the block size {block}")
+        blocks = w.reshape(n, k // block, block)
+        q, scale = quantize_symmetric_to(blocks, axis=2, qmax=2 ** (bits - 1) - 1)
+        u = (q.astype(np.int16) + 2 ** (bits - 1)).astype(np.uint8)
+        if bits == 4:
+            u = u[..., 0::2] | (u[..., 1::2] << 4)
+        return cls(np.ascontiguousarray(u), scale.reshape(-1).astype(np.float32), bits, block, k, n)
+
+    def dequantize(self) -> np.ndarray:
+        u = self.packed
+        if self.bits == 4:
+            u = np.stack([u & 0x0F, u >> 4], axis=-1).reshape(self.n, self.k // self.block, self.block)
+        q = u.astype(np.float32) - 2 ** (self.bits - 1)
+        return (q * self.scale.reshape(self.n, -1, 1)).reshape(self.n, self.k)
+
+
+def quantize_symmetric_to(x: np.ndarray, axis: int, qmax: int) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`quantize_symmetric` with max |x| mapped to ``qmax`` (7 for int4)."""
+    amax = np.max(np.abs(x), axis=axis, keepdims=True).astype(np.float32)
+    scale = np.where(amax > 0, amax / qmax, np.float32(1.0)).astype(np.float32)
+    q = np.clip(np.rint(x / scale), -qmax, qmax).astype(np.int8)
+    return q, np.squeeze(scale, axis=axis)

@@ -32,12 +32,21 @@ from whisper_npu.model.segmented import SegmentedGraph, weights_of
 
 __all__ = ["EncoderOutput", "KVCache", "LoadInfo", "ModelDims", "WhisperModel", "DEFAULT_INT8_PLAN"]
 
-# What int8 covers by default, chosen by measurement (table in the issue note; scripts/bench_int8_plans.py):
-# the encoder graph's linear layers (attention, MLP, and the decoder's cross-attention K/V over the 1500
-# frames), where int8 GEMMs are ~5x faster than float32 here, with per-row activation scales. The decoder
-# step stays float32: its M = beams x 1 matmuls gain little from int8 and int8 there cost WER on tiny.en.
-# The conv stem, layer norms, attention products and the tied logits projection stay float32 as well.
-DEFAULT_INT8_PLAN = Int8Plan(encoder=True, decoder=False, logits=False, per_row=frozenset({"encoder", "decoder"}))
+# What int8 covers by default, chosen by measurement (scripts/bench_int8_plans.py; KL bounds in tests/test_int8.py):
+# * the encoder graph's linear layers (attention, MLP, and the decoder's cross-attention K/V over the 1500
+#   frames) as int8 GEMMs with per-row activation scales;
+# * the decoder step's linear layers and the tied logits projection with 8-bit weights only, one scale per
+#   32 inputs of an output channel (MatMulNBits), computed in int8 with the activations quantised per row and
+#   block (accuracy_level 4). A step has M = beams rows, so it is bound by reading its weights, and the
+#   float32 logits weight alone (vocab x d, 80 MB for tiny) was ~40 % of a tiny step; 8-bit reads a
+#   quarter of it. Measured pooled WER (beam 5, no VAD): tiny.en 8.33 % vs float32 8.52 %, base 7.04 %
+#   vs 6.87 %. Rejected: int8 activations per row in the decoder (tiny.en 12.1 %), 4-bit weights (KL 80x
+#   larger), 8-bit weights with float compute (accuracy_level 0: several times slower than float32 in
+#   onnxruntime 1.32 on this CPU).
+# The conv stem, layer norms and attention products stay float32.
+DEFAULT_INT8_PLAN = Int8Plan(
+    encoder=True, decoder=False, logits=False, decoder_wbits=8, logits_wbits=8, block=32, accuracy_level=4
+)
 
 
 class MatmulRouter(Protocol):
@@ -85,6 +94,8 @@ class KVCache:
     def select(self, index: np.ndarray) -> KVCache:
         """Rows ``index`` along the batch axis (beam reorder, or expand 1 -> n beams)."""
         index = np.asarray(index)
+        if len(index) == self.batch and np.array_equal(index, np.arange(self.batch)):
+            return self  # beams kept their rows: no copy (the decoder never writes into its inputs)
         return KVCache([k[index] for k in self.k], [v[index] for v in self.v])
 
     @classmethod
@@ -181,6 +192,9 @@ class WhisperModel:
             if isinstance(decoder, SegmentedGraph)
             else [o.name for o in decoder.get_outputs()]
         )
+        # A step without word timings asks for logits + cache only, so the alignment layers'
+        # cross-attention weights are neither rearranged nor copied out.
+        self._step_outputs = [n for n in self._decoder_outputs if not n.startswith("cross_p")]
 
     @classmethod
     def load(
@@ -281,15 +295,15 @@ class WhisperModel:
             feeds[f"cross_k{i}"] = enc.cross_k[i]
             feeds[f"cross_v{i}"] = enc.cross_v[i]
         t0 = time.perf_counter()
-        outs = self._decoder.run(None, feeds)
+        names = self._decoder_outputs if return_attention else self._step_outputs
+        outs = self._decoder.run(names, feeds)
         self.counter.add("decoder", time.perf_counter() - t0)
-        cache = KVCache(*self._split_present(outs))
+        cache = KVCache(*self._split_present(outs, names))
         if return_attention:
             return outs[0], cache, self._alignment_weights(outs)
         return outs[0], cache
 
-    def _split_present(self, outs: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        names = self._decoder_outputs
+    def _split_present(self, outs: list[np.ndarray], names: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         k = [outs[names.index(f"present_k{i}")] for i in range(self.dims.n_text_layer)]
         v = [outs[names.index(f"present_v{i}")] for i in range(self.dims.n_text_layer)]
         return k, v
