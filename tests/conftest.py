@@ -29,7 +29,7 @@ def words(text: str) -> list[str]:
 @pytest.fixture(autouse=True)
 def _free_npu_contexts(request):
     """NPU tests start with every hardware context free (npu1 has 6; cached models hold theirs)
-    and no injected emulator fault, and leave none behind."""
+    and no injected emulator fault (and the emulated arithmetic on), and leave none behind."""
     if "npu" not in request.module.__name__:
         yield
         return
@@ -41,8 +41,10 @@ def _free_npu_contexts(request):
     api.clear_cache()
     gc.collect()
     emulator.clear_faults()
+    emulator.set_compute(True)
     yield
     emulator.clear_faults()
+    emulator.set_compute(True)
     gc.collect()  # drop the test's sessions so their hardware contexts are free for the next one
 
 

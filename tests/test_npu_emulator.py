@@ -333,3 +333,19 @@ def test_npu4_5_6_map_to_npu2(monkeypatch):
         assert session.target == "npu2" and session.hwctx_limit == designs.HWCTX_LIMIT["npu2"], name
     monkeypatch.setenv("WHISPER_NPU_EMULATED_DEVICE", "RyzenAI-npu1")
     assert open_session("emulator")[0].target == "npu1"
+
+
+def test_arithmetic_can_be_switched_off_for_host_timing_and_back_on(specs):
+    """set_compute(False) (bench_npu_emulated's second pass) completes runs without touching C; on again computes."""
+    session = XdnaSession(xrt, emulated=True)
+    op = GemmOp("eye", [specs["wide"]], np.eye(WIDE.K, WIDE.N, dtype=np.float32))
+    x = np.random.default_rng(9).standard_normal((WIDE.M, WIDE.K)).astype(np.float32)
+    first = op.run(session, x)[0].copy()
+    try:
+        xrt.set_compute(False)
+        stale, cost = op.run(session, 2 * x)
+        assert cost.compute == 0.0 and cost.launches == 1
+        np.testing.assert_array_equal(stale, first)  # C kept what it held
+    finally:
+        xrt.set_compute(True)
+    np.testing.assert_array_equal(op.run(session, 2 * x)[0], 2 * first)  # bf16(2x) = 2 bf16(x): exact

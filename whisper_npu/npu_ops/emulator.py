@@ -82,6 +82,20 @@ def set_fault(overlay_name: str, mode: str | None) -> None:
             _faults[overlay_name] = mode
 
 
+_compute = {"on": True}
+
+
+def set_compute(enabled: bool) -> None:
+    """Switch the overlays' arithmetic off (runs complete, C keeps what it held) or back on.
+
+    A measurement aid, not a fault: on an NPU the arithmetic runs on the NPU, off the host's cores and
+    caches, while here it runs on the calling thread and evicts the host's data between host steps. With it
+    off, the host work of the same call sequence can be timed as the host would do it next to a real NPU
+    (``scripts/bench_npu_emulated.py`` reports both). Results are meaningless while off.
+    """
+    _compute["on"] = bool(enabled)
+
+
 def clear_faults() -> None:
     with _fault_lock:
         _faults.clear()
@@ -535,6 +549,8 @@ class kernel:  # noqa: N801
             return ert_cmd_state.ERT_CMD_STATE_ERROR, 0.0, 0.0
         if fault == "abort":
             return ert_cmd_state.ERT_CMD_STATE_ABORT, 0.0, 0.0
+        if not _compute["on"]:
+            return ert_cmd_state.ERT_CMD_STATE_COMPLETED, 0.0, 0.0
         t0 = time.thread_time()
         try:
             words = np.frombuffer(instr._dev, dtype=np.uint32, count=int(n_words))
