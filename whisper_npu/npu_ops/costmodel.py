@@ -37,6 +37,7 @@ from whisper_npu.npu_ops.designs import (
     mel_gemms,
     whisper_configs,
 )
+from whisper_npu.npu_ops.kernels import to_bf16_into
 
 # -- published NPU figures -----------------------------------------------------------------------------------
 
@@ -83,13 +84,6 @@ def _best_of(fn, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
     return best
 
 
-def pack_bf16(x: np.ndarray, out: np.ndarray) -> None:
-    """f32 -> bf16 bits with round-to-nearest-even: the host work every NPU call does on its A operand."""
-    bits = x.view(np.uint32)
-    np.right_shift(bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1)), np.uint32(16), out=out,
-                   casting="unsafe")  # fmt: skip
-
-
 @lru_cache(maxsize=1)
 def calibrate() -> HostRates:
     """Measure the host rates (~0.3 s). Cached: one calibration per process."""
@@ -97,7 +91,7 @@ def calibrate() -> HostRates:
     a = rng.standard_normal((1536, 384), dtype=np.float32)
     b = rng.standard_normal((384, 1536), dtype=np.float32)
     packed = np.empty(a.shape, np.uint16)
-    pack_s = _best_of(lambda: pack_bf16(a, packed)) / a.size
+    pack_s = _best_of(lambda: to_bf16_into(packed, a)) / a.size  # the cast every NPU call does on its A
     big = rng.standard_normal(4 << 20, dtype=np.float32)  # 16 MB: past the caches
     dst = np.empty_like(big)
     copy_s = _best_of(lambda: np.copyto(dst, big)) / big.nbytes
