@@ -26,6 +26,22 @@ def words(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
 
 
+def assert_batched_equals_single(model, mels: list) -> None:
+    """Beam search over a batch of windows gives every window what it gets decoded alone."""
+    import numpy as np
+
+    from whisper_npu.decoding import DecodingOptions, decode_batch, decode_window
+    from whisper_npu.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_file(model.tokenizer_file, multilingual=False)
+    opts = DecodingOptions(beam_size=5, without_timestamps=True)
+    batched = decode_batch(model, model.encode(np.stack(mels)), tok, opts)
+    for mel, got in zip(mels, batched, strict=True):
+        single = decode_window(model, model.encode(mel[None]), tok, opts)
+        assert got.tokens == single.tokens
+        assert got.sum_logprob == pytest.approx(single.sum_logprob, abs=1e-3)
+
+
 @pytest.fixture(autouse=True)
 def _free_npu_contexts(request):
     """NPU tests start with every hardware context free (npu1 has 6; cached models hold theirs)

@@ -14,10 +14,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import whisper_npu
-from tests.conftest import AUDIO_DIR, manifest
+from tests.conftest import AUDIO_DIR, assert_batched_equals_single, manifest
 from tests.test_ct2 import write_model_bin
 from whisper_npu.audio import load_audio
-from whisper_npu.decoding import DecodingOptions, decode_batch, decode_window
 from whisper_npu.errors import WhisperNpuError
 from whisper_npu.features import N_SAMPLES, log_mel_spectrogram, pad_or_trim
 from whisper_npu.model.ct2 import load_ct2_dir
@@ -177,14 +176,8 @@ def test_int8_logits_stay_close_to_float32(tiny_model, tiny_int8, tiny_dir):
 def test_int8_batched_beam_search_equals_one_window_at_a_time(tiny_int8):
     """Every int8 quantisation in the default plan is per row (or per row and block): a window's
     result must not depend on the other windows decoded with it (per-tensor scales broke this)."""
-    tok = Tokenizer.from_file(tiny_int8.tokenizer_file, multilingual=False)
     mels = [pad_or_trim(log_mel_spectrogram(load_audio(AUDIO_DIR / rel), padding=N_SAMPLES)) for rel in manifest()]
-    opts = DecodingOptions(beam_size=5, without_timestamps=True)
-    batched = decode_batch(tiny_int8, tiny_int8.encode(np.stack(mels)), tok, opts)
-    for mel, got in zip(mels, batched, strict=True):
-        single = decode_window(tiny_int8, tiny_int8.encode(mel[None]), tok, opts)
-        assert got.tokens == single.tokens
-        assert got.sum_logprob == pytest.approx(single.sum_logprob, abs=1e-3)
+    assert_batched_equals_single(tiny_int8, mels)
 
 
 def test_default_plan_decoder_is_weight_only_with_its_own_cache_key():

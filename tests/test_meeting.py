@@ -10,13 +10,11 @@ import pytest
 import soundfile as sf
 
 import whisper_npu
-from tests.conftest import AUDIO_DIR, manifest, words
+from tests.conftest import AUDIO_DIR, assert_batched_equals_single, manifest, words
 from whisper_npu import whisperx_compat
 from whisper_npu.bench import word_error_rate
-from whisper_npu.decoding import DecodingOptions, decode_batch, decode_window
 from whisper_npu.errors import WhisperNpuError
 from whisper_npu.features import N_SAMPLES, log_mel_spectrogram, pad_or_trim
-from whisper_npu.tokenizer import Tokenizer
 from whisper_npu.vad import TimeMap, merge_chunks, speech_regions
 
 SR = 16000
@@ -71,15 +69,8 @@ def test_chunks_are_at_most_30_s_and_map_back():
 
 
 def test_batched_beam_search_equals_one_window_at_a_time(tiny):
-    model = tiny.model
-    tok = Tokenizer.from_file(model.tokenizer_file, multilingual=False)
     mels = [pad_or_trim(log_mel_spectrogram(_load(rel), padding=N_SAMPLES)) for rel in sorted(manifest())]
-    opts = DecodingOptions(beam_size=5, without_timestamps=True)
-    batched = decode_batch(model, model.encode(np.stack(mels)), tok, opts)
-    for mel, got in zip(mels, batched, strict=True):
-        single = decode_window(model, model.encode(mel[None]), tok, opts)
-        assert got.tokens == single.tokens
-        assert got.sum_logprob == pytest.approx(single.sum_logprob, abs=1e-3)
+    assert_batched_equals_single(tiny.model, mels)
 
 
 @pytest.mark.parametrize("kind", ["silence", "noise"])
