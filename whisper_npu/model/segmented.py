@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
@@ -138,7 +139,7 @@ class SegmentedGraph:
             sub_model.ir_version = model.ir_version
             session = ort.InferenceSession(sub_model.SerializeToString(), options, providers=providers)
             self.steps.append(_Step(session, seg_inputs, seg_outputs))
-        self.slots = _assign_slots(self.steps, set(self.output_names), next(_graph_ids))
+        _assign_slots(self.steps, set(self.output_names), next(_graph_ids))
 
     def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with self._lock:
@@ -159,10 +160,7 @@ class SegmentedGraph:
 def _absorbed_concats(graph: onnx.GraphProto, routed: set[str], outputs: set[str]) -> set[int]:
     """Indices of Concat nodes (last axis) whose output feeds one routed MatMul and nothing else."""
     producer = {o: i for i, node in enumerate(graph.node) for o in node.output}
-    uses: dict[str, int] = {}
-    for node in graph.node:
-        for n in node.input:
-            uses[n] = uses.get(n, 0) + 1
+    uses = Counter(n for node in graph.node for n in node.input)
     found = set()
     for node in graph.node:
         if node.op_type != "MatMul" or node.name not in routed:
@@ -177,8 +175,8 @@ def _absorbed_concats(graph: onnx.GraphProto, routed: set[str], outputs: set[str
     return found
 
 
-def _assign_slots(steps: list[_Step], outputs: set[str], graph_id: int) -> dict[str, Hashable]:
-    """Give each routed step's result a slot, reusing a slot once its previous result has no consumer left.
+def _assign_slots(steps: list[_Step], outputs: set[str], graph_id: int) -> None:
+    """Set each routed step's result slot (``_Step.slot``), reusing a slot once its result has no consumer left.
 
     A result is live from its step to its last consuming step (for ever if it is a graph output). A slot
     whose holder's last use is an earlier step than the new result's is free: that consumer has finished.
@@ -189,7 +187,6 @@ def _assign_slots(steps: list[_Step], outputs: set[str], graph_id: int) -> dict[
             last_use[n] = i
     forever = len(steps)
     busy_until: list[int] = []  # per slot: the step at which its current result is last used
-    slots: dict[str, Hashable] = {}
     for i, step in enumerate(steps):
         if step.external is None:
             continue
@@ -202,8 +199,6 @@ def _assign_slots(steps: list[_Step], outputs: set[str], graph_id: int) -> dict[
         else:
             busy_until[free] = end
         step.slot = (graph_id, free)
-        slots[step.external] = step.slot
-    return slots
 
 
 def _detached(value: np.ndarray, routed: list[np.ndarray]) -> np.ndarray:

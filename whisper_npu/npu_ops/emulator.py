@@ -454,8 +454,6 @@ class run:  # noqa: N801
     def start(self) -> None:
         if self._kernel is None:
             raise RuntimeError("start: run has no kernel")
-        if self._state in (ert_cmd_state.ERT_CMD_STATE_QUEUED, ert_cmd_state.ERT_CMD_STATE_SUBMITTED):
-            raise RuntimeError("start: run is still in flight")
         self._state, delay, self.emulated_seconds = self._kernel._start(self._args)
         self._ready_at = time.perf_counter() + delay
 
