@@ -73,6 +73,8 @@ PYXRT_API: tuple[tuple[str | None, str], ...] = (
     ("xrt_info_device", "name"),
 )
 
+#: pyxrt comes with XRT (not on PyPI); the one line a user needs when it is missing.
+PYXRT_MISSING = "pyxrt not installed (XRT 2.25: apt install -t trixie-backports python3-xrt)"
 MAX_PREPARED_RUNS = 1024  # per overlay; one per (A, B, C) triple: ops x column blocks x result slots
 DEFAULT_TIMEOUT_MS = 2000  # the amdxdna watchdog fires after 2 s without progress
 FIRST_RUN_TIMEOUT_MS = 10000  # first run after idle can take >100 ms at the lowest clock level
@@ -106,7 +108,7 @@ def open_xrt() -> tuple[ModuleType | None, str | None]:
     try:
         import pyxrt  # type: ignore[import-not-found]
     except ImportError:
-        return None, "pyxrt not installed"
+        return None, PYXRT_MISSING
     if not Path("/dev/accel").exists() and not os.environ.get("WHISPER_NPU_SKIP_DEV_CHECK"):
         return None, "no XDNA device (/dev/accel missing; is the amdxdna driver loaded?)"
     return pyxrt, None
