@@ -261,7 +261,7 @@ def test_full_disk_mid_batch_is_failures_not_a_traceback(tmp_path, monkeypatch):
 
     def fsync(fd):
         writes.append(fd)
-        if len(writes) > 2:  # a.txt and its record fit; then the disk is full
+        if len(writes) > 3:  # a's claim, a.txt and its record fit; then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(writers.os, "fsync", fsync)
@@ -501,3 +501,76 @@ def test_fuzz_fast_cases(tmp_path, name):
     outcome = fuzz.run_case(case, tmp_path / "case")
     assert not outcome.bad, (outcome.status, outcome.problem, outcome.modified)
     assert outcome.one_line
+
+
+# -- files this program did not write are never replaced ------------------------------------------------------
+
+
+def _three_inputs(tmp_path: Path) -> Path:
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.wav", "b.wav", "c.wav"):
+        (src / name).write_bytes(name.encode())
+    return src
+
+
+def test_batch_never_replaces_a_users_file_and_says_why_in_one_line(tmp_path):
+    src, out = _three_inputs(tmp_path), tmp_path / "out"
+    out.mkdir()
+    (out / "b.txt").write_text("my own notes")
+    calls: list[Path] = []
+    summary = run_batch([src], _fake(calls), out, ["txt", "srt"])
+    status = {Path(o.path).name: o for o in summary.outcomes}
+    assert status["a.wav"].status == status["c.wav"].status == "ok"  # one refusal never stops the batch
+    assert status["b.wav"].status == "failed" and "\n" not in status["b.wav"].reason
+    assert "refusing to overwrite" in status["b.wav"].reason and "b.txt" in status["b.wav"].reason
+    assert (out / "b.txt").read_text() == "my own notes"
+    assert not (out / "b.srt").exists()  # nothing of b was written, and b was never transcribed
+    assert [p.name for p in calls] == ["a.wav", "c.wav"]
+    # Our own outputs are ours to replace: a forced re-run rewrites a and c and still refuses b.
+    again = run_batch([src], _fake(), out, ["txt", "srt"], overwrite=True)
+    assert [o.status for o in again.outcomes] == ["ok", "failed", "ok"]
+
+
+def test_an_output_the_user_edited_is_theirs_now(tmp_path):
+    src, out = _three_inputs(tmp_path), tmp_path / "out"
+    run_batch([src], _fake(), out, ["txt"])
+    (out / "a.txt").write_text("corrected by hand")
+    summary = run_batch([src], _fake(), out, ["txt"], overwrite=True)
+    assert [o.status for o in summary.outcomes] == ["failed", "ok", "ok"]
+    assert (out / "a.txt").read_text() == "corrected by hand"
+
+
+def test_names_claimed_by_a_killed_write_are_still_ours(tmp_path):
+    """A run killed between its claim and its record leaves files the next run may replace (not 'foreign')."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.txt").write_text("half of a run that was killed")
+    writers.sidecar_path(out, "a").write_text(json.dumps({"written": {}, "pending": ["a.txt"]}))
+    writers.write_owned(out, "a", [(out / "a.txt", "whole")])
+    assert (out / "a.txt").read_text() == "whole"
+    writers.sidecar_path(out, "a").write_text(json.dumps({"written": {}}))  # no claim: the file is not ours
+    with pytest.raises(OutputError, match="refusing to overwrite"):
+        writers.write_owned(out, "a", [(out / "a.txt", "again")])
+
+
+def test_foreign_batch_report_is_refused_before_any_work(tmp_path):
+    src, out = _three_inputs(tmp_path), tmp_path / "out"
+    out.mkdir()
+    (out / "batch_report.json").write_text('{"mine": true}')
+    calls: list[Path] = []
+    with pytest.raises(OutputError, match="batch_report.json"):
+        run_batch([src], _fake(calls), out, ["txt"])
+    assert calls == [] and (out / "batch_report.json").read_text() == '{"mine": true}'
+
+
+def test_cli_single_file_refuses_a_users_file(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "jfk.txt").write_text("mine")
+    proc = _cli("transcribe", JFK, "-o", out, "-f", "txt")
+    _one_error_line(proc, "refusing to overwrite")
+    assert (out / "jfk.txt").read_text() == "mine"
+    (out / "jfk.txt").unlink()
+    assert _cli("transcribe", JFK, "-o", out, "-f", "txt").returncode == 0
+    assert _cli("transcribe", JFK, "-o", out, "-f", "txt").returncode == 0  # its own output: replaced freely

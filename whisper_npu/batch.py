@@ -4,8 +4,10 @@ The model is loaded once; each file is transcribed and its outputs written
 atomically before the next starts, so a crash, SIGKILL or Ctrl-C never leaves
 a half transcript and a re-run skips exactly the finished files (a hidden
 sidecar beside the outputs records which input, by path, size and mtime, they
-were made from; it is written last). A file that fails is recorded with a
-one-line reason and the batch goes on; the exit status says whether any failed.
+were made from and which outputs this program wrote; it is written last). An
+existing file this program did not write is never replaced: that input fails
+with a one-line reason. A file that fails is recorded with a one-line reason
+and the batch goes on; the exit status says whether any failed.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from whisper_npu import writers
 from whisper_npu.audio import AUDIO_SUFFIXES
 from whisper_npu.errors import OutputError, WhisperNpuError
 from whisper_npu.report import RunReport
-from whisper_npu.writers import SubtitleLayout, atomic_write_text, expand_formats, write_outputs
+from whisper_npu.writers import SubtitleLayout, expand_formats, write_outputs
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,8 @@ def has_glob(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 
 
-SIDECAR_SUFFIX = ".whisper-npu.done"  # JSON inside; no .json suffix so "*.json" globs see transcripts only
 REPORT_NAME = "batch_report.json"
+REPORT_STEM = Path(REPORT_NAME).stem
 _STOP_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})  # no later file could be written either
 
 
@@ -181,7 +183,7 @@ def _name_outputs(paths: list[Path], roots: list[str]) -> list[BatchItem]:
         for i, (r, stem) in enumerate(zip(rel, stems, strict=True)):
             groups.setdefault((r.parent, stem.casefold()), []).append(i)
         # batch_report.json belongs to the batch: an input named batch_report.* keeps its extension too
-        reserved = groups.get((Path("."), Path(REPORT_NAME).stem), [])
+        reserved = groups.get((Path("."), REPORT_STEM), [])
         return {i for group in groups.values() if len(group) > 1 for i in group} | set(reserved)
 
     for i in clashes():
@@ -201,9 +203,7 @@ def remove_stale_temp_files(output_dir: Path) -> int:
 
 
 def _sidecar(item: BatchItem, output_dir: Path) -> Path:
-    room = writers.NAME_MAX - 1 - len(SIDECAR_SUFFIX.encode())
-    head = item.stem.encode()[:room].decode("utf-8", errors="ignore")
-    return output_dir / item.relative.parent / f".{head}{SIDECAR_SUFFIX}"
+    return writers.sidecar_path(output_dir / item.relative.parent, item.stem)
 
 
 def _source_record(path: Path) -> dict[str, Any]:
@@ -217,12 +217,12 @@ def is_done(item: BatchItem, output_dir: Path, formats: list[str]) -> bool:
     The record is a hidden sidecar written after the outputs, so an input edited
     since, another input with the same name, or a run killed half-way is redone.
     """
+    record = writers.read_record(output_dir / item.relative.parent, item.stem)
     try:
-        record = json.loads(_sidecar(item, output_dir).read_text(encoding="utf-8"))
         current = _source_record(item.path)
-    except (OSError, ValueError):
+    except OSError:
         return False
-    if not isinstance(record, dict) or any(record.get(k) != v for k, v in current.items()):
+    if any(record.get(k) != v for k, v in current.items()):
         return False
     written = set(record.get("outputs", []))
     return all(out.name in written and out.is_file() for out in _outputs(item, output_dir, formats))
@@ -323,15 +323,18 @@ def run_batch(
                 )
     summary = BatchSummary(outcomes, time.perf_counter() - t0, interrupted, total, stop_reason=stop_reason)
     try:
-        atomic_write_text(report_path, json.dumps(summary.to_dict(), indent=2) + "\n")
+        writers.write_owned(output_dir, REPORT_STEM, [(report_path, json.dumps(summary.to_dict(), indent=2) + "\n")])
     except OutputError as exc:
         summary.report_error = str(exc)
     return summary
 
 
 def check_report_path(output_dir: Path, items: list[BatchItem]) -> None:
-    """Refuse (one line) a batch whose ``batch_report.json`` would replace one of its inputs."""
-    writers.guard_inputs([Path(output_dir) / REPORT_NAME], [item.path for item in items])
+    """Refuse (one line) a batch whose ``batch_report.json`` would replace one of its inputs or a file this
+    program did not write, before any work is done."""
+    report = Path(output_dir) / REPORT_NAME
+    writers.guard_inputs([report], [item.path for item in items])
+    writers.refuse_foreign(Path(output_dir), REPORT_STEM, [report])
 
 
 def _transcribe_one(
@@ -347,12 +350,12 @@ def _transcribe_one(
     t0 = time.perf_counter()
     folder = output_dir / item.relative.parent
     try:
-        writers.guard_inputs(_outputs(item, output_dir, formats) + [_sidecar(item, output_dir)], sources)
+        outputs = _outputs(item, output_dir, formats)
+        writers.guard_inputs([*outputs, _sidecar(item, output_dir)], sources)
+        writers.refuse_foreign(folder, item.stem, outputs)  # before the work, not after it
         record = _source_record(item.path)
         result = transcriber(item.path)
-        outputs = write_outputs(result.to_dict(), folder, item.stem, formats, layout=layout)
-        record["outputs"] = [p.name for p in outputs]
-        atomic_write_text(_sidecar(item, output_dir), json.dumps(record) + "\n")
+        outputs = write_outputs(result.to_dict(), folder, item.stem, formats, layout=layout, record=record)
     except OutputError as exc:
         stop = "the output location cannot be written" if exc.errno in _STOP_ERRNOS else ""
         return FileOutcome(str(item.path), "failed", str(exc), wall_s=time.perf_counter() - t0), stop

@@ -355,6 +355,77 @@ def output_paths(output_dir: Path, stem: str, formats: Iterable[str]) -> list[Pa
     return [Path(output_dir) / f"{stem}.{fmt}" for fmt in expand_formats(formats)]
 
 
+#: Hidden record beside a stem's outputs (JSON; no .json suffix, so "*.json" globs see transcripts only): what
+#: this program wrote there (name -> [size, mtime_ns]), plus whatever the caller records (the batch: its input).
+SIDECAR_SUFFIX = ".whisper-npu.done"
+
+
+def sidecar_path(folder: Path, stem: str) -> Path:
+    """``.<stem>.whisper-npu.done`` in ``folder``, the stem cut (whole characters) to fit NAME_MAX."""
+    room = NAME_MAX - 1 - len(SIDECAR_SUFFIX.encode())
+    head = stem.encode()[:room].decode("utf-8", errors="ignore")
+    return Path(folder) / f".{head}{SIDECAR_SUFFIX}"
+
+
+def read_record(folder: Path, stem: str) -> dict[str, Any]:
+    """The stem's sidecar record, or {} when there is none (or it is unreadable)."""
+    try:
+        record = json.loads(sidecar_path(folder, stem).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _fingerprint(path: Path) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def refuse_foreign(folder: Path, stem: str, paths: Iterable[Path]) -> None:
+    """Refuse (one line) to replace an existing file this program did not write, or one changed since it did.
+
+    Ours are the files the stem's sidecar records with the same size and mtime, and the names it claimed
+    just before a write that did not finish (a killed run).
+    """
+    record = read_record(folder, stem)
+    written = record.get("written") if isinstance(record.get("written"), dict) else {}
+    pending = set(record.get("pending") or [])
+    for path in paths:
+        fingerprint = _fingerprint(path)
+        if fingerprint is not None and path.name not in pending and written.get(path.name) != fingerprint:
+            raise OutputError(
+                f"refusing to overwrite {path}: whisper-npu did not write it (or it was changed since); "
+                "move it away or choose another output folder"
+            )
+
+
+def write_owned(
+    folder: Path, stem: str, files: list[tuple[Path, str]], record: dict[str, Any] | None = None
+) -> list[Path]:
+    """Write ``files`` (path, text) atomically, only over files this program wrote, and record them as ours.
+
+    The names are claimed in the sidecar before the first write and the sidecar is rewritten, with ``record``
+    and each file's fingerprint, after the last: a run killed in between leaves no finished record (it is
+    redone) and no file the next run would take for the user's.
+    """
+    folder = Path(folder)
+    paths = [p for p, _ in files]
+    refuse_foreign(folder, stem, paths)
+    side = sidecar_path(folder, stem)
+    previous = read_record(folder, stem).get("written")
+    written = dict(previous) if isinstance(previous, dict) else {}
+    atomic_write_text(side, json.dumps({"written": written, "pending": [p.name for p in paths]}) + "\n")
+    for path, text in files:
+        atomic_write_text(path, text)
+        written[path.name] = _fingerprint(path)
+    final = {**(record or {}), "outputs": [p.name for p in paths], "written": written}
+    atomic_write_text(side, json.dumps(final) + "\n")
+    return paths
+
+
 def write_outputs(
     result: dict[str, Any],
     output_dir: Path,
@@ -363,23 +434,26 @@ def write_outputs(
     word_level: bool = False,
     layout: SubtitleLayout | None = None,
     protect: Iterable[Path] | InputGuard = (),
+    record: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Render and atomically write each format; returns the written paths.
 
     ``layout`` (line width/count, word highlighting) applies to SRT and VTT and takes precedence over
-    ``word_level``. ``protect`` lists files (the inputs) that must never be replaced: a clash is refused
-    before anything is written.
+    ``word_level``. ``protect`` lists files (the inputs) that must never be replaced, and a file this
+    program did not write is never replaced either: a clash is refused before anything is written.
+    ``record`` goes into the stem's sidecar with the outputs (``write_owned``).
     """
     fmts = expand_formats(formats)
     paths = [Path(output_dir) / f"{stem}.{fmt}" for fmt in fmts]
-    guard_inputs(paths, protect)
+    guard_inputs([*paths, sidecar_path(output_dir, stem)], protect)
+    files = []
     for path, fmt in zip(paths, fmts, strict=True):
         if layout is not None and layout.active and fmt in LAYOUT_RENDERERS:
             text = LAYOUT_RENDERERS[fmt](result, layout)
         else:
             text = RENDERERS[fmt](result, word_level)
-        atomic_write_text(path, text)
-    return paths
+        files.append((path, text))
+    return write_owned(output_dir, stem, files, record)
 
 
 class InputGuard:
