@@ -103,6 +103,19 @@ def test_host_cost_reported_per_op(jfk_runs):
     assert 0 < host["zero_copy_c_mb"] <= 10 * c_bo_mb
 
 
+def test_run_report_prints_host_work_and_which_cast_ran(jfk_runs):
+    """The printed report says the NPU host ms per window and which bf16 cast ran (numba with the test extra)."""
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    jfk_runs[0].report.render(console=console)
+    text = console.export_text()
+    host = jfk_runs[0].report.info["npu"]["host"]
+    assert host["cast"].startswith("numba")
+    assert f"NPU host work {host['host_ms_per_window']:.1f} ms per 30 s window" in text
+    assert "bf16 cast: numba" in text
+
+
 def test_mel_as_gemms_matches_cpu_features(npu_model, jfk_path):
     from whisper_npu.audio import load_audio
     from whisper_npu.features import N_SAMPLES, log_mel_spectrogram

@@ -193,4 +193,10 @@ class RunReport:
                     f"{stat.seconds:.3f}",
                     reason_text if i == 0 else "",
                 )
+        host = (self.info.get("npu") or {}).get("host") or {}
+        if host.get("host_ms_per_window") is not None:
+            table.caption = (
+                f"NPU host work {host['host_ms_per_window']:.1f} ms per 30 s window "
+                f"({host.get('launches_per_window')} launches); bf16 cast: {host.get('cast', '-')}"
+            )
         console.print(table)

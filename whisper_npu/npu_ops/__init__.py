@@ -21,6 +21,7 @@ import numpy as np
 from whisper_npu.errors import WhisperNpuError
 from whisper_npu.npu_ops.designs import target_for_device
 from whisper_npu.npu_ops.dispatch import Dispatcher
+from whisper_npu.npu_ops.kernels import cast_backend
 from whisper_npu.npu_ops.manifest import load_manifest
 from whisper_npu.npu_ops.runtime import XdnaSession, open_xrt
 from whisper_npu.report import RunReport
@@ -125,6 +126,8 @@ def setup(device: str = "auto", runtime: str = "auto") -> NpuSetup | None:
 
         directory = default_fixture_dir()  # emulator fixtures are generated, never shipped
     specs, manifest_reason = load_manifest(directory)
+    if session is not None:
+        cast_backend()  # compile the host's bf16 cast at model load, not inside the first window
     dispatcher = Dispatcher(session, specs, unavailable_reason=reason or manifest_reason)
     dispatcher.use_cost_model = device == "auto"
     return NpuSetup(dispatcher, chosen)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from whisper_npu.npu_ops.designs import make_config
+from whisper_npu.npu_ops.kernels import cast_backend
 from whisper_npu.npu_ops.manifest import NOT_BUILT, KernelSpec, validate
 from whisper_npu.npu_ops.matmul import GemmOp, HostCost
 from whisper_npu.npu_ops.mel import MelGemms, dft_weight
@@ -358,6 +359,7 @@ class Dispatcher:
             "sync_ms_per_window": round(syncs * 1e3 / windows, 3) if windows else None,
             "launches_per_window": round(launches / windows, 1) if windows else None,
             "zero_copy_c_mb": round(self.zero_copy_bytes() / 2**20, 1),
+            "cast": cast_backend(),
             "ops": per_op,
             "note": "host work only, as thread CPU time: bf16 conversion, the CPU time of sync and launch calls, "
             "copies out of C. Not counted (NPU/DMA work on hardware): the emulated overlay compute and the "

@@ -24,6 +24,7 @@ integer passes instead of five. Truncation — the AIE's default
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 import numpy as np
@@ -53,14 +54,31 @@ def to_bf16_into(dst: np.ndarray, x: np.ndarray) -> None:
     """Write bf16(x) into the uint16 array ``dst`` [rows, cols] (``x`` float32, same shape): the host's per-call cast.
 
     Round to nearest, ties away from zero: add half an ulp of bf16 (0x8000) to the float32 bits and keep the
-    upper 16, in row chunks whose uint32 scratch stays in cache. Why not ties-to-even: this is the hottest
-    host loop of the NPU path (every activation of every GEMM, 16.7 M values per tiny window), and
-    measured here on a cache-cold 1500 x 1536 source it takes 1.2 ms against 2.0 ms for the five-pass
-    ties-to-even bit ops and 4.7 ms for ml_dtypes' cast; the results differ only on exact ties.
+    upper 16. This is the hottest host loop of the NPU path (every activation of every GEMM, 16.7 M values
+    per tiny window), so it runs compiled (:func:`cast_backend`) in one pass where numba is installed, and as
+    two numpy integer passes over cache-sized chunks otherwise; both give the same bits. Why not ties-to-even:
+    measured here on a cache-cold 1500 x 1536 source the numpy passes take 1.2 ms against 2.0 ms for the
+    five-pass ties-to-even bit ops and 4.7 ms for ml_dtypes' cast; the results differ only on exact ties.
     Finite values that round past bf16's largest become +-inf, as with ties-to-even. NaN is not preserved
     (a NaN may come out as inf or 0): activations are finite in a working model, and NaN bits are not worth a
     third pass.
     """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        x, dst = x.reshape(-1, x.shape[-1]), dst.reshape(-1, dst.shape[-1])
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return
+    if dst.shape != x.shape:
+        raise ValueError(f"bf16 cast: destination {dst.shape} does not match source {x.shape}")
+    kernel = _compiled_kernel()
+    if kernel is not None and _unit_rows(dst):
+        kernel(_flat(dst), _row_stride(dst), x.view(np.uint32))
+        return
+    to_bf16_into_numpy(dst, x)
+
+
+def to_bf16_into_numpy(dst: np.ndarray, x: np.ndarray) -> None:
+    """:func:`to_bf16_into` in numpy alone: add 0x8000, shift, narrow, in row chunks whose scratch stays in L2."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2:
         x, dst = x.reshape(-1, x.shape[-1]), dst.reshape(-1, dst.shape[-1])
@@ -75,6 +93,129 @@ def to_bf16_into(dst: np.ndarray, x: np.ndarray) -> None:
         np.add(u[r0 : r0 + step], np.uint32(0x8000), out=t)
         t >>= 16
         np.copyto(dst[r0 : r0 + step], t, casting="unsafe")
+
+
+def to_split_bf16_into(hi: np.ndarray, lo: np.ndarray, x: np.ndarray) -> None:
+    """Write x ~= hi + lo as two bf16 bit arrays (activation rounding for both; ``lo`` is ``x - hi``, exact in f32).
+
+    The mel op's split-bf16 frames. Compiled in one pass over x where numba is (:func:`cast_backend`),
+    three numpy passes otherwise; the same bits either way.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if hi.shape != x.shape or lo.shape != x.shape:
+        raise ValueError(f"split bf16: destinations {hi.shape}, {lo.shape} do not match source {x.shape}")
+    kernel = _kernel_state.get("split") if _compiled_kernel() is not None else None
+    if kernel is not None and x.ndim == 2 and x.size and all(_unit_rows(d) for d in (hi, lo)):
+        x = np.ascontiguousarray(x)
+        kernel(_flat(hi), _row_stride(hi), _flat(lo), _row_stride(lo), x, x.view(np.uint32))
+        return
+    to_bf16_into(hi, x)
+    rest = bf16_to_f32(hi)
+    np.subtract(x, rest, out=rest)  # x - hi, exactly representable in f32
+    to_bf16_into(lo, rest)
+
+
+def _unit_rows(dst: np.ndarray) -> bool:
+    """A 2-D uint16 destination whose rows are unit-stride and laid out forwards without overlap."""
+    if dst.dtype != np.uint16 or dst.ndim != 2 or dst.strides[1] != 2:
+        return False
+    return dst.shape[0] == 1 or (dst.strides[0] % 2 == 0 and dst.strides[0] >= 2 * dst.shape[1])
+
+
+def _row_stride(dst: np.ndarray) -> int:
+    return dst.strides[0] // 2 if dst.shape[0] > 1 else dst.shape[1]
+
+
+def _flat(dst: np.ndarray) -> np.ndarray:
+    """dst's rows as one contiguous run of memory (first to last element), so compiled loops write unit-stride
+    rows whatever the destination's row pitch (a column block of the A buffer)."""
+    rows, cols = dst.shape
+    return np.lib.stride_tricks.as_strided(dst, shape=((rows - 1) * _row_stride(dst) + cols,), strides=(2,))
+
+
+#: Environment switch: ``WHISPER_NPU_CAST=numpy`` keeps the cast in numpy even where numba is installed.
+CAST_ENV = "WHISPER_NPU_CAST"
+_kernel_state: dict[str, object] = {}
+
+
+def _compiled_kernel():
+    """The numba kernel of :func:`to_bf16_into`, compiled on first use; None where numba is absent or off.
+
+    Why numba: measured in the emulated pipeline on this machine the numpy passes cost ~1 ns per value
+    (three passes over every activation, the narrowing copy into a strided column block the slowest);
+    one compiled pass writes each uint16 once. numba is an optional dependency (``whisper-npu[npu]``;
+    librosa, a test dependency, brings it too), so the path is chosen at run time and reported.
+    """
+    if "kernel" in _kernel_state:
+        return _kernel_state["kernel"]
+    kernel, why = None, None
+    if os.environ.get(CAST_ENV, "").strip().lower() == "numpy":
+        why = f"numpy ({CAST_ENV}=numpy)"
+    else:
+        try:
+            import numba
+        except ImportError:
+            why = "numpy (numba not installed: pip install 'whisper-npu[npu]' for the compiled cast)"
+        else:
+            try:
+                jit = numba.njit(nogil=True, cache=True, boundscheck=False)
+                kernel, split = jit(_cast_rows), jit(_split_rows)
+                probe, probe_lo = np.zeros(4, np.uint16), np.zeros(4, np.uint16)
+                kernel(probe, 2, np.float32([[1.0, -2.0], [0.5, 3.0]]).view(np.uint32))
+                two = np.float32([[1.0, -2.0], [0.5, 3.0]])
+                split(probe, 2, probe_lo, 2, two, two.view(np.uint32))
+                _kernel_state["split"] = split
+            except Exception as exc:  # a compiler failure must not take the NPU path down with it
+                kernel, why = None, f"numpy (numba failed to compile the cast: {type(exc).__name__})"
+    _kernel_state["kernel"] = kernel
+    _kernel_state["backend"] = "numba (compiled, one pass)" if kernel is not None else why
+    return kernel
+
+
+def cast_backend() -> str:
+    """Which implementation :func:`to_bf16_into` uses in this process, and why (for the run report)."""
+    _compiled_kernel()
+    return str(_kernel_state["backend"])
+
+
+def _reset_cast_backend() -> None:
+    """Forget the chosen cast implementation (tests switch :data:`CAST_ENV`)."""
+    _kernel_state.clear()
+
+
+def _split_rows(hi, hi_stride, lo, lo_stride, x, u):  # pragma: no cover - compiled by numba
+    """hi = bf16(x), lo = bf16(x - hi) per row, as :func:`to_split_bf16_into` (``u`` is x's bits; one row of
+    scratch in L1 holds hi as float32, then x - hi, exact)."""
+    rows, cols = x.shape
+    scratch = np.empty(cols, np.uint32)
+    back = scratch.view(np.float32)
+    half = np.uint32(0x8000)
+    shift = np.uint32(16)
+    for r in range(rows):
+        h = hi[r * hi_stride : r * hi_stride + cols]
+        low = lo[r * lo_stride : r * lo_stride + cols]
+        src, xr = u[r], x[r]
+        for c in range(cols):
+            bits = (src[c] + half) >> shift
+            h[c] = np.uint16(bits)
+            scratch[c] = bits << shift
+        for c in range(cols):
+            back[c] = xr[c] - back[c]
+        for c in range(cols):
+            low[c] = np.uint16((scratch[c] + half) >> shift)
+
+
+def _cast_rows(out, row_stride, u):  # pragma: no cover - compiled by numba; exercised through to_bf16_into
+    """out[r * row_stride + c] = upper 16 bits of (u[r, c] + 0x8000): the one-pass cast numba compiles."""
+    rows, cols = u.shape
+    half = np.uint32(0x8000)
+    shift = np.uint32(16)
+    for r in range(rows):
+        # Row slices, not out[r * row_stride + c]: measured 2x faster (the loop over slices vectorises).
+        dst = out[r * row_stride : r * row_stride + cols]
+        src = u[r]
+        for c in range(cols):
+            dst[c] = np.uint16((src[c] + half) >> shift)
 
 
 def activation_bits(x: np.ndarray) -> np.ndarray:

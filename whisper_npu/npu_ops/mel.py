@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from whisper_npu.npu_ops.kernels import bf16_to_f32, dft_basis, split_bf16, to_bf16_into
+from whisper_npu.npu_ops.kernels import dft_basis, split_bf16, to_split_bf16_into
 from whisper_npu.npu_ops.matmul import GemmOp, HostCost
 from whisper_npu.npu_ops.runtime import XdnaSession
 
@@ -47,10 +47,7 @@ def write_split_frames(dst: np.ndarray, frames: np.ndarray) -> None:
     """Write [x_hi | x_lo | x_hi] as bf16 bits into the A view ``dst`` [rows, K_overlay >= 1200]."""
     n = frames.shape[1]
     hi_bits = dst[:, :n]
-    to_bf16_into(hi_bits, frames)
-    lo = bf16_to_f32(hi_bits)
-    np.subtract(frames, lo, out=lo)  # x - hi, exactly representable in f32
-    to_bf16_into(dst[:, n : 2 * n], lo)
+    to_split_bf16_into(hi_bits, dst[:, n : 2 * n], frames)
     dst[:, 2 * n : 3 * n] = hi_bits
     dst[:, 3 * n :] = 0
 
