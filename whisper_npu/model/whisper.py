@@ -43,7 +43,10 @@ __all__ = ["EncoderOutput", "KVCache", "LoadInfo", "ModelDims", "WhisperModel", 
 #   vs 6.87 %. Rejected: int8 activations per row in the decoder (tiny.en 12.1 %), 4-bit weights (KL 80x
 #   larger), 8-bit weights with float compute (accuracy_level 0: several times slower than float32 in
 #   onnxruntime 1.32 on this CPU).
-# The conv stem, layer norms and attention products stay float32.
+# The conv stem, layer norms and attention products stay float32. Int8Plan.cross_int8 (int8 cross K/V and
+# products) is off: +1-11 % speed but WER over float32 +0.35 (base --no-vad) and +0.85 (base VAD) points,
+# against +0.17 / +0.68 without it, and tiny.en --no-vad 8.71 % vs 7.77 % (scripts/bench_int8_plans.py,
+# plans interleaved per file).
 DEFAULT_INT8_PLAN = Int8Plan(
     encoder=True, decoder=False, logits=False, decoder_wbits=8, logits_wbits=8, block=32, accuracy_level=4
 )
