@@ -474,11 +474,8 @@ def encode_windows(model: WhisperModel, mels: list[np.ndarray]) -> EncoderOutput
     for i, mel in enumerate(mels):
         one = model.encode(pad_or_trim(mel, N_FRAMES)[None])
         if out is None:
-            out = EncoderOutput(
-                [np.empty((len(mels), *k.shape[1:]), k.dtype) for k in one.cross_k],
-                [np.empty((len(mels), *v.shape[1:]), v.dtype) for v in one.cross_v],
-            )
-        for dst, src in zip(out.cross_k + out.cross_v, one.cross_k + one.cross_v, strict=True):
+            out = one.map(lambda a: np.empty((len(mels), *a.shape[1:]), a.dtype))
+        for dst, src in zip(out.arrays(), one.arrays(), strict=True):
             dst[i] = src[0]
     assert out is not None
     return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,7 +43,10 @@ __all__ = ["EncoderOutput", "KVCache", "LoadInfo", "ModelDims", "WhisperModel", 
 #   vs 6.87 %. Rejected: int8 activations per row in the decoder (tiny.en 12.1 %), 4-bit weights (KL 80x
 #   larger), 8-bit weights with float compute (accuracy_level 0: several times slower than float32 in
 #   onnxruntime 1.32 on this CPU).
-# The conv stem, layer norms and attention products stay float32.
+# The conv stem, layer norms and attention products stay float32. Int8Plan.cross_int8 (int8 cross K/V and
+# products) is off: +1-11 % speed but WER over float32 +0.35 (base --no-vad) and +0.85 (base VAD) points,
+# against +0.17 / +0.68 without it, and tiny.en --no-vad 8.71 % vs 7.77 % (scripts/bench_int8_plans.py,
+# plans interleaved per file).
 DEFAULT_INT8_PLAN = Int8Plan(
     encoder=True, decoder=False, logits=False, decoder_wbits=8, logits_wbits=8, block=32, accuracy_level=4
 )
@@ -63,17 +66,38 @@ class MatmulRouter(Protocol):
 
 @dataclass
 class EncoderOutput:
-    """Cross-attention K/V of every decoder layer for ``batch`` windows."""
+    """Cross-attention K/V of every decoder layer for ``batch`` windows.
+
+    With an int8 cross-attention plan K/V are int8 and ``k_scale``/``v_scale``
+    hold their float32 scales (one per frame and head, ``[B, H, 1, S]``);
+    otherwise those lists are empty and K/V are float32.
+    """
 
     cross_k: list[np.ndarray]
     cross_v: list[np.ndarray]
+    k_scale: list[np.ndarray] = field(default_factory=list)
+    v_scale: list[np.ndarray] = field(default_factory=list)
 
     @property
     def batch(self) -> int:
         return int(self.cross_k[0].shape[0])
 
-    def select(self, index: np.ndarray) -> EncoderOutput:
-        return EncoderOutput([k[index] for k in self.cross_k], [v[index] for v in self.cross_v])
+    def arrays(self) -> list[np.ndarray]:
+        """Every array, in a fixed order (K, V, K scales, V scales): all are indexed by window first."""
+        return self.cross_k + self.cross_v + self.k_scale + self.v_scale
+
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> EncoderOutput:
+        """The same windows' tensors with ``fn`` applied to each (select, slice, allocate)."""
+        return EncoderOutput(
+            [fn(a) for a in self.cross_k],
+            [fn(a) for a in self.cross_v],
+            [fn(a) for a in self.k_scale],
+            [fn(a) for a in self.v_scale],
+        )
+
+    def select(self, index: np.ndarray | slice) -> EncoderOutput:
+        """Windows ``index`` (a slice gives views, an index array copies)."""
+        return self.map(lambda a: a[index])
 
 
 @dataclass
@@ -225,6 +249,8 @@ class WhisperModel:
         plan = None
         if choice.compute_type == "int8":
             plan = dataclasses.replace(int8_plan, keep_float=router.select if router else None)
+            if router is not None:  # the NPU graphs hand float cross K/V from the overlays to the decoder
+                plan = dataclasses.replace(plan, cross_int8=False)
         try:
             dims = ModelDims.from_ct2(ct2)
         except (KeyError, ValueError) as exc:
@@ -269,7 +295,10 @@ class WhisperModel:
         outs = self._encoder.run(None, {"mel": mel})
         self.counter.add("encoder", time.perf_counter() - t0)
         n = self.dims.n_text_layer
-        return EncoderOutput(list(outs[0 : 2 * n : 2]), list(outs[1 : 2 * n : 2]))
+        # int8 cross-attention graphs add the K and V scales after the K/V pairs
+        return EncoderOutput(
+            list(outs[0 : 2 * n : 2]), list(outs[1 : 2 * n : 2]), list(outs[2 * n :: 2]), list(outs[2 * n + 1 :: 2])
+        )
 
     def decode(
         self, tokens: np.ndarray, enc: EncoderOutput, cache: KVCache | None = None, return_attention: bool = False
@@ -294,6 +323,9 @@ class WhisperModel:
             feeds[f"past_v{i}"] = cache.v[i]
             feeds[f"cross_k{i}"] = enc.cross_k[i]
             feeds[f"cross_v{i}"] = enc.cross_v[i]
+        for i, (ks, vs) in enumerate(zip(enc.k_scale, enc.v_scale, strict=True)):
+            feeds[f"cross_k_scale{i}"] = ks
+            feeds[f"cross_v_scale{i}"] = vs
         t0 = time.perf_counter()
         names = self._decoder_outputs if return_attention else self._step_outputs
         outs = self._decoder.run(names, feeds)
