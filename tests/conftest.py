@@ -42,6 +42,32 @@ def assert_batched_equals_single(model, mels: list) -> None:
         assert got.sum_logprob == pytest.approx(single.sum_logprob, abs=1e-3)
 
 
+def next_token_divergence(reference, candidate, tokenizer_file) -> tuple:
+    """Per-position KL(reference || candidate) of the next-token distribution, and whether their arg-maxes
+    agree, teacher-forced on every English shared recording's reference text (both arrays concatenated)."""
+    import numpy as np
+
+    from whisper_npu.audio import load_audio
+    from whisper_npu.features import N_SAMPLES, log_mel_spectrogram
+    from whisper_npu.tokenizer import Tokenizer
+
+    def log_softmax(x):
+        x = x - x.max(-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+    tok = Tokenizer.from_file(tokenizer_file, multilingual=False)
+    kls, agree = [], []
+    for rel, text in manifest().items():
+        mel = log_mel_spectrogram(load_audio(AUDIO_DIR / rel), n_mels=80, padding=N_SAMPLES)[:, :3000]
+        tokens = np.array([tok.sot_sequence() + [tok.no_timestamps] + tok.encode(" " + text)])
+        lf = reference.decode(tokens, reference.encode(mel))[0][0]
+        lq = candidate.decode(tokens, candidate.encode(mel))[0][0]
+        lpf, lpq = log_softmax(lf), log_softmax(lq)
+        kls.append((np.exp(lpf) * (lpf - lpq)).sum(-1))
+        agree.append(lf.argmax(-1) == lq.argmax(-1))
+    return np.concatenate(kls), np.concatenate(agree)
+
+
 @pytest.fixture(autouse=True)
 def _free_npu_contexts(request):
     """NPU tests start with every hardware context free (npu1 has 6; cached models hold theirs)

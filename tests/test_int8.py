@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import whisper_npu
-from tests.conftest import AUDIO_DIR, assert_batched_equals_single, manifest
+from tests.conftest import AUDIO_DIR, assert_batched_equals_single, manifest, next_token_divergence
 from tests.test_ct2 import write_model_bin
 from whisper_npu.audio import load_audio
 from whisper_npu.errors import WhisperNpuError
@@ -24,7 +24,6 @@ from whisper_npu.model.graph import Int8Plan, ModelDims, build_decoder, build_en
 from whisper_npu.model.graph_cache import GraphCache
 from whisper_npu.model.quant import BlockWeight, Int8Weight, choose_compute_type, cpu_flags, quantize_symmetric
 from whisper_npu.model.whisper import DEFAULT_INT8_PLAN, WhisperModel
-from whisper_npu.tokenizer import Tokenizer
 
 # -- compute type choice ------------------------------------------------------------
 
@@ -138,11 +137,6 @@ def tiny_int8(tiny_dir):
     return WhisperModel.load(tiny_dir, threads=2, compute_type="int8")
 
 
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-
 def test_int8_logits_stay_close_to_float32(tiny_model, tiny_int8, tiny_dir):
     """Teacher-forced on the reference transcripts of the shared recordings.
 
@@ -157,17 +151,7 @@ def test_int8_logits_stay_close_to_float32(tiny_model, tiny_int8, tiny_dir):
     (0.0069 pooled) and 4-bit decoder weights (0.17 pooled, measured); a broken
     scale (per-channel scales in reversed order) gives ~9 nats and garbage text.
     """
-    tok = Tokenizer.from_file(tiny_dir / "tokenizer.json", multilingual=False)
-    kls, agree = [], []
-    for rel, ref in manifest().items():
-        mel = log_mel_spectrogram(load_audio(AUDIO_DIR / rel), n_mels=80, padding=N_SAMPLES)[:, :3000]
-        tokens = np.array([tok.sot_sequence() + [tok.no_timestamps] + tok.encode(" " + ref)])
-        lf = tiny_model.decode(tokens, tiny_model.encode(mel))[0][0]
-        lq = tiny_int8.decode(tokens, tiny_int8.encode(mel))[0][0]
-        pf, lpf, lpq = np.exp(_log_softmax(lf)), _log_softmax(lf), _log_softmax(lq)
-        kls.append((pf * (lpf - lpq)).sum(-1))
-        agree.append(lf.argmax(-1) == lq.argmax(-1))
-    kl, top1 = np.concatenate(kls), np.concatenate(agree)
+    kl, top1 = next_token_divergence(tiny_model, tiny_int8, tiny_dir / "tokenizer.json")
     assert kl.mean() < 0.005, kl.mean()
     assert kl.max() < 0.06, kl.max()
     assert top1.mean() >= 0.95, top1.mean()

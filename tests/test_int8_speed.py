@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.conftest import AUDIO_DIR, manifest
+from tests.conftest import AUDIO_DIR, manifest, next_token_divergence
 from whisper_npu.audio import load_audio
 from whisper_npu.decoding import DecodingOptions, _windows, decode_batch, decode_window
 from whisper_npu.features import N_SAMPLES, log_mel_spectrogram, pad_or_trim
@@ -75,11 +75,6 @@ def test_finished_windows_leave_the_batch_and_results_do_not_change(tiny_model, 
 # -- int8 cross-attention ---------------------------------------------------------------
 
 
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-
 def test_cross_kv_are_int8_with_one_scale_per_frame_and_head(tiny_dir, mels):
     """The encoder's int8 K/V dequantise to its float K/V within half a step of their frame's scale,
     and each scale maps its frame's (and head's) largest |value| to 127."""
@@ -125,17 +120,7 @@ def test_int8_cross_attention_logits_stay_close(cross_pair, tiny_dir):
     part instead of two measured 0.00063 pooled and 0.017 at the worst position, and fail.
     """
     cross, ref = cross_pair
-    tok = Tokenizer.from_file(tiny_dir / "tokenizer.json", multilingual=False)
-    kls, agree = [], []
-    for rel, text in manifest().items():
-        mel = log_mel_spectrogram(load_audio(AUDIO_DIR / rel), n_mels=80, padding=N_SAMPLES)[:, :3000]
-        tokens = np.array([tok.sot_sequence() + [tok.no_timestamps] + tok.encode(" " + text)])
-        lf = ref.decode(tokens, ref.encode(mel))[0][0]
-        lq = cross.decode(tokens, cross.encode(mel))[0][0]
-        lpf, lpq = _log_softmax(lf), _log_softmax(lq)
-        kls.append((np.exp(lpf) * (lpf - lpq)).sum(-1))
-        agree.append(lf.argmax(-1) == lq.argmax(-1))
-    kl, top1 = np.concatenate(kls), np.concatenate(agree)
+    kl, top1 = next_token_divergence(ref, cross, tiny_dir / "tokenizer.json")
     assert kl.mean() < 0.0009, kl.mean()
     assert kl.max() < 0.008, kl.max()
     assert top1.mean() >= 0.97, top1.mean()
