@@ -94,7 +94,7 @@ def test_cross_kv_are_int8_with_one_scale_per_frame_and_head(tiny_dir, mels):
         kq, vq = q[f"out{2 * layer}"], q[f"out{2 * layer + 1}"]
         ks, vs = q[f"out{2 * n + 2 * layer}"], q[f"out{2 * n + 2 * layer + 1}"]
         assert kq.dtype == vq.dtype == np.int8 and ks.shape == vs.shape == (1, dims.n_text_head, 1, 1500)
-        k, v = f[2 * layer], f[2 * layer + 1]
+        k, v = f[2 * layer].transpose(0, 1, 3, 2), f[2 * layer + 1]  # float K is [B,H,S,hd], int8 K [B,H,hd,S]
         v_scale = vs.transpose(0, 1, 3, 2)  # per frame: a row of V
         np.testing.assert_allclose(ks, np.abs(k).max(axis=2, keepdims=True) / 127, rtol=1e-3)
         np.testing.assert_allclose(v_scale, np.abs(v).max(axis=3, keepdims=True) / 127, rtol=1e-3)

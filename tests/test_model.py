@@ -37,7 +37,7 @@ def _conv1d(x, weight, bias, stride):
     return np.einsum("tck,ock->ot", cols, weight) + bias[:, None]
 
 
-def _attention(q, k, v, heads, mask=None):
+def _attention(q, k, v, heads, mask=None, record=None):
     t, d = q.shape
     hd = d // heads
     qh = q.reshape(t, heads, hd).transpose(1, 0, 2)
@@ -48,6 +48,8 @@ def _attention(q, k, v, heads, mask=None):
         s = s + mask
     s = np.exp(s - s.max(-1, keepdims=True))
     s /= s.sum(-1, keepdims=True)
+    if record is not None:
+        record.append(s)  # [heads, t, S]
     return (s @ vh).transpose(1, 0, 2).reshape(t, d)
 
 
@@ -68,7 +70,8 @@ def reference_encoder(w, mel):
     return _ln(x, w, "encoder/layer_norm")
 
 
-def reference_decoder(w, tokens, audio):
+def reference_decoder(w, tokens, audio, cross_weights=None):
+    """Logits [t, vocab]; ``cross_weights`` (a list) receives each layer's cross-attention weights [H, t, S]."""
     heads = w.scalar("decoder/num_heads")
     t = len(tokens)
     x = w.get("decoder/embeddings/weight")[tokens] + w.get("decoder/position_encodings/encodings")[:t]
@@ -82,7 +85,7 @@ def reference_decoder(w, tokens, audio):
         h = _ln(x, w, f"{p}/attention/layer_norm")
         q = _lin(h, w, f"{p}/attention/linear_0")
         k, v = np.split(_lin(audio, w, f"{p}/attention/linear_1"), 2, axis=-1)
-        x = x + _lin(_attention(q, k, v, heads), w, f"{p}/attention/linear_2")
+        x = x + _lin(_attention(q, k, v, heads, record=cross_weights), w, f"{p}/attention/linear_2")
         h = _ln(x, w, f"{p}/ffn/layer_norm")
         x = x + _lin(_gelu(_lin(h, w, f"{p}/ffn/linear_0")), w, f"{p}/ffn/linear_1")
         i += 1
@@ -106,6 +109,26 @@ def test_graphs_match_numpy_reference(tiny_model, weights, mel):
     scale = np.abs(expected).max()
     assert np.max(np.abs(logits[0] - expected)) < 2e-3 * scale
     assert (logits[0].argmax(-1) == expected.argmax(-1)).all()
+
+
+def test_alignment_heads_weights_match_reference(tiny_model, weights, mel):
+    """Word timings read the alignment heads' cross-attention weights: the same as an independent forward pass,
+    and, with windows batched (two beams each), each row's weights are over its own window's frames."""
+    layers: list[np.ndarray] = []
+    reference_decoder(weights, TOKENS, reference_encoder(weights, mel.astype(np.float64)), layers)
+    heads = tiny_model.config["alignment_heads"]
+    expected = np.stack([layers[layer][head] for layer, head in heads])  # [n_heads, T, 1500]
+    _, _, attn = tiny_model.decode(np.array([TOKENS]), tiny_model.encode(mel[None]), return_attention=True)
+    assert attn.shape == (1, len(heads), len(TOKENS), 1500)
+    np.testing.assert_allclose(attn[0], expected, atol=2e-3)
+    np.testing.assert_allclose(attn[0].sum(-1), 1.0, atol=1e-4)
+
+    other = np.roll(mel, 700, axis=1)
+    enc = tiny_model.encode(np.stack([other, mel]))
+    _, _, batched = tiny_model.decode(np.array([TOKENS] * 4), enc, return_attention=True)
+    np.testing.assert_allclose(batched[2], attn[0], atol=1e-5)
+    np.testing.assert_allclose(batched[3], attn[0], atol=1e-5)
+    assert np.abs(batched[0] - attn[0]).max() > 1e-2  # rows 0-1 attend to the other window
 
 
 def test_kv_cache_steps_equal_full_sequence(tiny_model, mel):
@@ -146,4 +169,4 @@ def test_base_encoder_runs(base_loaded):
     model = base_loaded.model
     assert model.is_multilingual and model.dims.n_text_state == 512
     enc = model.encode(np.zeros((1, 80, 3000), np.float32))
-    assert enc.cross_k[0].shape == (1, 8, 64, 1500)
+    assert enc.cross_k[0].shape == (1, 8, 1500, 64)  # [B, H, S, hd] for the fused attention

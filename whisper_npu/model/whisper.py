@@ -218,7 +218,7 @@ class WhisperModel:
         )
         # A step without word timings asks for logits + cache only, so the alignment layers'
         # cross-attention weights are neither rearranged nor copied out.
-        self._step_outputs = [n for n in self._decoder_outputs if not n.startswith("cross_p")]
+        self._step_outputs = [n for n in self._decoder_outputs if not n.startswith(("cross_p", "cross_q"))]
 
     @classmethod
     def load(
@@ -332,7 +332,7 @@ class WhisperModel:
         self.counter.add("decoder", time.perf_counter() - t0)
         cache = KVCache(*self._split_present(outs, names))
         if return_attention:
-            return outs[0], cache, self._alignment_weights(outs)
+            return outs[0], cache, self._alignment_weights(outs, enc)
         return outs[0], cache
 
     def _split_present(self, outs: list[np.ndarray], names: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -340,12 +340,33 @@ class WhisperModel:
         v = [outs[names.index(f"present_v{i}")] for i in range(self.dims.n_text_layer)]
         return k, v
 
-    def _alignment_weights(self, outs: list[np.ndarray]) -> np.ndarray:
-        """Cross-attention weights of the alignment heads: [B, n_heads, T, 1500]."""
+    def _alignment_weights(self, outs: list[np.ndarray], enc: EncoderOutput) -> np.ndarray:
+        """Cross-attention weights of the alignment heads: [B, n_heads, T, 1500].
+
+        Graphs with float cross K/V output each alignment layer's scaled queries (``cross_q``), and the
+        weights are softmax(q K^T) of the selected heads, computed here over that window's cross K
+        [Bk, H, S, hd]; int8 cross-attention graphs output the weights themselves (``cross_p``).
+        """
         names = self._decoder_outputs
         heads = self.config.get("alignment_heads") or [
             [layer, head]
             for layer in range(self.dims.n_text_layer // 2, self.dims.n_text_layer)
             for head in range(self.dims.n_text_head)
         ]
-        return np.stack([outs[names.index(f"cross_p{layer}")][:, head] for layer, head in heads], axis=1)
+        return np.stack([self._head_weights(outs, names, enc, layer, head) for layer, head in heads], axis=1)
+
+    def _head_weights(
+        self, outs: list[np.ndarray], names: list[str], enc: EncoderOutput, layer: int, head: int
+    ) -> np.ndarray:
+        """One head's cross-attention weights [B, T, S] (rows grouped by window, as in :meth:`decode`)."""
+        if f"cross_p{layer}" in names:
+            return outs[names.index(f"cross_p{layer}")][:, head]
+        q = outs[names.index(f"cross_q{layer}")]  # [B, T, d], already scaled by hd**-0.5
+        hd = self.dims.n_text_state // self.dims.n_text_head
+        keys = enc.cross_k[layer][:, head]  # [Bk, S, hd]
+        windows = np.arange(q.shape[0]) // (q.shape[0] // keys.shape[0])
+        scores = np.matmul(q[:, :, head * hd : (head + 1) * hd], keys[windows].transpose(0, 2, 1))
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        return scores
