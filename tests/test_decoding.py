@@ -32,6 +32,8 @@ class FakeCache:
     def select(self, index):
         return FakeCache([list(self.seqs[i]) for i in np.asarray(index)])
 
+    reorder = select  # KVCache.reorder: the same rows, possibly in place
+
 
 @dataclass
 class FakeDims:

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import AUDIO_DIR, manifest, next_token_divergence
 from whisper_npu.audio import load_audio
-from whisper_npu.decoding import DecodingOptions, _windows, decode_batch, decode_window
+from whisper_npu.decoding import DecodingOptions, _LiveWindows, decode_batch, decode_window
 from whisper_npu.features import N_SAMPLES, log_mel_spectrogram, pad_or_trim
 from whisper_npu.model.ct2 import load_ct2_dir
 from whisper_npu.model.graph import ModelDims, build_encoder
@@ -29,12 +29,14 @@ def _fake_encoder_output(n: int) -> EncoderOutput:
 def test_consecutive_windows_are_views_and_others_the_right_rows():
     """Consecutive windows cost no copy of their K/V (a window ends every few steps on the VAD path)."""
     enc = _fake_encoder_output(4)
-    tail = _windows(enc, [1, 2, 3])
-    assert tail.batch == 3 and len(tail.arrays()) == len(enc.arrays()) == 8
-    pairs = list(zip(tail.arrays(), enc.arrays(), strict=True))
+    tail = _LiveWindows(enc)
+    tail.keep({1, 2, 3})
+    assert tail.enc.batch == 3 and len(tail.enc.arrays()) == len(enc.arrays()) == 8
+    pairs = list(zip(tail.enc.arrays(), enc.arrays(), strict=True))
     assert all(np.shares_memory(a, b) and np.array_equal(a, b[1:]) for a, b in pairs)
-    gap = _windows(enc, [0, 2])
-    assert all(np.array_equal(a, b[[0, 2]]) for a, b in zip(gap.arrays(), enc.arrays(), strict=True))
+    gap = _LiveWindows(enc)
+    gap.keep({0, 2})
+    assert all(np.array_equal(a, b[[0, 2]]) for a, b in zip(gap.enc.arrays(), enc.arrays(), strict=True))
 
 
 @pytest.fixture(scope="module")

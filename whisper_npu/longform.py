@@ -414,8 +414,9 @@ def transcribe_chunks(
         enc = None  # free the previous batch's K/V before encoding the next one
         with report.stage("encoder"):
             enc = encode_windows(model, mels[first : first + options.batch_size])
+        # A window's K/V are read as slices (views; ~18 MB per tiny.en window that an index array would copy).
         with report.stage("decoder"):
-            session.detect(enc.select(np.array([0])))
+            session.detect(enc.select(slice(0, 1)))
             dec = DecodingOptions(
                 temperature=0.0,
                 beam_size=options.beam_size,
@@ -431,7 +432,7 @@ def transcribe_chunks(
             for i, result in enumerate(results):
                 if _needs_fallback(result, options) and len(options.temperatures) > 1:
                     retry = replace(options, temperatures=tuple(options.temperatures[1:]))
-                    results[i] = _decode_with_fallback(model, enc.select(np.array([i])), tokenizer, retry, prompt)
+                    results[i] = _decode_with_fallback(model, enc.select(slice(i, i + 1)), tokenizer, retry, prompt)
         for i, result in enumerate(results):
             chunk = chunks[first + i]
             mel = mels[first + i]
@@ -440,7 +441,7 @@ def transcribe_chunks(
             split = len(regions) > 1
             # Words place each segment of a packed chunk in its own speech region; dropped again below.
             words = options.word_timestamps or split
-            local = _decode_stream(session, stream, first=(enc.select(np.array([i])), result), words=words)
+            local = _decode_stream(session, stream, first=(enc.select(slice(i, i + 1)), result), words=words)
             for seg in local:
                 _to_original(seg, chunk.timemap.to_original)
                 for part in _split_by_region(seg, regions, tokenizer) if split else [seg]:
