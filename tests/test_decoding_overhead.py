@@ -257,10 +257,15 @@ def test_windows_ending_in_the_middle_decode_as_alone(tiny_model, tok):
 # -- the beam reorder of the self-attention cache ----------------------------------------------------
 
 
-def _cache(batch: int, length: int, rng: np.random.Generator) -> KVCache:
-    k = [rng.standard_normal((batch, 6, 64, length)).astype(np.float32) for _ in range(4)]
-    v = [rng.standard_normal((batch, 6, length, 64)).astype(np.float32) for _ in range(4)]
-    return KVCache(k, v)
+def _cache(batch: int, length: int, rng: np.random.Generator, capacity: int = 16) -> KVCache:
+    """Buffers [B, H, capacity, hd] with positions past ``length`` holding NaN (never to be read or copied)."""
+    k, v = [], []
+    for arrays in (k, v):
+        for _ in range(4):
+            a = np.full((batch, 6, capacity, 64), np.nan, np.float32)
+            a[:, :, :length] = rng.standard_normal((batch, 6, length, 64))
+            arrays.append(a)
+    return KVCache(k, v, length)
 
 
 REORDERS = [
@@ -279,22 +284,28 @@ REORDERS = [
 def test_cache_reorder_is_select(index):
     rng = np.random.default_rng(len(index))
     cache = _cache(10, 7, rng)
-    expected = _cache(10, 7, np.random.default_rng(len(index))).select(np.array(index))
+    source = _cache(10, 7, np.random.default_rng(len(index)))
+    expected = source.select(np.array(index))
     got = cache.reorder(np.array(index))
-    assert got.batch == len(index) and got.length == 7
-    for a, b in zip([*got.k, *got.v], [*expected.k, *expected.v], strict=True):
-        np.testing.assert_array_equal(a, b)
-        assert a.flags.c_contiguous
+    assert got.batch == len(index) and got.length == expected.length == 7
+    for a, b, original in zip([*got.k, *got.v], [*expected.k, *expected.v], [*source.k, *source.v], strict=True):
+        np.testing.assert_array_equal(a[:, :, :7], b[:, :, :7])
+        np.testing.assert_array_equal(b[:, :, :7], original[index, :, :7])
+        assert a.flags.c_contiguous and b.flags.c_contiguous
 
 
-def test_cache_reorder_writes_in_place_only_when_few_rows_move():
+def test_cache_reorder_writes_in_place_unless_rows_are_added():
     rng = np.random.default_rng(0)
     cache = _cache(10, 3, rng)
-    few = cache.reorder(np.array([0, 1, 2, 3, 4, 5, 6, 7, 9, 8]))
-    assert all(np.shares_memory(a, b) for a, b in zip(few.k, cache.k, strict=True))
-    many = cache.reorder(np.array([1, 0, 3, 2, 5, 4, 7, 6, 9, 8]))
-    assert not any(np.shares_memory(a, b) for a, b in zip(many.k, cache.k, strict=True))
+    swapped = cache.reorder(np.array([1, 0, 3, 2, 5, 4, 7, 6, 9, 8]))  # every row moves: still in place
+    assert all(np.shares_memory(a, b) for a, b in zip(swapped.k, cache.k, strict=True))
+    assert swapped.frontier is cache.frontier
+    small = _cache(4, 3, rng)
+    grown = small.reorder(np.array([0, 0, 1, 1, 2, 3]))  # more rows than buffers: new buffers
+    assert grown.batch == 6 and not np.shares_memory(grown.k[0], small.k[0])
     frozen = _cache(4, 3, rng)
     for a in [*frozen.k, *frozen.v]:
         a.flags.writeable = False
-    np.testing.assert_array_equal(frozen.reorder(np.array([0, 1, 3, 2])).k[0], frozen.k[0][[0, 1, 3, 2]])
+    np.testing.assert_array_equal(
+        frozen.reorder(np.array([0, 1, 3, 2])).k[0][:, :, :3], frozen.k[0][[0, 1, 3, 2], :, :3]
+    )

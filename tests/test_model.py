@@ -143,6 +143,21 @@ def test_kv_cache_steps_equal_full_sequence(tiny_model, mel):
     np.testing.assert_allclose(np.stack(steps), full[0, 1:], atol=1e-3)
 
 
+def test_kv_cache_is_extended_in_place_and_snapshots_stay_valid(tiny_model, mel):
+    """A step writes its K/V into the cache's own buffers (no copy of the prefix), and a second step from
+    the same earlier cache (a branch) must not overwrite what the first branch reads."""
+    enc = tiny_model.encode(mel[None])
+    _, base = tiny_model.decode(np.array([TOKENS[:3]]), enc)
+    _, first = tiny_model.decode(np.array([[TOKENS[3]]]), enc, base)
+    assert all(np.shares_memory(a, b) for a, b in zip([*first.k, *first.v], [*base.k, *base.v], strict=True))
+    assert (base.length, first.length) == (3, 4)
+    _, branch = tiny_model.decode(np.array([[1000]]), enc, base)  # base is behind its buffers now: copied
+    assert not np.shares_memory(branch.k[0], first.k[0])
+    out, _ = tiny_model.decode(np.array([[TOKENS[4]]]), enc, first)
+    full, _ = tiny_model.decode(np.array([TOKENS[:5]]), enc)
+    np.testing.assert_allclose(out[0, -1], full[0, -1], atol=1e-3)
+
+
 def test_cache_select_reorders_beams(tiny_model, mel):
     enc = tiny_model.encode(mel[None])
     a = np.array([TOKENS[:3], TOKENS[:2] + [1000]])
@@ -152,6 +167,8 @@ def test_cache_select_reorders_beams(tiny_model, mel):
     out_swapped, _ = tiny_model.decode(nxt, enc, swapped)
     out_b0, _ = tiny_model.decode(nxt[:1], enc, cache.select(np.array([1])))
     np.testing.assert_allclose(out_swapped[0], out_b0[0], atol=1e-4)
+    fresh, _ = tiny_model.decode(np.array([[*a[1], 500]]), enc)  # row 1's tokens without a cache
+    np.testing.assert_allclose(out_swapped[0, -1], fresh[0, -1], atol=1e-3)
     expanded = cache.select(np.zeros(5, dtype=np.int64))
     assert expanded.batch == 5 and expanded.length == 3
     empty = KVCache.empty(tiny_model.dims, 2)

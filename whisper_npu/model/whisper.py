@@ -102,34 +102,65 @@ class EncoderOutput:
 
 @dataclass
 class KVCache:
-    """Self-attention K ([B, H, hd, P]) and V ([B, H, P, hd]) of every decoder layer."""
+    """Self-attention K and V of every decoder layer: buffers [B, H, capacity, hd] whose positions
+    [0, length) hold the tokens so far.
+
+    The decoder extends the buffers in place (``WhisperModel.decode``), so a step writes only its own
+    K/V instead of copying the whole cache. Caches made from one another by ``decode`` or ``reorder``
+    share buffers and a ``frontier`` (how far the buffers have been written): a cache whose length is
+    behind its frontier is a snapshot that another step has already extended, and ``writable`` copies
+    it before it is extended again, so positions a live cache reads are never overwritten.
+    """
 
     k: list[np.ndarray]
     v: list[np.ndarray]
-
-    @property
-    def length(self) -> int:
-        return int(self.v[0].shape[2])
+    length: int = 0
+    frontier: list[int] = field(default_factory=lambda: [-1])  # one cell shared by caches over these buffers
 
     @property
     def batch(self) -> int:
         return int(self.v[0].shape[0])
 
+    @property
+    def capacity(self) -> int:
+        return int(self.v[0].shape[2])
+
+    def _copy(self, index: np.ndarray | None, capacity: int) -> KVCache:
+        """New buffers with ``capacity`` positions holding rows ``index`` (all rows: None) of [0, length).
+
+        Positions past ``length`` are left unwritten (np.empty): the decoder never reads beyond
+        ``length`` + its own tokens, and untouched pages cost no memory.
+        """
+        n = self.batch if index is None else len(index)
+        rows = None if index is None else [int(r) for r in index]
+        out: list[np.ndarray] = []
+        for a in [*self.k, *self.v]:
+            b = np.empty((n, a.shape[1], capacity, a.shape[3]), np.float32)
+            if rows is None:
+                b[:, :, : self.length] = a[:, :, : self.length]
+            else:  # row by row: no temporary (a gather into a strided slice measured 2-4x slower)
+                for j, r in enumerate(rows):
+                    b[j, :, : self.length] = a[r, :, : self.length]
+            out.append(b)
+        half = len(out) // 2
+        return KVCache(out[:half], out[half:], self.length, [self.length])
+
     def select(self, index: np.ndarray) -> KVCache:
-        """Rows ``index`` along the batch axis (beam reorder, or expand 1 -> n beams)."""
-        index = np.asarray(index)
+        """Rows ``index`` along the batch axis (beam reorder, or expand 1 -> n beams) in new buffers."""
+        index = np.asarray(index, dtype=np.int64)
         if len(index) == self.batch and np.array_equal(index, np.arange(self.batch)):
-            return self  # beams kept their rows: no copy (the decoder never writes into its inputs)
-        return KVCache([k[index] for k in self.k], [v[index] for v in self.v])
+            return self  # beams kept their rows: no copy (a later step extending it copies if need be)
+        return self._copy(index, self.capacity)
 
     def reorder(self, index: np.ndarray) -> KVCache:
         """``select(index)`` that may overwrite this cache's arrays: for a caller that owns them and drops them.
 
         Beam search reorders its rows every step, but most rows keep their place (measured on a VAD run of
-        tiny.en: 987 of 2590 rows moved) and a shrinking batch only loses its last rows. Copying just the
-        moved rows over (through a temporary, so a row can be read before it is overwritten) and viewing
-        the first ``len(index)`` rows costs 2 x moved row copies instead of a gather of every row into new
-        arrays; when more than half move (or rows are added), the plain gather is used.
+        tiny.en: 987 of 2590 rows moved) and a shrinking batch only loses its last rows. The moved rows'
+        positions [0, length) are copied over through a temporary (so a row can be read before it is
+        overwritten) and the first ``len(index)`` rows are viewed: 2 x moved row copies, against a gather
+        of every row into new buffers whose pages are then touched for the first time (measured 1.2 ms
+        a call on a 5-beam window). A gather is left only for added rows or read-only buffers.
         """
         index = np.asarray(index, dtype=np.int64)
         n = len(index)
@@ -137,21 +168,37 @@ class KVCache:
         if n > self.batch or not all(a.flags.writeable for a in arrays):
             return self.select(index)
         moved = np.flatnonzero(index != np.arange(n))
-        if 2 * len(moved) > n:
-            return self.select(index)
         if len(moved):
             src = index[moved]
             for a in arrays:
-                a[moved] = a[src]
-        return KVCache([k[:n] for k in self.k], [v[:n] for v in self.v])
+                a[moved, :, : self.length] = a[src, :, : self.length]
+        return KVCache([k[:n] for k in self.k], [v[:n] for v in self.v], self.length, self.frontier)
+
+    def writable(self, extra: int, limit: int) -> KVCache:
+        """This cache, or a copy of it, that ``extra`` more positions can be written into in place.
+
+        A copy when the buffers are too short (the copy has room for ``limit`` positions, the decoder's
+        context, so a window's steps never copy for room again; pages past the tokens written are never
+        touched, so they cost no memory), read-only or not C-contiguous, or when another cache over the
+        same buffers has already been extended past this one's length (writing would change positions
+        that cache reads).
+        """
+        need = self.length + extra
+        if need > limit:
+            raise ValueError(f"{need} tokens exceed the decoder's context of {limit}")
+        arrays = [*self.k, *self.v]
+        usable = all(a.flags.writeable and a.flags.c_contiguous for a in arrays)
+        if need <= self.capacity and usable and self.frontier[0] <= self.length:
+            return self
+        return self._copy(None, max(limit, self.capacity))
 
     @classmethod
     def empty(cls, dims: ModelDims, batch: int) -> KVCache:
         h = dims.n_text_head
         hd = dims.n_text_state // h
-        k = [np.zeros((batch, h, hd, 0), np.float32) for _ in range(dims.n_text_layer)]
+        k = [np.zeros((batch, h, 0, hd), np.float32) for _ in range(dims.n_text_layer)]
         v = [np.zeros((batch, h, 0, hd), np.float32) for _ in range(dims.n_text_layer)]
-        return cls(k, v)
+        return cls(k, v, 0, [0])
 
 
 @dataclass
@@ -222,7 +269,7 @@ class WhisperModel:
         dims: ModelDims,
         config: dict[str, Any],
         encoder: ort.InferenceSession | SegmentedGraph,
-        decoder: ort.InferenceSession | SegmentedGraph,
+        decoder: ort.InferenceSession,
     ) -> None:
         self.model_dir = model_dir
         self.dims = dims
@@ -234,11 +281,7 @@ class WhisperModel:
         self._decoder = decoder
         self.counter = RunCounter()
         self.load_info = LoadInfo()
-        self._decoder_outputs = (
-            list(decoder.output_names)
-            if isinstance(decoder, SegmentedGraph)
-            else [o.name for o in decoder.get_outputs()]
-        )
+        self._decoder_outputs = [o.name for o in decoder.get_outputs()]
         # A step without word timings asks for logits + cache only, so the alignment layers'
         # cross-attention weights are neither rearranged nor copied out.
         self._step_outputs = [n for n in self._decoder_outputs if not n.startswith(("cross_p", "cross_q"))]
@@ -302,7 +345,11 @@ class WhisperModel:
             info.graph_cache = "hit" if enc.hit and dec.hit else "miss"
         else:
             encoder = _session(build("encoder"), "encoder", opts, router)
-            decoder = _session(build("decoder"), "decoder", opts, router)
+            # The decoder stays one plain session whatever the router: its steps bind the self-attention
+            # cache in place (io_binding, see decode), and routers take encoder matmuls only.
+            decoder = ort.InferenceSession(
+                build("decoder").SerializeToString(), opts, providers=["CPUExecutionProvider"]
+            )
             info.graph_cache = "not used (NPU-routed graphs)" if router is not None else "off"
         model = cls(model_dir, dims, ct2.config, encoder, decoder)
         info.seconds = time.perf_counter() - t0
@@ -340,7 +387,14 @@ class WhisperModel:
             cache = KVCache.empty(self.dims, batch)
         if batch % enc.batch or cache.batch != batch:
             raise ValueError(f"batch mismatch: tokens {batch}, encoder {enc.batch}, cache {cache.batch}")
-        feeds: dict[str, np.ndarray] = {"tokens": tokens}
+        steps = tokens.shape[1]
+        cache = cache.writable(steps, self.dims.n_text_ctx)
+        total = cache.length + steps
+        feeds: dict[str, np.ndarray] = {
+            "tokens": tokens,
+            "seqlens_k": np.full(batch, total - 1, np.int32),
+            "total_sequence_length": np.array(total, np.int32),
+        }
         for i in range(self.dims.n_text_layer):
             feeds[f"past_k{i}"] = cache.k[i]
             feeds[f"past_v{i}"] = cache.v[i]
@@ -349,42 +403,52 @@ class WhisperModel:
         for i, (ks, vs) in enumerate(zip(enc.k_scale, enc.v_scale, strict=True)):
             feeds[f"cross_k_scale{i}"] = ks
             feeds[f"cross_v_scale{i}"] = vs
-        t0 = time.perf_counter()
+        logits = np.empty((batch, steps, self.dims.n_vocab), np.float32)
         names = self._decoder_outputs if return_attention else self._step_outputs
-        outs = self._decoder.run(names, feeds)
+        binding = self._decoder.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        # The step's K/V go into the cache's own buffers (present_* bound to past_*'s memory) and the
+        # logits into an array of ours: no output is allocated by onnxruntime and none is copied.
+        bound = {"logits": logits}
+        for i in range(self.dims.n_text_layer):
+            bound[f"present_k{i}"], bound[f"present_v{i}"] = cache.k[i], cache.v[i]
+        for name in names:
+            if name in bound:
+                a = bound[name]
+                binding.bind_output(name, "cpu", 0, np.float32, list(a.shape), a.ctypes.data)
+            else:
+                binding.bind_output(name, "cpu")
+        t0 = time.perf_counter()
+        self._decoder.run_with_iobinding(binding)
         self.counter.add("decoder", time.perf_counter() - t0)
-        cache = KVCache(*self._split_present(outs, names))
+        cache = KVCache(cache.k, cache.v, total, cache.frontier)
+        cache.frontier[0] = total
         if return_attention:
-            return outs[0], cache, self._alignment_weights(outs, enc)
-        return outs[0], cache
+            values = binding.get_outputs()
+            outs = {name: values[j].numpy() for j, name in enumerate(names) if name not in bound}
+            return logits, cache, self._alignment_weights(outs, enc)
+        return logits, cache
 
-    def _split_present(self, outs: list[np.ndarray], names: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        k = [outs[names.index(f"present_k{i}")] for i in range(self.dims.n_text_layer)]
-        v = [outs[names.index(f"present_v{i}")] for i in range(self.dims.n_text_layer)]
-        return k, v
-
-    def _alignment_weights(self, outs: list[np.ndarray], enc: EncoderOutput) -> np.ndarray:
+    def _alignment_weights(self, outs: dict[str, np.ndarray], enc: EncoderOutput) -> np.ndarray:
         """Cross-attention weights of the alignment heads: [B, n_heads, T, 1500].
 
         Graphs with float cross K/V output each alignment layer's scaled queries (``cross_q``), and the
         weights are softmax(q K^T) of the selected heads, computed here over that window's cross K
         [Bk, H, S, hd]; int8 cross-attention graphs output the weights themselves (``cross_p``).
         """
-        names = self._decoder_outputs
         heads = self.config.get("alignment_heads") or [
             [layer, head]
             for layer in range(self.dims.n_text_layer // 2, self.dims.n_text_layer)
             for head in range(self.dims.n_text_head)
         ]
-        return np.stack([self._head_weights(outs, names, enc, layer, head) for layer, head in heads], axis=1)
+        return np.stack([self._head_weights(outs, enc, layer, head) for layer, head in heads], axis=1)
 
-    def _head_weights(
-        self, outs: list[np.ndarray], names: list[str], enc: EncoderOutput, layer: int, head: int
-    ) -> np.ndarray:
+    def _head_weights(self, outs: dict[str, np.ndarray], enc: EncoderOutput, layer: int, head: int) -> np.ndarray:
         """One head's cross-attention weights [B, T, S] (rows grouped by window, as in :meth:`decode`)."""
-        if f"cross_p{layer}" in names:
-            return outs[names.index(f"cross_p{layer}")][:, head]
-        q = outs[names.index(f"cross_q{layer}")]  # [B, T, d], already scaled by hd**-0.5
+        if f"cross_p{layer}" in outs:
+            return outs[f"cross_p{layer}"][:, head]
+        q = outs[f"cross_q{layer}"]  # [B, T, d], already scaled by hd**-0.5
         hd = self.dims.n_text_state // self.dims.n_text_head
         keys = enc.cross_k[layer][:, head]  # [Bk, S, hd]
         windows = np.arange(q.shape[0]) // (q.shape[0] // keys.shape[0])
