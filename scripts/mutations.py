@@ -332,6 +332,15 @@ MUTATIONS: list[Mutation] = [
         "attention scale folded into the Q weight but not its bias",
     ),
     _m(
+        "tokenizer-cache-ignores-version",
+        "tokenizer",
+        "whisper_npu/tokenizer.py",
+        "hf = _read_hf(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)",
+        "hf = _read_hf(str(Path(path).resolve()), 0, 0)",
+        "tests/test_tokenizer.py",
+        "the parsed tokenizer is reused after its file was rewritten",
+    ),
+    _m(
         "graph-gqa-default-scale",
         "model",
         _G,

@@ -54,3 +54,21 @@ def test_non_speech_tokens_cover_symbols(en):
     ids = set(en.non_speech_tokens)
     assert en.encode(" [")[0] in ids or en.encode("[")[0] in ids
     assert en.encode(" the")[0] not in ids
+
+
+def test_parsed_once_per_file_version(tiny_dir, tmp_path):
+    """tokenizer.json is parsed once per file version: a second load shares it, a rewritten file is re-read."""
+    import os
+
+    from whisper_npu.errors import ModelError
+
+    path = tmp_path / "tokenizer.json"
+    path.write_bytes((tiny_dir / "tokenizer.json").read_bytes())
+    first = Tokenizer.from_file(path, multilingual=False)
+    second = Tokenizer.from_file(path, multilingual=False, task="translate")
+    assert second.hf is first.hf and (first.task, second.task) == ("transcribe", "translate")
+    stat = path.stat()
+    path.write_text("{ not a tokenizer")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(ModelError, match="cannot read tokenizer"):
+        Tokenizer.from_file(path, multilingual=False)
