@@ -359,11 +359,6 @@ class _Builder:
         r = self.op("Reshape", [x, self.const([0, 0, n_head, head_dim])])
         return self.op("Transpose", [r], perm=perm)
 
-    def merge_heads(self, x: str, dim: int) -> str:
-        """[B, H, S, hd] -> [B, S, D]."""
-        t = self.op("Transpose", [x], perm=[0, 2, 1, 3])
-        return self.op("Reshape", [t, self.const([0, 0, dim])])
-
 
 def _weight(m: Ct2Model, name: str) -> Weight:
     """A linear weight [out, in]: the model's own int8 + scales when stored so, float32 otherwise."""
@@ -412,10 +407,9 @@ def _split_linear(g: _Builder, x: str, names: list[str], weight: Weight, bias: n
 
 
 def _self_attention_qkv(
-    g: _Builder, m: Ct2Model, x: str, src: str, name: str, h: int, hd: int, split: bool = False, heads: bool = True
+    g: _Builder, m: Ct2Model, x: str, src: str, name: str, h: int, hd: int, split: bool = False
 ) -> tuple[str, str, str]:
-    """Pre-LN + QKV projection split into heads: q [B,H,T,hd], k [B,H,hd,T], v [B,H,T,hd] (``heads=False``:
-    q, k, v [B,T,D] each, for :meth:`_Builder.attention`).
+    """Pre-LN + QKV projection: q, k, v [B,T,D] each, as the fused attention ops take them.
 
     Fused (``<name>.qkv`` + Split; one GEMM is fastest on the CPU) or, with ``split``, three linears
     ``<name>.q``/``.k``/``.v`` (see :func:`_split_linear`).
@@ -429,9 +423,7 @@ def _self_attention_qkv(
         q, k, v = _split_linear(g, a, [f"{name}.q", f"{name}.k", f"{name}.v"], w, b)
     else:
         q, k, v = g.ops("Split", [g.linear(a, f"{name}.qkv", w, b), g.const([d, d, d])], 3, axis=-1)
-    if not heads:
-        return q, k, v
-    return g.heads(q, h, hd, [0, 2, 1, 3]), g.heads(k, h, hd, [0, 2, 3, 1]), g.heads(v, h, hd, [0, 2, 1, 3])
+    return q, k, v
 
 
 def _mlp(g: _Builder, m: Ct2Model, x: str, src: str, name: str, split: bool = False) -> str:
@@ -490,7 +482,7 @@ def build_encoder(
 
     for i in range(dims.n_audio_layer):
         src, name = f"encoder/layer_{i}", f"encoder.layer{i}"
-        q, k, v = _self_attention_qkv(g, m, x, src, f"{name}.attn", h, hd, split_linears, heads=False)
+        q, k, v = _self_attention_qkv(g, m, x, src, f"{name}.attn", h, hd, split_linears)
         o = g.attention(q, k, v, h)
         o = g.linear(
             o,
@@ -617,7 +609,7 @@ def build_decoder(
             inputs.append(helper.make_tensor_value_info(kv, TensorProto.FLOAT, ["B", h, "C", hd]))
         for kv in (present_k, present_v):
             outputs.append(helper.make_tensor_value_info(kv, TensorProto.FLOAT, ["B", h, "C", hd]))
-        q, k, v = _self_attention_qkv(g, m, x, src, f"{name}.self_attn", h, hd, heads=False)
+        q, k, v = _self_attention_qkv(g, m, x, src, f"{name}.self_attn", h, hd)
         o = g.self_attention(q, k, v, past_k, past_v, present_k, present_v, h)
         o = g.linear(
             o,
