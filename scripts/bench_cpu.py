@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from whisper_npu.bench import BenchConfig, BenchResult, manifest_files, run_bench  # noqa: E402
+from whisper_npu.bench.runner import BenchConfig, BenchResult, manifest_files, run_bench  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SYSTEMS = ("whisper-npu (cpu)", "faster-whisper")

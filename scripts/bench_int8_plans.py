@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import whisper_npu  # noqa: E402
 from whisper_npu.api import LoadedModel  # noqa: E402
-from whisper_npu.bench import find_reference, manifest_files, word_error_rate  # noqa: E402
+from whisper_npu.bench.runner import find_reference, manifest_files, word_error_rate  # noqa: E402
 from whisper_npu.model.graph import Int8Plan  # noqa: E402
 from whisper_npu.model.registry import resolve  # noqa: E402
 from whisper_npu.model.whisper import DEFAULT_INT8_PLAN, WhisperModel  # noqa: E402

@@ -30,12 +30,10 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-import longaudio  # noqa: E402
 
 import whisper_npu  # noqa: E402
-from whisper_npu.bench import normalize_text, word_error_rate  # noqa: E402
+from whisper_npu.bench import corpus as longaudio  # noqa: E402
+from whisper_npu.bench.runner import normalize_text, word_error_rate  # noqa: E402
 from whisper_npu.model.registry import resolve  # noqa: E402
 
 

@@ -24,7 +24,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import whisper_npu  # noqa: E402
-from whisper_npu.bench import find_reference, word_error_rate  # noqa: E402
+from whisper_npu.bench.runner import find_reference, word_error_rate  # noqa: E402
 
 AUDIO_DIR = Path(__file__).resolve().parents[2] / "shared" / "audio"
 

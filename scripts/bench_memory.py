@@ -61,7 +61,7 @@ def _run(system: str, model: str, path: str, beam: int, threads: int, queue: mp.
         segments, _ = fw.transcribe(path, beam_size=beam, vad_filter=False)
         words = len(" ".join(s.text for s in segments).split())
     wall = time.perf_counter() - t0
-    from whisper_npu.bench import peak_rss_mb
+    from whisper_npu.bench.runner import peak_rss_mb
 
     peak_mb = peak_rss_mb()
     queue.put({"system": system, "wall_s": wall, "peak_mb": peak_mb, "words": words})

@@ -39,8 +39,8 @@ WER_MARGIN = 0.003  # +0.3 points
 
 def _fixtures(models: list[str]) -> Path:
     """Emulator fixtures for the overlays these models use (never written into the project)."""
-    from whisper_npu.npu_ops.designs import whisper_configs
-    from whisper_npu.npu_ops.emulator import write_fixtures
+    from whisper_npu.npu.designs import whisper_configs
+    from whisper_npu.npu.emulator import write_fixtures
 
     sizes = tuple(sorted({"tiny" if m.startswith("tiny") else m.split(".")[0] for m in models}))
     directory = Path(tempfile.mkdtemp(prefix="whisper-npu-bench-"))
@@ -51,12 +51,12 @@ def _fixtures(models: list[str]) -> Path:
 
 def bench_model(model: str, repeat: int) -> dict:
     import whisper_npu
-    from whisper_npu.bench import find_reference, manifest_files, word_error_rate
+    from whisper_npu.bench.runner import find_reference, manifest_files, word_error_rate
 
     cpu = whisper_npu.load_model(model, device="cpu", threads=2)
     npu = whisper_npu.load_model(model, device="npu", npu_runtime="emulator", threads=2, cache=False)
     refs, cpu_text, npu_text, files = [], [], [], []
-    from whisper_npu.npu_ops import emulator
+    from whisper_npu.npu import emulator
 
     host_best: dict[str, float] = {}
     off_best: dict[str, float] = {}  # the same, emulated arithmetic off the host
@@ -123,7 +123,7 @@ def machine_reference() -> dict[str, float]:
 
     import numpy as np
 
-    from whisper_npu.npu_ops.kernels import to_bf16_into
+    from whisper_npu.npu.kernels import to_bf16_into
 
     rng = np.random.default_rng(0)
     blocks = [rng.standard_normal((1500, 384), dtype=np.float32) for _ in range(4)]

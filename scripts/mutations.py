@@ -37,21 +37,21 @@ _D = "whisper_npu/decoding.py"
 _L = "whisper_npu/longform.py"
 _V = "whisper_npu/vad.py"
 _AL = "whisper_npu/alignment.py"
-_WR = "whisper_npu/writers.py"
-_B = "whisper_npu/batch.py"
-_BE = "whisper_npu/bench.py"
+_WR = "whisper_npu/writers/__init__.py"
+_B = "whisper_npu/app/batch.py"
+_BE = "whisper_npu/bench/runner.py"
 _R = "whisper_npu/report.py"
 _API = "whisper_npu/api.py"
-_CLI = "whisper_npu/cli.py"
-_MM = "whisper_npu/npu_ops/matmul.py"
-_K = "whisper_npu/npu_ops/kernels.py"
+_CLI = "whisper_npu/app/cli.py"
+_MM = "whisper_npu/npu/matmul.py"
+_K = "whisper_npu/npu/kernels.py"
 _SEG = "whisper_npu/model/segmented.py"
-_RT = "whisper_npu/npu_ops/runtime.py"
-_MF = "whisper_npu/npu_ops/manifest.py"
-_DI = "whisper_npu/npu_ops/dispatch.py"
-_EM = "whisper_npu/npu_ops/emulator.py"
-_CM = "whisper_npu/npu_ops/costmodel.py"
-_SC = "whisper_npu/npu_ops/static_check.py"
+_RT = "whisper_npu/npu/runtime.py"
+_MF = "whisper_npu/npu/manifest.py"
+_DI = "whisper_npu/npu/dispatch.py"
+_EM = "whisper_npu/npu/emulator.py"
+_CM = "whisper_npu/npu/costmodel.py"
+_SC = "whisper_npu/npu/static_check.py"
 _Q = "whisper_npu/model/quant.py"
 _GC = "whisper_npu/model/graph_cache.py"
 _VAL = "whisper_npu/validation.py"
@@ -1284,7 +1284,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "npu-mel-result-copied",
         "npu_ops",
-        "whisper_npu/npu_ops/dispatch.py",
+        "whisper_npu/npu/dispatch.py",
         "parts.append(GemmOp(name, families[fam], w, strided_ok=True))",
         "parts.append(GemmOp(name, families[fam], w))",
         "tests/test_npu_pipeline.py",

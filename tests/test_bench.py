@@ -8,8 +8,8 @@ import json
 import pytest
 from rich.console import Console
 
-from whisper_npu import baseline
-from whisper_npu.bench import BenchConfig, find_reference, normalize_text, render, run_bench, word_error_rate
+from whisper_npu.bench import systems as baseline
+from whisper_npu.bench.runner import BenchConfig, find_reference, normalize_text, render, run_bench, word_error_rate
 
 
 def test_normalizer_and_wer():

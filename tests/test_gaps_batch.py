@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from whisper_npu.batch import run_batch
+from whisper_npu.app.batch import run_batch
 from whisper_npu.report import RunReport
 
 

@@ -19,10 +19,10 @@ from whisper_npu import writers
 from whisper_npu.errors import OptionError
 from whisper_npu.features import N_FRAMES
 from whisper_npu.longform import TranscribeOptions, transcribe_mel
-from whisper_npu.npu_ops.designs import make_config
-from whisper_npu.npu_ops.dispatch import MATMUL_CHECK_TOLERANCE
-from whisper_npu.npu_ops.manifest import load_manifest, validate
-from whisper_npu.npu_ops.static_check import CORE_MEMORY, check, place
+from whisper_npu.npu.designs import make_config
+from whisper_npu.npu.dispatch import MATMUL_CHECK_TOLERANCE
+from whisper_npu.npu.manifest import load_manifest, validate
+from whisper_npu.npu.static_check import CORE_MEMORY, check, place
 from whisper_npu.report import RunReport
 from whisper_npu.tokenizer import Tokenizer
 from whisper_npu.vad import FRAME, SpeechOracle, VadOptions, merge_chunks

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from whisper_npu.alignment import WordTiming, clamp_long_words, merge_punctuations
-from whisper_npu.bench import BenchResult, SystemResult
+from whisper_npu.bench.runner import BenchResult, SystemResult
 from whisper_npu.report import RunReport
 from whisper_npu.tokenizer import Tokenizer
 

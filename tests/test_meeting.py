@@ -12,7 +12,7 @@ import soundfile as sf
 import whisper_npu
 from tests.conftest import AUDIO_DIR, assert_batched_equals_single, manifest, words
 from whisper_npu import whisperx_compat
-from whisper_npu.bench import word_error_rate
+from whisper_npu.bench.runner import word_error_rate
 from whisper_npu.errors import WhisperNpuError
 from whisper_npu.features import N_SAMPLES, log_mel_spectrogram, pad_or_trim
 from whisper_npu.vad import TimeMap, merge_chunks, speech_regions

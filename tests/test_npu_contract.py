@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from whisper_npu.npu_ops import emulator, runtime
+from whisper_npu.npu import emulator, runtime
 
 STUB = Path(__file__).resolve().parents[2] / "shared" / "research" / "pyxrt-2.25.pyi"
 

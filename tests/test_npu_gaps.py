@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from whisper_npu.npu_ops.kernels import bf16_bits, bf16_to_f32, split_bf16, to_bf16_into, whole_array_gemm
+from whisper_npu.npu.kernels import bf16_bits, bf16_to_f32, split_bf16, to_bf16_into, whole_array_gemm
 
 HALF_ULP = 2.0**-8  # half an ulp, relative, for an 8-bit significand
 

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 import whisper_npu
 from tests.conftest import words
-from whisper_npu.npu_ops import emulator, setup
-from whisper_npu.npu_ops.designs import whisper_configs
-from whisper_npu.npu_ops.manifest import DEFAULT_DIR, NOT_BUILT
+from whisper_npu.npu import emulator, setup
+from whisper_npu.npu.designs import whisper_configs
+from whisper_npu.npu.manifest import DEFAULT_DIR, NOT_BUILT
 from whisper_npu.report import RunReport
 
 TINY_D = 384
@@ -214,7 +214,7 @@ def test_shipped_manifest_without_binaries_says_not_built(monkeypatch):
 
 
 def test_doctor_selftest_writes_one_emulated_json(tmp_path, monkeypatch, jfk_path):
-    from whisper_npu.cli import app
+    from whisper_npu.app.cli import app
 
     x1 = tmp_path / "x1"
     emulator.write_fixtures(x1, [c for c in whisper_configs("npu1", ("tiny",)) if c.M in (1536, 3072)])
@@ -237,7 +237,7 @@ def test_doctor_selftest_writes_one_emulated_json(tmp_path, monkeypatch, jfk_pat
 
 @pytest.mark.parametrize("cpu_flops", [1e15, 1e9])
 def test_device_auto_follows_the_cost_model(npu_xclbins, monkeypatch, cpu_flops):
-    from whisper_npu.npu_ops import costmodel
+    from whisper_npu.npu import costmodel
 
     rates = costmodel.HostRates(1e-10, 1e-11, cpu_flops, 1e-9, 1e10, source="test")
     monkeypatch.setattr(costmodel, "calibrate", lambda: rates)
@@ -258,7 +258,7 @@ def test_device_auto_follows_the_cost_model(npu_xclbins, monkeypatch, cpu_flops)
 
 def test_cross_kv_projections_convert_the_encoder_output_once(npu_xclbins, monkeypatch):
     """Every decoder layer's K/V projection reads the same encoder output: one bf16 conversion and A upload."""
-    from whisper_npu.npu_ops import matmul
+    from whisper_npu.npu import matmul
 
     calls = []
     real = matmul.to_bf16_into

@@ -11,9 +11,9 @@ from dataclasses import replace
 
 import pytest
 
-from whisper_npu.npu_ops import designs
-from whisper_npu.npu_ops.designs import GemmConfig, all_configs, config_for, make_config, whisper_configs
-from whisper_npu.npu_ops.static_check import (
+from whisper_npu.npu import designs
+from whisper_npu.npu.designs import GemmConfig, all_configs, config_for, make_config, whisper_configs
+from whisper_npu.npu.static_check import (
     CORE_MEMORY,
     SHIM_BDS,
     check,

@@ -24,7 +24,7 @@ import pytest
 import whisper_npu
 from tests.conftest import AUDIO_DIR
 from whisper_npu import api, audio, validation, writers
-from whisper_npu.batch import discover, run_batch
+from whisper_npu.app.batch import discover, run_batch
 from whisper_npu.errors import AudioError, OptionError, OutputError, WhisperNpuError
 from whisper_npu.report import RunReport
 

@@ -97,7 +97,7 @@ def _record_graph_ops(report: RunReport, counter: Any, before: tuple[dict, dict]
     if dec_calls:
         report.record_op("decoder.step (onnxruntime)", "cpu", dec_secs, dec_calls)
         if npu:
-            from whisper_npu.npu_ops import DECODER_POLICY
+            from whisper_npu.npu import DECODER_POLICY
 
             report.record_fallback("decoder.step (onnxruntime)", DECODER_POLICY, dec_calls)
 
@@ -111,7 +111,7 @@ class LoadedModel:
     load_s: float
     device: str
     model: Any  # whisper_npu.model.whisper.WhisperModel
-    npu: Any = None  # NPU setup object from whisper_npu.npu_ops, None on CPU
+    npu: Any = None  # NPU setup object from whisper_npu.npu, None on CPU
     fresh: bool = field(default=True, repr=False)  # load time not yet charged to a run
     threads: int = 0  # onnxruntime threads actually used (capped at the CPU count)
 
@@ -191,7 +191,7 @@ def load_model(
     t0 = time.perf_counter()
     npu = None
     if device != "cpu":
-        from whisper_npu.npu_ops import setup as npu_setup
+        from whisper_npu.npu import setup as npu_setup
 
         npu = npu_setup(device=device, runtime=npu_runtime)
     whisper = WhisperModel.load(

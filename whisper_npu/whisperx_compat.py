@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from whisper_npu.baseline import whisperx_available
+from whisper_npu.bench.systems import whisperx_available
 from whisper_npu.errors import WhisperNpuError
 
 

@@ -141,7 +141,7 @@ def transcribe(
         "temperatures": parse_temperatures(temperature, temperature_increment_on_fallback),
     }
     post = _whisperx_postprocess(align, diarize)
-    from whisper_npu.batch import has_glob
+    from whisper_npu.app.batch import has_glob
     from whisper_npu.writers import check_output_dir, expand_formats, guard_inputs
 
     stdin = paths == [STDIN]
@@ -239,7 +239,7 @@ class _FileViews:
 
 def _discover_or_fail(paths: list[str], output_dir: Path):
     """Find the batch's files before loading the model: naming nothing transcribable is an error, not "0 ok"."""
-    from whisper_npu.batch import check_report_path, discover
+    from whisper_npu.app.batch import check_report_path, discover
 
     items, failures = discover(paths)
     if not items:
@@ -334,7 +334,7 @@ def _transcribe_batch(
 ) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from whisper_npu.batch import run_batch
+    from whisper_npu.app.batch import run_batch
 
     file_task = None
 
@@ -412,7 +412,7 @@ def bench(
     no_vad: Annotated[bool, typer.Option("--no-vad", help="Also bench the sequential (no VAD) path.")] = False,
 ) -> None:
     """Compare RTF, load time, memory and WER with faster-whisper on the same audio."""
-    from whisper_npu.bench import BenchConfig, render, run_bench
+    from whisper_npu.bench.runner import BenchConfig, render, run_bench
     from whisper_npu.validation import bounded_threads
     from whisper_npu.writers import check_output_dir
 
@@ -454,7 +454,7 @@ def bench(
 
 def _bench_project(project: str, paths: list[Path], runs: int, threads: int) -> None:
     """`bench --project npu`: the cost model's projection, plus measured CPU rows when files are given."""
-    from whisper_npu.bench import measure_cpu_rows, render_npu_projection
+    from whisper_npu.bench.runner import measure_cpu_rows, render_npu_projection
 
     if project != "npu":
         raise WhisperNpuError(f"unknown --project {project!r}: only 'npu'")
@@ -476,7 +476,7 @@ def doctor(
     npu_runtime: RuntimeOpt = NpuRuntime.auto,
 ) -> None:
     """What the NPU path would use on this machine, and why not (--selftest: check it end to end)."""
-    from whisper_npu.npu_ops import doctor as npu_doctor
+    from whisper_npu.app import doctor as npu_doctor
 
     if selftest:
         result = npu_doctor.selftest(output, runtime=npu_runtime.value)

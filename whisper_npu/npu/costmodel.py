@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from whisper_npu.npu_ops.designs import (
+from whisper_npu.npu.designs import (
     FRAMES_PER_WINDOW,
     HWCTX_LIMIT,
     MEL_FRAMES_PER_WINDOW,
@@ -37,7 +37,7 @@ from whisper_npu.npu_ops.designs import (
     mel_gemms,
     whisper_configs,
 )
-from whisper_npu.npu_ops.kernels import to_bf16_into
+from whisper_npu.npu.kernels import to_bf16_into
 
 # -- published NPU figures -----------------------------------------------------------------------------------
 

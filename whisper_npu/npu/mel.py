@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from whisper_npu.npu_ops.kernels import dft_basis, split_bf16, to_split_bf16_into
-from whisper_npu.npu_ops.matmul import GemmOp, HostCost
-from whisper_npu.npu_ops.runtime import XdnaSession
+from whisper_npu.npu.kernels import dft_basis, split_bf16, to_split_bf16_into
+from whisper_npu.npu.matmul import GemmOp, HostCost
+from whisper_npu.npu.runtime import XdnaSession
 
 N_FFT = 400
 N_FREQ = N_FFT // 2 + 1

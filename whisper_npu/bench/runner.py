@@ -161,7 +161,7 @@ def _path_label(vad: bool | None) -> str:
 
 def _ours(config: BenchConfig, device: str, compute_type: str, vad: bool | None) -> tuple[str, Runner, float, str]:
     import whisper_npu
-    from whisper_npu.npu_ops import open_session
+    from whisper_npu.npu import open_session
 
     runtime = config.npu_runtime
     label = f"whisper-npu (cpu, {compute_type})"
@@ -200,7 +200,7 @@ Factory = Callable[[], tuple[str, Runner, float, str]]
 
 def _factories(config: BenchConfig) -> list[tuple[str, Factory]]:
     """(system kind, factory) per row, in a fixed order (child processes find their row by index)."""
-    from whisper_npu.baseline import FasterWhisper, WhisperX
+    from whisper_npu.bench.systems import FasterWhisper, WhisperX
 
     rows: list[tuple[str, Factory]] = []
     for vad in config.vad_modes:
@@ -372,7 +372,7 @@ def render_npu_projection(console: Any, measured: dict[str, float] | None = None
     """
     from rich.table import Table
 
-    from whisper_npu.npu_ops import costmodel
+    from whisper_npu.npu import costmodel
 
     rates = costmodel.calibrate()
     measured = measured or {}

@@ -58,9 +58,9 @@ from typing import Any
 
 import numpy as np
 
-from whisper_npu.npu_ops.kernels import bf16_bits, to_bf16_into
-from whisper_npu.npu_ops.manifest import KernelSpec
-from whisper_npu.npu_ops.runtime import XdnaSession
+from whisper_npu.npu.kernels import bf16_bits, to_bf16_into
+from whisper_npu.npu.manifest import KernelSpec
+from whisper_npu.npu.runtime import XdnaSession
 
 #: Largest overlay M whose ops get their own C BO for zero-copy results (one 30 s window is 1500 rows -> 1536).
 ZERO_COPY_MAX_ROWS = 2048

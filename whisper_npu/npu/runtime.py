@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from whisper_npu.errors import NpuError
-from whisper_npu.npu_ops.designs import GROUP_IDS, OPCODE
-from whisper_npu.npu_ops.manifest import TARGETS, KernelSpec
+from whisper_npu.npu.designs import GROUP_IDS, OPCODE
+from whisper_npu.npu.manifest import TARGETS, KernelSpec
 
 #: Every pyxrt name this module uses: (class or None for module level, attribute).
 PYXRT_API: tuple[tuple[str | None, str], ...] = (

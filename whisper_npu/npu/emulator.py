@@ -53,8 +53,8 @@ from typing import Any
 
 import numpy as np
 
-from whisper_npu.npu_ops import designs, kernels
-from whisper_npu.npu_ops.designs import GemmConfig
+from whisper_npu.npu import designs, kernels
+from whisper_npu.npu.designs import GemmConfig
 
 STUB_MAGIC = b"WNPU-EMU-XCLBIN2\x00"
 INSTS_MAGIC = 0x5550_4E57  # "WNPU" little-endian
@@ -207,7 +207,7 @@ def make_xclbin(path: Path, cfg: GemmConfig) -> None:
 
 def write_fixtures(directory: Path, configs: list[GemmConfig]) -> Path:
     """Emulator xclbins, instruction streams and manifest.json for ``configs`` under ``directory``."""
-    from whisper_npu.npu_ops.manifest import write_manifest
+    from whisper_npu.npu.manifest import write_manifest
 
     directory = Path(directory)
     entries = []

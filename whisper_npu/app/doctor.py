@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from whisper_npu.npu_ops.manifest import NOT_BUILT, TARGETS, load_manifest, validate
+from whisper_npu.npu.manifest import NOT_BUILT, TARGETS, load_manifest, validate
 
 
 def _read(path: str) -> str | None:
@@ -48,7 +48,7 @@ def _xrt_version() -> str | None:
 
 def collect() -> dict[str, Any]:
     """Facts about the NPU stack, each with where it was read from."""
-    from whisper_npu.npu_ops import open_session
+    from whisper_npu.npu import open_session
 
     info: dict[str, Any] = {
         "kernel": platform.release(),
@@ -132,8 +132,8 @@ SELFTEST_LAUNCHES = 3
 
 def _gemm_check(session: Any, spec: Any, rng: np.random.Generator) -> dict[str, Any]:
     """One overlay against numpy: max error vs the bf16-exact and the float32 product, launch time, GFLOP/s."""
-    from whisper_npu.npu_ops.kernels import activation_bits, bf16_bits, whole_array_gemm
-    from whisper_npu.npu_ops.matmul import GemmOp
+    from whisper_npu.npu.kernels import activation_bits, bf16_bits, whole_array_gemm
+    from whisper_npu.npu.matmul import GemmOp
 
     cfg = spec.config
     a = rng.standard_normal((cfg.M, cfg.K), dtype=np.float32)
@@ -220,8 +220,8 @@ def _encoder_check(runtime: str, audio: Path, model: str) -> dict[str, Any]:
 
 def selftest(out: Path, runtime: str = "auto", audio: Path | None = None, model: str = "tiny.en") -> dict[str, Any]:
     """Run every built overlay against numpy, time launches/switches, compare the encoder; write one JSON file."""
-    from whisper_npu.npu_ops import open_session
-    from whisper_npu.npu_ops.manifest import manifest_dir
+    from whisper_npu.npu import open_session
+    from whisper_npu.npu.manifest import manifest_dir
 
     runtime = os.environ.get("WHISPER_NPU_RUNTIME", runtime) if runtime == "auto" else runtime
     chosen = "emulator" if runtime == "emulator" else "xrt"
@@ -232,7 +232,7 @@ def selftest(out: Path, runtime: str = "auto", audio: Path | None = None, model:
     else:
         directory = None
         if chosen == "emulator" and not os.environ.get("WHISPER_NPU_XCLBINS"):
-            from whisper_npu.npu_ops.emulator import default_fixture_dir
+            from whisper_npu.npu.emulator import default_fixture_dir
 
             directory = default_fixture_dir()
         report["xclbins"] = str(manifest_dir(directory))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from whisper_npu.npu_ops.designs import COLUMNS, HWCTX_LIMIT, GemmConfig
+from whisper_npu.npu.designs import COLUMNS, HWCTX_LIMIT, GemmConfig
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "xclbins"
 TARGETS = {t: {"columns": COLUMNS[t], "hwctx_limit": HWCTX_LIMIT[t]} for t in COLUMNS}

@@ -9,13 +9,15 @@ reference transcripts (never copied into the project).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# The shared recordings sit beside the repository checkout; WHISPER_NPU_SHARED points elsewhere.
+SHARED = Path(os.environ.get("WHISPER_NPU_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 AUDIO_DIRS = (SHARED / "audio", SHARED / "audio-more")
 SR = 16000
 

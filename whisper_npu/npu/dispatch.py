@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from whisper_npu.npu_ops.designs import make_config
-from whisper_npu.npu_ops.kernels import cast_backend
-from whisper_npu.npu_ops.manifest import NOT_BUILT, KernelSpec, validate
-from whisper_npu.npu_ops.matmul import GemmOp, HostCost
-from whisper_npu.npu_ops.mel import MelGemms, dft_weight
-from whisper_npu.npu_ops.runtime import KernelFailure, XdnaSession
+from whisper_npu.npu.designs import make_config
+from whisper_npu.npu.kernels import cast_backend
+from whisper_npu.npu.manifest import NOT_BUILT, KernelSpec, validate
+from whisper_npu.npu.matmul import GemmOp, HostCost
+from whisper_npu.npu.mel import MelGemms, dft_weight
+from whisper_npu.npu.runtime import KernelFailure, XdnaSession
 from whisper_npu.report import RunReport
 
 MATMUL_CHECK_TOLERANCE = 0.02  # relative Frobenius error of the bf16 result vs float32 (bf16 ~ 2^-9 per operand)
@@ -165,7 +165,7 @@ class Dispatcher:
 
     def _predict(self, name: str, op: MatmulOp) -> None:
         """Cost-model prediction for one window (M = 1500 rows); under ``--device auto`` a loss stays on the CPU."""
-        from whisper_npu.npu_ops.costmodel import predict
+        from whisper_npu.npu.costmodel import predict
 
         k, n = op.weight.shape
         target = self.session.target if self.session is not None else "npu1"

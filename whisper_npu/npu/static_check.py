@@ -1,7 +1,7 @@
 """Static resource check: would this overlay configuration place and run on the AIE array?
 
 Nothing here can run aiecc, so this module models what a design *places* for a
-:class:`~whisper_npu.npu_ops.designs.GemmConfig` and checks it against the
+:class:`~whisper_npu.npu.designs.GemmConfig` and checks it against the
 array's hard limits. The failures it catches are the ones the old hand-written
 design hit and nothing in the emulator could see: too many shim DMA streams,
 buffer descriptors exhausted by an unrolled runtime sequence, broadcasts whose
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from whisper_npu.npu_ops.designs import COLUMNS, DTYPE_BYTES, GemmConfig
+from whisper_npu.npu.designs import COLUMNS, DTYPE_BYTES, GemmConfig
 
 CORE_MEMORY = 64 * 1024
 #: aie.core's default stack_size (0x400) lives in the same 64 KiB as the buffers.

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from whisper_npu.errors import WhisperNpuError
-from whisper_npu.npu_ops.designs import target_for_device
-from whisper_npu.npu_ops.dispatch import Dispatcher
-from whisper_npu.npu_ops.kernels import cast_backend
-from whisper_npu.npu_ops.manifest import load_manifest
-from whisper_npu.npu_ops.runtime import XdnaSession, open_xrt
+from whisper_npu.npu.designs import target_for_device
+from whisper_npu.npu.dispatch import Dispatcher
+from whisper_npu.npu.kernels import cast_backend
+from whisper_npu.npu.manifest import load_manifest
+from whisper_npu.npu.runtime import XdnaSession, open_xrt
 from whisper_npu.report import RunReport
 
 #: Encoder weight matmuls, plus the cross-attention K/V projection that lives in the encoder graph.
@@ -95,7 +95,7 @@ def _target_for(name: str) -> str:
 def open_session(runtime: str) -> tuple[XdnaSession | None, str | None]:
     """An XDNA session on the chosen runtime, or the reason there is none."""
     if runtime == "emulator":
-        from whisper_npu.npu_ops import emulator
+        from whisper_npu.npu import emulator
 
         session = XdnaSession(emulator, emulated=True)
         session.target = _target_for(session.device_name())
@@ -122,7 +122,7 @@ def setup(device: str = "auto", runtime: str = "auto") -> NpuSetup | None:
         return None  # plain CPU run; `whisper-npu doctor` says why
     directory = None
     if chosen == "emulator" and not os.environ.get("WHISPER_NPU_XCLBINS"):
-        from whisper_npu.npu_ops.emulator import default_fixture_dir
+        from whisper_npu.npu.emulator import default_fixture_dir
 
         directory = default_fixture_dir()  # emulator fixtures are generated, never shipped
     specs, manifest_reason = load_manifest(directory)
