@@ -9,7 +9,6 @@ optimized graphs are also cached on disk across processes (model/graph_cache.py)
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,61 +17,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from whisper_npu.errors import WhisperNpuError
+from whisper_npu.options import (
+    COMPUTE_TYPES,
+    DEFAULT_COMPUTE_TYPE,
+    DEFAULT_DEVICE,
+    DEFAULT_NPU_RUNTIME,
+    DEFAULT_SAMPLE_RATE,
+    DEFAULT_THREADS,
+    DEVICES,
+    NPU_RUNTIMES,
+    VAD_AUTO_SECONDS,
+    TranscribeOptions,
+    check_load,
+)
 from whisper_npu.report import RunReport
+from whisper_npu.types import Result
+
+__all__ = ["COMPUTE_TYPES", "DEVICES", "NPU_RUNTIMES", "LoadedModel", "Result", "load_model", "transcribe"]
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from whisper_npu.progress import ProgressEvent
-
-DEVICES = ("auto", "cpu", "npu")
-VAD_AUTO_SECONDS = 30.0  # VAD is on by default for audio longer than one window
-# float32 until int8 is as safe end to end. int8 (encoder int8 GEMMs + 8-bit decoder/logits weights) is
-# faster (scripts/bench_cpu.py, shared 2-core Xeon: tiny.en 1.55x no VAD / 1.23x default path, base 1.47x /
-# 1.16x) at pooled WER within +0.34 points, but on the meeting file with long silences the --no-vad path
-# still repeats a sentence at a window boundary with int8 (WER 12.1 % vs 9.2 %; 18.4 % with the older
-# encoder-only int8). `auto` stays a choice.
-DEFAULT_COMPUTE_TYPE = "float32"
-NPU_RUNTIMES = ("auto", "xrt", "emulator")
-COMPUTE_TYPES = ("auto", "float32", "int8")  # faster-whisper's names; auto = int8 where the CPU has VNNI
-
-
-@dataclass
-class Result:
-    """A transcript with its segments and the run report that produced it."""
-
-    text: str
-    segments: list[Any]
-    language: str
-    language_probability: float
-    duration: float
-    report: RunReport
-    model: str
-    device: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form written by the json writer and read by the other writers."""
-        return {
-            "text": self.text,
-            "language": self.language,
-            "language_probability": round(float(self.language_probability), 4),
-            "duration": round(self.duration, 3),
-            "model": self.model,
-            "device": self.device,
-            "segments": [_segment_dict(s) for s in self.segments],
-            "report": self.report.to_dict(),
-        }
-
-
-def _segment_dict(segment: Any) -> dict[str, Any]:
-    data = dataclasses.asdict(segment) if dataclasses.is_dataclass(segment) else dict(segment)
-    for key in ("start", "end"):
-        data[key] = round(float(data[key]), 3)
-    for key in ("avg_logprob", "compression_ratio", "no_speech_prob", "temperature"):
-        if key in data and data[key] is not None:
-            data[key] = round(float(data[key]), 4)
-    return data
-
 
 def _record_graph_ops(report: RunReport, counter: Any, before: tuple[dict, dict], npu: bool) -> None:
     """Report the onnxruntime graph runs as CPU ops.
@@ -116,30 +82,14 @@ class LoadedModel:
     threads: int = 0  # onnxruntime threads actually used (capped at the CPU count)
 
 
-def validate(loaded: LoadedModel | None = None, **options: Any) -> Any:
-    """Check transcription options once, for the CLI and the library alike; returns ``TranscribeOptions``.
+def validate(loaded: LoadedModel | None = None, **options: Any) -> TranscribeOptions:
+    """:func:`whisper_npu.options.validate`, plus what the loaded model cannot do (another language or
+    translation on an English-only model)."""
+    from whisper_npu import options as opts
 
-    With a model, also rejects what it cannot do (another language or translation
-    on an English-only model) instead of silently ignoring it.
-    """
-    from whisper_npu.longform import TranscribeOptions
-    from whisper_npu.validation import check_decoding, check_language
-
-    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(TranscribeOptions)})
-    if unknown:
-        raise WhisperNpuError(f"bad transcription option: unknown {', '.join(unknown)}")
-    defaults = TranscribeOptions()
-    temps = check_decoding(
-        options.get("beam_size", defaults.beam_size),
-        options.get("best_of", defaults.best_of),
-        options.get("batch_size", defaults.batch_size),
-        options.get("temperatures", defaults.temperatures),
-    )
-    check_language(options.get("language"), options.get("task", defaults.task), True, "")
-    opts = TranscribeOptions(**{**options, "temperatures": temps})
-    if loaded is not None:
-        check_language(opts.language, opts.task, bool(loaded.model.is_multilingual), loaded.name)
-    return opts
+    if loaded is None:
+        return opts.validate(options)
+    return opts.validate(options, multilingual=bool(loaded.model.is_multilingual), model_name=loaded.name)
 
 
 _CACHE: dict[tuple[str, str, str, int, str], LoadedModel] = {}
@@ -150,18 +100,12 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
-    if value not in choices:
-        raise WhisperNpuError(f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
-    return value
-
-
 def load_model(
     model: str | Path | None = None,
     *,
-    device: str = "auto",
-    npu_runtime: str = "auto",
-    threads: int = 0,
+    device: str = DEFAULT_DEVICE,
+    npu_runtime: str = DEFAULT_NPU_RUNTIME,
+    threads: int = DEFAULT_THREADS,
     compute_type: str = DEFAULT_COMPUTE_TYPE,
     cache: bool = True,
 ) -> LoadedModel:
@@ -178,9 +122,7 @@ def load_model(
     from whisper_npu.model.whisper import WhisperModel
     from whisper_npu.validation import bounded_threads
 
-    _check_choice(device, DEVICES, "device")
-    _check_choice(compute_type, COMPUTE_TYPES, "compute type")
-    _check_choice(npu_runtime, NPU_RUNTIMES, "NPU runtime")
+    check_load(device, npu_runtime, compute_type)
     threads, _ = bounded_threads(threads)
     model_dir = resolve(model)
     key = (str(model_dir), device, npu_runtime, int(threads), compute_type)
@@ -219,11 +161,11 @@ def transcribe(
     audio: str | Path | np.ndarray,
     *,
     model: str | Path | LoadedModel | None = None,
-    device: str = "auto",
-    npu_runtime: str = "auto",
-    threads: int = 0,
+    device: str = DEFAULT_DEVICE,
+    npu_runtime: str = DEFAULT_NPU_RUNTIME,
+    threads: int = DEFAULT_THREADS,
     compute_type: str = DEFAULT_COMPUTE_TYPE,
-    sample_rate: int = 16000,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
     progress: Callable[[ProgressEvent], None] | None = None,
     **options: Any,
 ) -> Result:
@@ -240,8 +182,9 @@ def transcribe(
     report's ``wall_s`` covers everything this call did, including the model
     load when this call loaded the model.
     """
-    from whisper_npu.audio import SAMPLE_RATE, decode_audio, prepare_array
-    from whisper_npu.features import N_SAMPLES, log_mel_spectrogram
+    from whisper_npu.audio import decode_audio, prepare_array
+    from whisper_npu.constants import N_SAMPLES, SAMPLE_RATE
+    from whisper_npu.features import log_mel_spectrogram
     from whisper_npu.longform import transcribe_mel
     from whisper_npu.progress import Tracker
     from whisper_npu.validation import bounded_threads, check_audio, check_sample_rate

@@ -16,8 +16,16 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-# The shared recordings sit beside the repository checkout; WHISPER_NPU_SHARED points elsewhere.
-SHARED = Path(os.environ.get("WHISPER_NPU_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+
+def _shared() -> Path:
+    """The shared recordings: $WHISPER_NPU_SHARED, else ``shared/`` beside the checkout or beside its folder."""
+    if "WHISPER_NPU_SHARED" in os.environ:
+        return Path(os.environ["WHISPER_NPU_SHARED"])
+    beside = [Path(__file__).resolve().parents[n] / "shared" for n in (3, 4)]
+    return next((p for p in beside if (p / "audio").is_dir()), beside[0])
+
+
+SHARED = _shared()
 AUDIO_DIRS = (SHARED / "audio", SHARED / "audio-more")
 SR = 16000
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from whisper_npu.errors import WhisperNpuError
+from whisper_npu.options import TranscribeOptions
 
 
 def normalize_text(text: str) -> str:
@@ -86,7 +87,7 @@ def manifest_files(audio_dir: Path, languages: tuple[str, ...] | None = None) ->
 class BenchConfig:
     paths: list[Path]
     model: str | None = None
-    beam_size: int = 5
+    beam_size: int = TranscribeOptions.beam_size
     runs: int = 3
     threads: int = 2
     reference: Path | None = None

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from whisper_npu.errors import OutputError
+from whisper_npu.options import FORMATS
 
-FORMATS = ("txt", "srt", "vtt", "tsv", "json")
 LONG_PAUSE_S = 3.0  # a silence this long starts a new cue when words flow across segments (as openai-whisper)
 NAME_MAX = 255  # bytes in one path component on Linux filesystems (ext4, xfs, btrfs, tmpfs)
 MIN_CUE_S = 0.001  # a cue must last at least one rendered millisecond, or players drop it
