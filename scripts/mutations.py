@@ -42,6 +42,8 @@ _B = "whisper_npu/app/batch.py"
 _BE = "whisper_npu/bench/runner.py"
 _R = "whisper_npu/report.py"
 _API = "whisper_npu/api.py"
+_PL = "whisper_npu/pipeline.py"
+_OPT = "whisper_npu/options.py"
 _CLI = "whisper_npu/app/cli.py"
 _MM = "whisper_npu/npu/matmul.py"
 _K = "whisper_npu/npu/kernels.py"
@@ -1080,11 +1082,11 @@ MUTATIONS: list[Mutation] = [
         "tests/test_flags_progress.py",
         "the progress bar jumps back when a window is re-decoded",
     ),
-    # -- api / cli -----------------------------------------------------------------------------------
+    # -- pipeline / options / api / cli -------------------------------------------------------------
     _m(
         "api-duration-wrong-rate",
-        "api",
-        _API,
+        "pipeline",
+        _PL,
         "report.audio_s = len(samples) / SAMPLE_RATE",
         "report.audio_s = len(samples) / sample_rate",
         "tests/test_api.py",
@@ -1092,12 +1094,39 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "api-text-first-segment",
-        "api",
-        _API,
-        'text = "".join(s.text for s in segments).strip()',
-        'text = segments[0].text.strip() if segments else ""',
+        "pipeline",
+        _PL,
+        'text="".join(s.text for s in output.segments).strip(),',
+        'text=output.segments[0].text.strip() if output.segments else "",',
         GAPS_VAD,
         "result text keeps only the first segment",
+    ),
+    _m(
+        "pipeline-vad-options-dropped",
+        "pipeline",
+        _PL,
+        "chunks = merge_chunks(samples, regions, opts.vad_options, probs=probs)",
+        "chunks = merge_chunks(samples, regions, None, probs=probs)",
+        "tests/test_pipeline.py",
+        "vad_options given to transcribe() are silently ignored when chunking",
+    ),
+    _m(
+        "pipeline-vad-auto-inverted",
+        "pipeline",
+        _PL,
+        "use_vad = opts.vad if opts.vad is not None else report.audio_s > VAD_AUTO_SECONDS",
+        "use_vad = opts.vad if opts.vad is not None else report.audio_s < VAD_AUTO_SECONDS",
+        "tests/test_pipeline.py",
+        "VAD chunking on for short clips and off for long recordings",
+    ),
+    _m(
+        "options-vad-dict-unchecked",
+        "options",
+        _OPT,
+        "            if value is not None and value > 1:",
+        "            if False:",
+        "tests/test_options.py",
+        "a VAD threshold above 1 (never reached: no speech found) accepted without a word",
     ),
     _m(
         "cli-error-exit-zero",

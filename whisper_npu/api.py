@@ -1,5 +1,7 @@
-"""Library API: ``transcribe(path_or_array, **options) -> Result``.
+"""Library API: ``transcribe(path_or_array, **options) -> Result`` and ``load_model``.
 
+A thin public layer over ``pipeline.py`` (where the stages are): it checks the
+arguments, loads the model and hands both to :func:`whisper_npu.pipeline.run`.
 The CLI, the batch runner and the benchmarks all go through this module, so a
 run report means the same thing everywhere. Loaded models are cached per
 process (keyed by directory, device, runtime, threads and compute type) because
@@ -10,76 +12,32 @@ optimized graphs are also cached on disk across processes (model/graph_cache.py)
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from whisper_npu import pipeline
 from whisper_npu.errors import WhisperNpuError
 from whisper_npu.options import (
-    COMPUTE_TYPES,
     DEFAULT_COMPUTE_TYPE,
     DEFAULT_DEVICE,
     DEFAULT_NPU_RUNTIME,
     DEFAULT_SAMPLE_RATE,
     DEFAULT_THREADS,
-    DEVICES,
-    NPU_RUNTIMES,
-    VAD_AUTO_SECONDS,
     TranscribeOptions,
     check_load,
 )
+from whisper_npu.pipeline import LoadedModel
 from whisper_npu.report import RunReport
 from whisper_npu.types import Result
 
-__all__ = ["COMPUTE_TYPES", "DEVICES", "NPU_RUNTIMES", "LoadedModel", "Result", "load_model", "transcribe"]
+__all__ = ["LoadedModel", "Result", "clear_cache", "load_model", "transcribe", "validate"]
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from whisper_npu.progress import ProgressEvent
-
-def _record_graph_ops(report: RunReport, counter: Any, before: tuple[dict, dict], npu: bool) -> None:
-    """Report the onnxruntime graph runs as CPU ops.
-
-    Weight matmuls routed to the NPU are counted by the dispatcher inside the
-    encoder graph's time, so the encoder row here is the rest of that graph
-    (attention, norms, GELU, and any matmul not routed).
-    """
-    calls0, secs0 = before
-    routed = sum(
-        stat.seconds
-        for op, per in report.ops.items()
-        if op.startswith(("encoder.layer", "decoder.layer"))
-        for stat in per.values()
-    )
-    enc_calls = counter.calls["encoder"] - calls0["encoder"]
-    enc_secs = counter.seconds["encoder"] - secs0["encoder"] - routed
-    dec_calls = counter.calls["decoder"] - calls0["decoder"]
-    dec_secs = counter.seconds["decoder"] - secs0["decoder"]
-    if enc_calls:
-        report.record_op("encoder.graph (onnxruntime)", "cpu", max(enc_secs, 0.0), enc_calls)
-    if dec_calls:
-        report.record_op("decoder.step (onnxruntime)", "cpu", dec_secs, dec_calls)
-        if npu:
-            from whisper_npu.npu import DECODER_POLICY
-
-            report.record_fallback("decoder.step (onnxruntime)", DECODER_POLICY, dec_calls)
-
-
-@dataclass
-class LoadedModel:
-    """A model ready to transcribe: ONNX sessions plus the NPU setup, if any."""
-
-    name: str
-    model_dir: Path
-    load_s: float
-    device: str
-    model: Any  # whisper_npu.model.whisper.WhisperModel
-    npu: Any = None  # NPU setup object from whisper_npu.npu, None on CPU
-    fresh: bool = field(default=True, repr=False)  # load time not yet charged to a run
-    threads: int = 0  # onnxruntime threads actually used (capped at the CPU count)
 
 
 def validate(loaded: LoadedModel | None = None, **options: Any) -> TranscribeOptions:
@@ -118,8 +76,7 @@ def load_model(
     ``compute_type`` float32, int8 or auto (int8 where the CPU has VNNI) sets
     the weight matmuls' arithmetic; NPU-routed matmuls keep the NPU's own.
     """
-    from whisper_npu.model.registry import cache_dir, default_model, resolve
-    from whisper_npu.model.whisper import WhisperModel
+    from whisper_npu.model.registry import resolve
     from whisper_npu.validation import bounded_threads
 
     check_load(device, npu_runtime, compute_type)
@@ -130,28 +87,7 @@ def load_model(
     if cached is not None:
         return cached
 
-    t0 = time.perf_counter()
-    npu = None
-    if device != "cpu":
-        from whisper_npu.npu import setup as npu_setup
-
-        npu = npu_setup(device=device, runtime=npu_runtime)
-    whisper = WhisperModel.load(
-        model_dir,
-        threads=threads,
-        router=npu,
-        compute_type=compute_type,
-        graph_cache=cache_dir() / "graphs",
-    )
-    loaded = LoadedModel(
-        name=str(model) if model else default_model(),
-        model_dir=model_dir,
-        load_s=time.perf_counter() - t0,
-        device="npu" if npu is not None else "cpu",
-        model=whisper,
-        npu=npu,
-        threads=threads,
-    )
+    loaded = pipeline.load(model, model_dir, device, npu_runtime, threads, compute_type)
     if cache:
         _CACHE[key] = loaded
     return loaded
@@ -177,16 +113,12 @@ def transcribe(
     in time order) and once at the end; the CLI's progress line and
     ``--verbose`` output are built on it.
 
-    ``options`` are :class:`whisper_npu.transcribe.TranscribeOptions` fields
-    (``beam_size``, ``language``, ``task``, ``initial_prompt``...). The returned
+    ``options`` are :class:`whisper_npu.options.TranscribeOptions` fields
+    (``beam_size``, ``language``, ``task``, ``initial_prompt``, ``vad_options``
+    as a :class:`~whisper_npu.options.VadOptions` or a dict...). The returned
     report's ``wall_s`` covers everything this call did, including the model
     load when this call loaded the model.
     """
-    from whisper_npu.audio import decode_audio, prepare_array
-    from whisper_npu.constants import N_SAMPLES, SAMPLE_RATE
-    from whisper_npu.features import log_mel_spectrogram
-    from whisper_npu.longform import transcribe_mel
-    from whisper_npu.progress import Tracker
     from whisper_npu.validation import bounded_threads, check_audio, check_sample_rate
 
     t_start = time.perf_counter()
@@ -214,74 +146,14 @@ def transcribe(
         loaded.fresh = False
     if loaded.npu is not None:
         loaded.npu.attach_report(report)
-
-    with report.stage("audio"):
-        if isinstance(audio, np.ndarray):
-            samples = prepare_array(audio, sample_rate)
-            report.info["decoder"] = "array"
-        else:
-            decoded = decode_audio(audio)
-            samples = decoded.samples
-            report.info["decoder"] = decoded.decoder
-    report.audio_s = len(samples) / SAMPLE_RATE
-    tracker = Tracker(progress, report.audio_s, started=t_start) if progress else None
-    if tracker is not None:
-        tracker.start()
-
-    mel_op = loaded.npu.mel_op_for(loaded.model.dims.n_mels) if loaded.npu is not None else None
-    n_mels = loaded.model.dims.n_mels
-    use_vad = opts.vad if opts.vad is not None else report.audio_s > VAD_AUTO_SECONDS
-    counter = loaded.model.counter
-    runs_before = dict(counter.calls), dict(counter.seconds)
-    from whisper_npu.vad import SpeechOracle, merge_chunks, speech_probabilities, speech_regions
-
-    # The VAD runs on every path (~0.2 s per 3 minutes here): on the VAD path it finds the
-    # chunks; on both it is the witness that every stretch of speech got decoded text.
-    with report.stage("vad"):
-        probs = speech_probabilities(samples)
-        chunks = merge_chunks(samples, speech_regions(samples, probs=probs), probs=probs) if use_vad else []
-    report.record_op("vad (silero)", "cpu", report.stages["vad"])
-    if use_vad:
-        from whisper_npu.longform import transcribe_chunks
-
-        with report.stage("mel"):
-            mels = [log_mel_spectrogram(c.audio, n_mels=n_mels, padding=N_SAMPLES, mel_op=mel_op) for c in chunks]
-        output = transcribe_chunks(loaded.model, mels, chunks, opts, report, listener=tracker)
-        report.info["vad_chunks"] = len(chunks)
-        report.info["speech_s"] = round(sum(len(c.audio) for c in chunks) / SAMPLE_RATE, 3)
-    else:
-        with report.stage("mel"):
-            mel = log_mel_spectrogram(samples, n_mels=n_mels, padding=N_SAMPLES, mel_op=mel_op)
-        output = transcribe_mel(loaded.model, mel, opts, report, oracle=SpeechOracle(probs), listener=tracker)
-    if loaded.npu is None:
-        report.record_op("mel", "cpu", report.stages["mel"])
-    _record_graph_ops(report, counter, runs_before, loaded.npu is not None)
-    segments = output.segments
-    text = "".join(s.text for s in segments).strip()
-    report.wall_s = time.perf_counter() - t_start + (loaded.load_s if charge_load else 0.0)
-    report.info.update(
-        model=loaded.name,
-        model_dir=str(loaded.model_dir),
-        device=loaded.device,
-        threads=loaded.threads,
-        beam_size=opts.beam_size,
-        vad=use_vad,
-        compute_type=loaded.model.load_info.describe_compute_type(),
-        graph_cache=loaded.model.load_info.graph_cache,
-    )
-    if threads_note and not preloaded:
-        report.info["notes"] = [threads_note]
-    if loaded.npu is not None:
-        report.info["npu"] = loaded.npu.describe()
-    if tracker is not None:
-        tracker.finish()
-    return Result(
-        text=text,
-        segments=segments,
-        language=output.language,
-        language_probability=output.language_probability,
-        duration=report.audio_s,
-        report=report,
-        model=loaded.name,
-        device=loaded.device,
+    return pipeline.run(
+        loaded,
+        audio,
+        opts,
+        report,
+        sample_rate=sample_rate,
+        started=t_start,
+        charge_load=charge_load,
+        progress=progress,
+        notes=[threads_note] if threads_note and not preloaded else None,
     )
