@@ -37,7 +37,8 @@ _D = "whisper_npu/decoding.py"
 _L = "whisper_npu/longform.py"
 _V = "whisper_npu/vad.py"
 _AL = "whisper_npu/alignment.py"
-_WR = "whisper_npu/writers/__init__.py"
+_WRF = "whisper_npu/writers/formats.py"
+_WRS = "whisper_npu/writers/store.py"
 _B = "whisper_npu/app/batch.py"
 _BE = "whisper_npu/bench/runner.py"
 _R = "whisper_npu/report.py"
@@ -893,7 +894,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-truncate-ms",
         "writers",
-        _WR,
+        _WRF,
         "millis = max(0, int(round(seconds * 1000.0)))",
         "millis = max(0, int(seconds * 1000.0))",
         "tests/test_writers.py",
@@ -902,7 +903,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-srt-dot",
         "writers",
-        _WR,
+        _WRF,
         "blocks.append(f\"{i}\\n{format_timestamp(start, ',')} --> {format_timestamp(end, ',')}",
         'blocks.append(f"{i}\\n{format_timestamp(start)} --> {format_timestamp(end)}',
         "tests/test_writers.py",
@@ -911,7 +912,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-srt-index-zero",
         "writers",
-        _WR,
+        _WRF,
         "enumerate(_cues(result, word_level), start=1)",
         "enumerate(_cues(result, word_level), start=0)",
         "tests/test_writers.py",
@@ -920,7 +921,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-vtt-header",
         "writers",
-        _WR,
+        _WRF,
         'blocks = ["WEBVTT\\n"]\n    for start',
         "blocks = []\n    for start",
         "tests/test_writers.py",
@@ -929,7 +930,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-stale-temp-live-pid",
         "writers",
-        _WR,
+        _WRS,
         'if match is None or _pid_alive(int(match["pid"])):',
         "if match is None:",
         "tests/test_safety.py",
@@ -938,7 +939,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-pid-eperm-dead",
         "writers",
-        _WR,
+        _WRS,
         "    except PermissionError:  # someone else's live process\n        return True",
         "    except PermissionError:  # someone else's live process\n        return False",
         GAPS_MORE,
@@ -947,7 +948,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-temp-name-too-long",
         "writers",
-        _WR,
+        _WRS,
         "room = NAME_MAX - 1 - len(tail.encode())",
         "room = NAME_MAX - len(tail.encode())",
         "tests/test_safety.py",
@@ -956,7 +957,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-guard-by-path",
         "writers",
-        _WR,
+        _WRS,
         "src = self._ids.get((st.st_dev, st.st_ino))",
         "src = next((p for p in self._ids.values() if p == out), None)",
         "tests/test_safety.py",
@@ -1002,7 +1003,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "batch-sidecar-no-outputs",
         "batch",
-        _WR,
+        _WRS,
         '"outputs": [p.name for p in paths], "written": written}',
         '"outputs": [], "written": written}',
         GAPS_BATCH,
@@ -1377,7 +1378,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-foreign-file-replaced",
         "writers",
-        _WR,
+        _WRS,
         "        if fingerprint is not None and path.name not in pending and written.get(path.name) != fingerprint:",
         "        if False:",
         "tests/test_safety.py",
@@ -1386,7 +1387,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-claim-ignored",
         "writers",
-        _WR,
+        _WRS,
         '    pending = set(record.get("pending") or [])\n',
         "    pending = set()\n",
         "tests/test_safety.py",

@@ -86,7 +86,7 @@ def test_temp_file_of_another_users_live_writer_is_kept(tmp_path, monkeypatch):
         assert sig == 0
         raise PermissionError(1, "Operation not permitted") if pid == other_user else ProcessLookupError(3, "No such")
 
-    monkeypatch.setattr(writers.os, "kill", fake_kill)
+    monkeypatch.setattr(writers.store.os, "kill", fake_kill)
     assert writers.remove_stale_temp_files(tmp_path) == 1
     assert kept.exists() and not gone.exists()
     assert os.listdir(tmp_path) == [kept.name]
