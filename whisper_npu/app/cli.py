@@ -467,7 +467,7 @@ def doctor(
     npu_runtime: RuntimeOpt = DEFAULT_RUNTIME,
 ) -> None:
     """What the NPU path would use on this machine, and why not (--selftest: check it end to end)."""
-    from whisper_npu.app import doctor as npu_doctor
+    from whisper_npu.npu import health as npu_doctor
 
     if selftest:
         result = npu_doctor.selftest(output, runtime=npu_runtime.value)
