@@ -214,7 +214,8 @@ class _FileViews:
         """A context manager yielding the ``progress=`` callback (or None) for ``api.transcribe``."""
         from contextlib import contextmanager
 
-        from whisper_npu.progress import SegmentPrinter, TerminalProgress, combine
+        from whisper_npu.app.progress import SegmentPrinter, TerminalProgress
+        from whisper_npu.progress import combine
 
         @contextmanager
         def views():
@@ -467,7 +468,7 @@ def doctor(
     npu_runtime: RuntimeOpt = DEFAULT_RUNTIME,
 ) -> None:
     """What the NPU path would use on this machine, and why not (--selftest: check it end to end)."""
-    from whisper_npu.npu import health as npu_doctor
+    from whisper_npu.app import doctor as npu_doctor
 
     if selftest:
         result = npu_doctor.selftest(output, runtime=npu_runtime.value)

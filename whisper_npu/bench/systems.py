@@ -10,13 +10,13 @@ off for the sequential one).
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from whisper_npu.errors import WhisperNpuError
+from whisper_npu.whisperx_compat import whisperx_available
 
 
 @dataclass
@@ -24,10 +24,6 @@ class BaselineRun:
     text: str
     duration: float
     seconds: float
-
-
-def whisperx_available() -> bool:
-    return importlib.util.find_spec("whisperx") is not None
 
 
 class FasterWhisper:
