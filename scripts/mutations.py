@@ -41,6 +41,7 @@ _WRF = "whisper_npu/writers/formats.py"
 _WRS = "whisper_npu/writers/store.py"
 _B = "whisper_npu/app/batch.py"
 _BE = "whisper_npu/bench/runner.py"
+_BX = "whisper_npu/bench/__init__.py"
 _R = "whisper_npu/report.py"
 _API = "whisper_npu/api.py"
 _PL = "whisper_npu/pipeline.py"
@@ -1101,6 +1102,15 @@ MUTATIONS: list[Mutation] = [
         'text=output.segments[0].text.strip() if output.segments else "",',
         GAPS_VAD,
         "result text keeps only the first segment",
+    ),
+    _m(
+        "bench-extra-unchecked",
+        "bench",
+        _BX,
+        "    if missing:",
+        "    if False:",
+        "tests/test_bench.py",
+        "`whisper-npu bench` without faster-whisper/jiwer/matplotlib dies in a traceback, not one line",
     ),
     _m(
         "pipeline-vad-options-dropped",

@@ -62,3 +62,23 @@ def test_whisperx_absent_is_a_clear_error(monkeypatch, tiny_dir):
     monkeypatch.setattr(baseline, "whisperx_available", lambda: False)
     with pytest.raises(Exception, match="WhisperX is not installed"):
         baseline.WhisperX(tiny_dir, 2, 5)
+
+
+def test_bench_without_its_extra_says_what_to_install(monkeypatch, capsys, jfk_path, tmp_path):
+    """faster-whisper, jiwer and matplotlib are the bench extra: without one, one line names the install."""
+    import importlib.util
+    import sys
+
+    from whisper_npu.app import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jiwer" else real(name, *a))
+    monkeypatch.setattr(sys, "argv", ["whisper-npu", "bench", str(jfk_path), "-o", str(tmp_path / "b")])
+    monkeypatch.setattr(cli, "err", Console(stderr=True, width=400))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "jiwer" in lines[0], lines
+    assert "pip install 'whisper-npu[bench]'" in lines[0]
+    assert not (tmp_path / "b" / "bench.json").exists()

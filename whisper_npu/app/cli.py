@@ -404,6 +404,7 @@ def bench(
     no_vad: Annotated[bool, typer.Option("--no-vad", help="Also bench the sequential (no VAD) path.")] = False,
 ) -> None:
     """Compare RTF, load time, memory and WER with faster-whisper on the same audio."""
+    from whisper_npu.bench import require_extra
     from whisper_npu.bench.runner import BenchConfig, render, run_bench
     from whisper_npu.validation import bounded_threads
     from whisper_npu.writers import check_output_dir
@@ -428,6 +429,7 @@ def bench(
         return
     if not paths:
         raise WhisperNpuError("bench needs audio files (or --project npu)")
+    require_extra()
     config = BenchConfig(
         paths=paths,
         model=model,
