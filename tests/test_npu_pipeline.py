@@ -4,7 +4,7 @@ Full transcriptions on the emulator are slow (the overlays' arithmetic runs in
 numpy), so the model is loaded once per module and the per-op fallback cases
 run on the dispatcher with the real tiny.en shapes instead of whole files.
 WER on every shared recording, for tiny.en and base, is in
-``scripts/bench_npu_emulated.py``.
+``python scripts/bench.py --suite npu-emulated``.
 """
 
 from __future__ import annotations
