@@ -61,13 +61,13 @@ _GC = "whisper_npu/model/graph_cache.py"
 _VAL = "whisper_npu/validation.py"
 _P = "whisper_npu/progress.py"
 
-GAPS_AUDIO = "tests/test_gaps_audio.py"
-GAPS_DEC = "tests/test_gaps_decoding.py"
-GAPS_VAD = "tests/test_gaps_vad.py"
-GAPS_BATCH = "tests/test_gaps_batch.py"
-GAPS_UNITS = "tests/test_gaps_units.py"
-GAPS_NPU = "tests/test_npu_gaps.py"
-GAPS_MORE = "tests/test_gaps_more.py"
+GAPS_AUDIO = "tests/test_audio.py"
+GAPS_DEC = "tests/test_decoding_rules.py"
+GAPS_VAD = "tests/test_vad.py"
+GAPS_BATCH = "tests/test_batch_rerun.py"
+GAPS_UNITS = "tests/test_alignment.py"
+GAPS_NPU = "tests/test_npu_precision.py"
+GAPS_MORE = "tests/test_longform.py"
 
 MUTATIONS: list[Mutation] = [
     # -- audio: file decoding, mixdown, resampling ------------------------------------------------
@@ -1081,7 +1081,7 @@ MUTATIONS: list[Mutation] = [
         _P,
         "self.done_s = min(max(self.done_s, float(done_s)), self.total_s)",
         "self.done_s = min(float(done_s), self.total_s)",
-        "tests/test_flags_progress.py",
+        "tests/test_progress.py",
         "the progress bar jumps back when a window is re-decoded",
     ),
     # -- pipeline / options / api / cli -------------------------------------------------------------
@@ -1454,7 +1454,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "        batch.keep({g for g in range(n_windows) if not done[g]})\n",
         "        batch.keep(set(range(n_windows)))\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "batched beam search keeps decoding windows that have finished (wasted rows, slower VAD path)",
     ),
     _m(
@@ -1463,7 +1463,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "            self.enc = self.enc.select(slice(stay[0], stay[0] + n))\n",
         "            self.enc = self.enc.select(slice(stay[0] - 1, stay[0] + n - 1))\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "the windows still decoding attend to a neighbouring window's audio once another one ends",
     ),
     _m(
@@ -1472,7 +1472,7 @@ MUTATIONS: list[Mutation] = [
         _G,
         '    pv = g.op("Mul", [p, f"cross_v_scale{layer}"])\n',
         "    pv = p\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "int8 cross-attention forgets V's per-frame scales: every frame's value counts alike (wrong text)",
     ),
     _m(
@@ -1481,7 +1481,7 @@ MUTATIONS: list[Mutation] = [
         _G,
         "        if self.cross_int8:\n",
         "        if False:\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "plans differing only in int8 cross-attention share a graph-cache key (stale graph, wrong inputs)",
     ),
     _m(
@@ -1490,7 +1490,7 @@ MUTATIONS: list[Mutation] = [
         _W,
         "                plan = dataclasses.replace(plan, cross_int8=False)\n",
         "                pass\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "NPU-routed int8 graphs get int8 cross K/V the NPU path does not produce",
     ),
     _m(
@@ -1499,7 +1499,7 @@ MUTATIONS: list[Mutation] = [
         _G,
         '    return p, g.op("Add", [o_hi, o_lo])\n',
         "    return p, o_hi\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "int8 cross-attention keeps only the first 8-bit part of the weights (the small ones round to 0)",
     ),
 ]
