@@ -61,13 +61,13 @@ _GC = "whisper_npu/model/graph_cache.py"
 _VAL = "whisper_npu/validation.py"
 _P = "whisper_npu/progress.py"
 
-GAPS_AUDIO = "tests/test_audio.py"
-GAPS_DEC = "tests/test_decoding_rules.py"
-GAPS_VAD = "tests/test_vad.py"
-GAPS_BATCH = "tests/test_batch_rerun.py"
-GAPS_UNITS = "tests/test_alignment.py"
-GAPS_NPU = "tests/test_npu_precision.py"
-GAPS_MORE = "tests/test_longform.py"
+T_AUDIO = "tests/test_audio.py"
+T_DEC_RULES = "tests/test_decoding_rules.py"
+T_VAD = "tests/test_vad.py"
+T_BATCH_RERUN = "tests/test_batch_rerun.py"
+T_ALIGN = "tests/test_alignment.py"
+T_NPU_PRECISION = "tests/test_npu_precision.py"
+T_LONGFORM = "tests/test_longform.py"
 
 MUTATIONS: list[Mutation] = [
     # -- audio: file decoding, mixdown, resampling ------------------------------------------------
@@ -77,7 +77,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]",
         "mono = block[:, 0]",
-        GAPS_AUDIO,
+        T_AUDIO,
         "multichannel files keep only the left channel",
     ),
     _m(
@@ -86,7 +86,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]",
         "mono = (block[:, 0] - block[:, -1]) / 2 if block.shape[1] > 1 else block[:, 0]",
-        GAPS_AUDIO,
+        T_AUDIO,
         "stereo mixdown with a sign error (L - R)",
     ),
     _m(
@@ -95,7 +95,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]",
         "mono = block.sum(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]",
-        GAPS_AUDIO,
+        T_AUDIO,
         "channels summed instead of averaged (6-channel file 6x too loud, clips)",
     ),
     _m(
@@ -104,7 +104,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "mono = self.resampler.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)",
         "mono = self.resampler.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=False)",
-        GAPS_AUDIO,
+        T_AUDIO,
         "resampler never flushed: the last tens of ms of a 44.1/48/8 kHz file are lost",
     ),
     _m(
@@ -113,7 +113,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         'soxr.ResampleStream(rate, target, 1, dtype="float32")',
         'soxr.ResampleStream(target, rate, 1, dtype="float32")',
-        GAPS_AUDIO,
+        T_AUDIO,
         "resampler built with input and output rates swapped",
     ),
     _m(
@@ -122,7 +122,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "scale = float(np.iinfo(arr.dtype).max) + 1.0",
         "scale = 1.0",
-        GAPS_AUDIO,
+        T_AUDIO,
         "integer PCM arrays are not scaled to [-1, 1]",
     ),
     _m(
@@ -131,7 +131,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "if arr.shape[0] < arr.shape[1] and arr.shape[0] <= 8:",
         "if arr.shape[0] > arr.shape[1] and arr.shape[1] <= 8:",
-        GAPS_AUDIO,
+        T_AUDIO,
         "(channels, samples) arrays are averaged over time instead of channels",
     ),
     _m(
@@ -140,7 +140,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "audio = np.where(finite, audio, 0.0).astype(np.float32)",
         "audio = audio.astype(np.float32)",
-        GAPS_AUDIO,
+        T_AUDIO,
         "NaN samples in a file or array are passed on to the model",
     ),
     _m(
@@ -158,7 +158,7 @@ MUTATIONS: list[Mutation] = [
         _VAL,
         "if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:",
         "if not MIN_SAMPLE_RATE <= sample_rate:",
-        GAPS_MORE,
+        "tests/test_validation.py",
         "an array sample rate above the maximum reaches soxr instead of a one-line error",
     ),
     _m(
@@ -241,7 +241,7 @@ MUTATIONS: list[Mutation] = [
         _CT2,
         "        name = self.aliases.get(name, name)\n        try:",
         "        try:",
-        GAPS_UNITS,
+        "tests/test_ct2.py",
         "aliased variables (shared embeddings) are not followed by raw reads",
     ),
     _m(
@@ -250,7 +250,7 @@ MUTATIONS: list[Mutation] = [
         _CT2,
         "return (value.astype(np.uint32) << 16).view(np.float32)",
         "return (value.astype(np.uint32) << 8).view(np.float32)",
-        GAPS_UNITS,
+        "tests/test_ct2.py",
         "bfloat16 weights widened to float32 with the wrong shift",
     ),
     _m(
@@ -459,7 +459,7 @@ MUTATIONS: list[Mutation] = [
         _T,
         'self.transcribe if self.task == "transcribe" else self.translate',
         "self.transcribe",
-        "tests/test_tokenizer.py " + GAPS_UNITS,
+        "tests/test_tokenizer.py",
         "--task translate still sends <|transcribe|>",
     ),
     _m(
@@ -468,7 +468,7 @@ MUTATIONS: list[Mutation] = [
         _T,
         'parts.append(f"<|{(t - self.timestamp_begin) * TIME_PRECISION:.2f}|>")',
         'parts.append(f"<|{(t - self.timestamp_begin) * TIME_PRECISION * 2:.2f}|>")',
-        GAPS_UNITS,
+        "tests/test_tokenizer.py",
         "timestamps rendered at twice their time (0.04 s per token)",
     ),
     _m(
@@ -477,7 +477,7 @@ MUTATIONS: list[Mutation] = [
         _T,
         "punct = word.strip() in string.punctuation",
         "punct = False",
-        GAPS_UNITS,
+        "tests/test_tokenizer.py",
         "punctuation glued to the previous word before alignment (its time is lost)",
     ),
     # -- decoding ----------------------------------------------------------------------------------
@@ -487,7 +487,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "if self.options.suppress_blank and n_sampled == 0:",
         "if self.options.suppress_blank and n_sampled == 1:",
-        GAPS_DEC,
+        T_DEC_RULES,
         "blank suppression applied at the second token, not the first",
     ),
     _m(
@@ -496,7 +496,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "suppress.add(int(t))",
         "suppress.discard(int(t))",
-        GAPS_DEC,
+        T_DEC_RULES,
         "user-given suppress token ids are ignored",
     ),
     _m(
@@ -505,7 +505,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "logits[:, :ts] = NEG_INF  # a window starts with a timestamp",
         "pass",
-        GAPS_DEC,
+        T_DEC_RULES,
         "a window may start with text instead of a timestamp",
     ),
     _m(
@@ -523,7 +523,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "if self.max_initial is not None:",
         "if False:",
-        GAPS_DEC,
+        T_DEC_RULES,
         "max_initial_timestamp has no effect",
     ),
     _m(
@@ -559,7 +559,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "return sum_lp / (((5 + length) / 6) ** penalty)",
         "return sum_lp / max(length, 1)",
-        GAPS_DEC,
+        T_DEC_RULES,
         "--length-penalty has no effect on ranking",
     ),
     _m(
@@ -568,7 +568,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "return sum_lp / max(length, 1)",
         "return sum_lp",
-        GAPS_DEC,
+        T_DEC_RULES,
         "hypotheses ranked by raw log-prob (short ones always win)",
     ),
     _m(
@@ -586,7 +586,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "max_finished = max(1, round(beam * options.patience))",
         "max_finished = 1",
-        GAPS_DEC,
+        T_DEC_RULES,
         "beam search stops at the first finished hypothesis (patience ignored)",
     ),
     _m(
@@ -595,7 +595,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "tokens = [tokenizer.sot_prev, *options.prompt[-(n_ctx // 2 - 1) :]]",
         "tokens = [tokenizer.sot_prev, *options.prompt[: n_ctx // 2 - 1]]",
-        GAPS_DEC,
+        T_DEC_RULES,
         "a long previous-text prompt keeps its oldest tokens instead of the newest",
     ),
     _m(
@@ -649,7 +649,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "nxt = np.argmax(logits / options.temperature + gumbel, axis=-1)",
         "nxt = np.argmax(logits * options.temperature + gumbel, axis=-1)",
-        GAPS_DEC,
+        T_DEC_RULES,
         "sampling multiplies by the temperature (low T = nearly uniform noise)",
     ),
     # -- long-form and the chunk path --------------------------------------------------------------
@@ -706,7 +706,7 @@ MUTATIONS: list[Mutation] = [
         "            suppress_blank=options.suppress_blank,\n"
         "            without_timestamps=options.without_timestamps,",
         "suppress_blank=options.suppress_blank,\n            without_timestamps=options.without_timestamps,",
-        GAPS_DEC,
+        T_DEC_RULES,
         "suppress_tokens option not passed from transcribe to the window decoder",
     ),
     _m(
@@ -715,7 +715,7 @@ MUTATIONS: list[Mutation] = [
         _L,
         "max_initial_timestamp=options.max_initial_timestamp,\n        )\n        result = decode_window(",
         "max_initial_timestamp=1.0,\n        )\n        result = decode_window(",
-        GAPS_DEC,
+        T_DEC_RULES,
         "max_initial_timestamp option not passed to the window decoder",
     ),
     _m(
@@ -724,7 +724,7 @@ MUTATIONS: list[Mutation] = [
         _L,
         "chunk = chunks[first + i]",
         "chunk = chunks[i]",
-        GAPS_VAD,
+        T_VAD,
         "a later decoder batch's results get the first batch's chunk times",
     ),
     _m(
@@ -733,7 +733,7 @@ MUTATIONS: list[Mutation] = [
         _L,
         "for first in range(0, len(mels), options.batch_size):",
         "for first in range(0, len(mels) - 1, options.batch_size):",
-        GAPS_VAD,
+        T_VAD,
         "a last chunk alone in its decoder batch is never decoded",
     ),
     _m(
@@ -742,7 +742,7 @@ MUTATIONS: list[Mutation] = [
         _L,
         "enc = encode_windows(model, mels[first : first + options.batch_size])",
         "enc = encode_windows(model, [mels[first]] * len(mels[first : first + options.batch_size]))",
-        GAPS_VAD,
+        T_VAD,
         "every chunk of a batch is decoded from the batch's first window",
     ),
     _m(
@@ -778,7 +778,7 @@ MUTATIONS: list[Mutation] = [
         _L,
         "and heard < SILENT_WINDOW_SPEECH_S",
         "and heard < 0.0",
-        GAPS_MORE,
+        T_LONGFORM,
         'a window the model calls silent and the VAD hears nothing in is kept ("Thank you." on silence)',
     ),
     # -- VAD -----------------------------------------------------------------------------------------
@@ -788,7 +788,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "while end - start > limit:",
         "if end - start > limit:",
-        GAPS_VAD,
+        T_VAD,
         "a region longer than 60 s yields a chunk longer than 30 s",
     ),
     _m(
@@ -797,7 +797,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "if chunks and size + length <= limit and piece[0] - chunks[-1][-1][1] <= max_gap:",
         "if chunks and size + length <= limit:",
-        GAPS_VAD,
+        T_VAD,
         "regions minutes apart share one chunk (a segment spans the silence)",
     ),
     _m(
@@ -806,7 +806,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "            size = length\n",
         "            size += length\n",
-        GAPS_VAD,
+        T_VAD,
         "chunk size keeps counting across chunks (chunks get ever shorter)",
     ),
     _m(
@@ -815,7 +815,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "if triggered and len(audio) - start >= min_speech:",
         "if False:",
-        GAPS_VAD,
+        T_VAD,
         "speech running to the end of the file is dropped",
     ),
     _m(
@@ -824,7 +824,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "region[0] = max(0, region[0] - pad) if i == 0 else region[0]",
         "region[0] = region[0]",
-        GAPS_VAD,
+        T_VAD,
         "the first region loses its leading padding",
     ),
     _m(
@@ -833,7 +833,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "original = start + (sample - self.offsets[idx])",
         "original = start + sample",
-        GAPS_VAD,
+        T_VAD,
         "chunk-local times are not shifted by the piece's offset",
     ),
     _m(
@@ -860,7 +860,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "parts = [self.probs[a // FRAME : -(-b // FRAME)] for a, b in regions]",
         "parts = [self.probs[: -(-(b - a) // FRAME)] for a, b in regions]",
-        GAPS_MORE,
+        T_VAD,
         "a chunk's speech oracle reads the file's first seconds instead of the chunk's regions",
     ),
     # -- alignment (word timestamps) -----------------------------------------------------------------
@@ -879,7 +879,7 @@ MUTATIONS: list[Mutation] = [
         _AL,
         "max_duration = median * 2",
         "max_duration = median * 20",
-        GAPS_UNITS,
+        T_ALIGN,
         "implausibly long words are not clamped",
     ),
     _m(
@@ -888,7 +888,7 @@ MUTATIONS: list[Mutation] = [
         _AL,
         'if not prev.word.endswith(" ") and cur.word in APPEND_PUNCTUATIONS:',
         "if False:",
-        GAPS_UNITS,
+        T_ALIGN,
         "trailing punctuation becomes its own timed word",
     ),
     # -- writers -------------------------------------------------------------------------------------
@@ -943,7 +943,7 @@ MUTATIONS: list[Mutation] = [
         _WRS,
         "    except PermissionError:  # someone else's live process\n        return True",
         "    except PermissionError:  # someone else's live process\n        return False",
-        GAPS_MORE,
+        "tests/test_writers.py",
         "another user's live writer is taken as dead and its temp files deleted",
     ),
     _m(
@@ -971,7 +971,7 @@ MUTATIONS: list[Mutation] = [
         _B,
         "if any(record.get(k) != v for k, v in current.items()):",
         'if record.get("source") != current["source"]:',
-        GAPS_BATCH,
+        T_BATCH_RERUN,
         "an input edited after its transcript was written is skipped",
     ),
     _m(
@@ -980,7 +980,7 @@ MUTATIONS: list[Mutation] = [
         _B,
         "if not overwrite and is_done(item, output_dir, fmts):",
         "if is_done(item, output_dir, fmts):",
-        GAPS_BATCH,
+        T_BATCH_RERUN,
         "--overwrite does not redo finished files",
     ),
     _m(
@@ -989,7 +989,7 @@ MUTATIONS: list[Mutation] = [
         _B,
         "return all(out.name in written and out.is_file() for out in _outputs(item, output_dir, formats))",
         "return any(out.name in written and out.is_file() for out in _outputs(item, output_dir, formats))",
-        GAPS_BATCH,
+        T_BATCH_RERUN,
         "a file with only some of its outputs is taken as done",
     ),
     _m(
@@ -998,7 +998,7 @@ MUTATIONS: list[Mutation] = [
         _B,
         "if key not in seen:",
         "if True:",
-        GAPS_BATCH,
+        T_BATCH_RERUN,
         "a file given twice (folder + glob) is transcribed twice",
     ),
     _m(
@@ -1007,7 +1007,7 @@ MUTATIONS: list[Mutation] = [
         _WRS,
         '"outputs": [p.name for p in paths], "written": written}',
         '"outputs": [], "written": written}',
-        GAPS_BATCH,
+        T_BATCH_RERUN,
         "the sidecar lists no outputs, so a re-run redoes every finished file",
     ),
     # -- bench ---------------------------------------------------------------------------------------
@@ -1017,7 +1017,7 @@ MUTATIONS: list[Mutation] = [
         _BE,
         "return sr.rtf / max(same_path) if same_path and sr.rtf else None",
         "return max(same_path) / sr.rtf if same_path and sr.rtf else None",
-        GAPS_UNITS,
+        "tests/test_bench.py",
         "speed ratio vs faster-whisper inverted",
     ),
     _m(
@@ -1026,7 +1026,7 @@ MUTATIONS: list[Mutation] = [
         _BE,
         "return statistics.median(self.seconds) if self.seconds else None",
         "return min(self.seconds) if self.seconds else None",
-        GAPS_UNITS,
+        "tests/test_bench.py",
         "RTF from the best run instead of the median",
     ),
     _m(
@@ -1063,7 +1063,7 @@ MUTATIONS: list[Mutation] = [
         _R,
         "self.record_fallback(op, reason, n)",
         "self.record_fallback(op, reason)",
-        GAPS_UNITS,
+        "tests/test_report.py",
         "batch totals count each fallback reason once per file",
     ),
     _m(
@@ -1100,7 +1100,7 @@ MUTATIONS: list[Mutation] = [
         _PL,
         'text="".join(s.text for s in output.segments).strip(),',
         'text=output.segments[0].text.strip() if output.segments else "",',
-        GAPS_VAD,
+        T_VAD,
         "result text keeps only the first segment",
     ),
     _m(
@@ -1164,7 +1164,7 @@ MUTATIONS: list[Mutation] = [
         _K,
         "rounded = (bits + (np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1)))) >> 16",
         "rounded = bits >> 16",
-        GAPS_NPU,
+        T_NPU_PRECISION,
         "float32 -> bf16 truncates instead of rounding to nearest (a one-sided bias on every operand)",
     ),
     _m(
@@ -1173,7 +1173,7 @@ MUTATIONS: list[Mutation] = [
         _K,
         "return hi, round_bf16(x - hi)",
         "return hi, np.zeros_like(hi)",
-        GAPS_NPU,
+        T_NPU_PRECISION,
         "split_bf16 drops the lo part: the hi+lo pair is no more accurate than one bf16",
     ),
     _m(
@@ -1182,7 +1182,7 @@ MUTATIONS: list[Mutation] = [
         _K,
         "        c += partial\n",
         "        c[...] = partial\n",
-        GAPS_NPU,
+        T_NPU_PRECISION,
         "overlay GEMM reference keeps only the last k-chunk's partial sum",
     ),
     _m(
@@ -1209,7 +1209,7 @@ MUTATIONS: list[Mutation] = [
         _MF,
         "if sha256_file(path) != expected:",
         "if False:",
-        GAPS_MORE,
+        "tests/test_npu_manifest.py",
         "a corrupted xclbin is loaded despite its sha256 mismatch",
     ),
     _m(
@@ -1218,7 +1218,7 @@ MUTATIONS: list[Mutation] = [
         _DI,
         "if not np.isfinite(err) or err > MATMUL_CHECK_TOLERANCE:",
         "if not np.isfinite(err):",
-        GAPS_MORE,
+        "tests/test_npu_pipeline.py",
         "a kernel returning finite but wrong numbers passes its first-use self-check",
     ),
     _m(
@@ -1245,7 +1245,7 @@ MUTATIONS: list[Mutation] = [
         _SC,
         "if p.l1_bytes > budget:",
         "if p.l1_bytes > CORE_MEMORY:",
-        GAPS_MORE,
+        "tests/test_npu_static.py",
         "core memory check forgets the stack: a tile that fills L1 exactly passes",
     ),
     # -- NPU host path: in-place results, result slots, the per-call cast ------------------------------
