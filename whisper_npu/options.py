@@ -26,7 +26,7 @@ DEFAULT_DEVICE = "auto"
 DEFAULT_NPU_RUNTIME = "auto"
 DEFAULT_THREADS = 0  # 0: onnxruntime's default (capped at the CPU count)
 # float32 until int8 is as accurate end to end: int8 is faster but repeats a sentence at a window boundary on
-# the --no-vad path of a meeting with long silences (docs/BENCHMARKS.md, "int8" table).
+# the --no-vad path of a meeting with long silences (docs/BENCHMARKS.md, "int8 on CPU").
 DEFAULT_COMPUTE_TYPE = "float32"
 DEFAULT_SAMPLE_RATE = 16000  # of an array handed to transcribe()
 VAD_AUTO_SECONDS = 30.0  # vad=None turns VAD on for audio longer than one window
@@ -46,7 +46,7 @@ class VadOptions:
       split_search_s: a region longer than a chunk is cut at its quietest moment within this many
         seconds before the limit (so the decoder sees whole words on both sides of every cut).
       max_gap_s: regions further apart never share a chunk, so a chunk never spans a long silence
-        (packing distant regions saves encoder windows but costs accuracy: docs/BENCHMARKS.md, meeting table).
+        (packing distant regions saves encoder windows but costs accuracy: the meeting suite shows it).
     """
 
     threshold: float = 0.5
@@ -80,7 +80,7 @@ class TranscribeOptions:
     ``vad`` None turns VAD chunking on for audio longer than :data:`VAD_AUTO_SECONDS`;
     ``vad_options`` (a :class:`VadOptions` or a dict of its fields) tunes it.
     ``batch_size`` is the number of VAD chunks decoded together
-    (docs/BENCHMARKS.md, meeting table: batch sizes).
+    (``python scripts/bench.py --suite meeting --batch-size N`` compares sizes).
     """
 
     beam_size: int = 5
