@@ -347,7 +347,7 @@ def render(result: BenchResult, console: Any) -> None:
             console.print(f"{s.system}: {s.note}", markup=False)
 
 
-# -- `bench --project npu` (issue 10): projected NPU rows from the cost model ----------------------------------
+# -- `bench --project npu`: projected NPU rows from the cost model -------------------------------------------
 
 PROJECTED_MODELS = ("tiny", "base", "small", "medium", "large-v3")
 

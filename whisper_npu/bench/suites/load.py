@@ -6,7 +6,7 @@ graphs are built from model.bin and optimized by onnxruntime, then written);
 "warm" is the next process with the same cache directory (optimized graphs read
 back). faster-whisper has no such cache: its rows are the plain load. Times are
 of the load call itself (imports excluded) and the median of ``--runs``.
-Target (issue 8): warm load <= 0.5 s for tiny.en.
+Target: warm load <= 0.5 s for tiny.en (docs/BENCHMARKS.md, "Model load").
 
     python scripts/bench.py --suite load --models tiny.en base --runs 3
 """

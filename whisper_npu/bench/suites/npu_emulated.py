@@ -13,7 +13,7 @@ not), and for the same calls with that arithmetic switched off
 NPU. Transcripts of the second pass are not used.
 
 Exit status 1 when the NPU WER exceeds the CPU WER by more than 0.3 points or
-the jfk transcripts differ (issue 10's done-when). Timings on a shared 2-core
+the jfk transcripts differ (the path must not cost accuracy). Timings on a shared 2-core
 machine are noisy: ``--repeat`` keeps each op's best run.
 
     PYTHONPATH=. python scripts/bench.py --suite npu-emulated --models tiny.en base --out npu_emulated.json
