@@ -1148,10 +1148,10 @@ MUTATIONS: list[Mutation] = [
         "tests/test_cli.py",
         "a failed run exits 0",
     ),
-    # -- npu_ops -------------------------------------------------------------------------------------
+    # -- npu -----------------------------------------------------------------------------------------
     _m(
         "npu-bf16-round-up",
-        "npu_ops",
+        "npu",
         _K,
         "rounded = (bits + (np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1)))) >> 16",
         "rounded = (bits + np.uint32(0x8000)) >> 16",
@@ -1160,7 +1160,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-bf16-truncate",
-        "npu_ops",
+        "npu",
         _K,
         "rounded = (bits + (np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1)))) >> 16",
         "rounded = bits >> 16",
@@ -1169,7 +1169,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-split-lo-dropped",
-        "npu_ops",
+        "npu",
         _K,
         "return hi, round_bf16(x - hi)",
         "return hi, np.zeros_like(hi)",
@@ -1178,7 +1178,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-kchunk-overwrites",
-        "npu_ops",
+        "npu",
         _K,
         "        c += partial\n",
         "        c[...] = partial\n",
@@ -1187,7 +1187,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-emu-sync-whole-bo",
-        "npu_ops",
+        "npu",
         _EM,
         "        end = offset + size\n",
         "        offset, end = 0, self._size\n",
@@ -1196,7 +1196,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-timeout-is-success",
-        "npu_ops",
+        "npu",
         _RT,
         "if state != self.xrt.ert_cmd_state.ERT_CMD_STATE_COMPLETED:",
         "if state == self.xrt.ert_cmd_state.ERT_CMD_STATE_ERROR:",
@@ -1205,7 +1205,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-sha-unchecked",
-        "npu_ops",
+        "npu",
         _MF,
         "if sha256_file(path) != expected:",
         "if False:",
@@ -1214,7 +1214,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-self-check-tolerance",
-        "npu_ops",
+        "npu",
         _DI,
         "if not np.isfinite(err) or err > MATMUL_CHECK_TOLERANCE:",
         "if not np.isfinite(err):",
@@ -1223,7 +1223,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "cost-switches-ignored",
-        "npu_ops",
+        "npu",
         _CM,
         "    npu += switches * SWITCH_S\n",
         "",
@@ -1232,7 +1232,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "cost-switches-default-one",
-        "npu_ops",
+        "npu",
         _CM,
         "        switches_per_layer = 2\n",
         "        switches_per_layer = 1\n",
@@ -1241,7 +1241,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "static-l1-no-stack",
-        "npu_ops",
+        "npu",
         _SC,
         "if p.l1_bytes > budget:",
         "if p.l1_bytes > CORE_MEMORY:",
@@ -1251,7 +1251,7 @@ MUTATIONS: list[Mutation] = [
     # -- NPU host path: in-place results, result slots, the per-call cast ------------------------------
     _m(
         "npu-slot-reused-while-live",
-        "npu_ops",
+        "npu",
         _SEG,
         "free = next((k for k, until in enumerate(busy_until) if until < i), None)",
         "free = next((k for k, until in enumerate(busy_until) if until <= i + 1), None)",
@@ -1260,7 +1260,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-concat-not-absorbed",
-        "npu_ops",
+        "npu",
         _SEG,
         "            found.add(i)\n",
         "            pass\n",
@@ -1269,7 +1269,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-cast-ties-down",
-        "npu_ops",
+        "npu",
         _K,
         "np.add(u[r0 : r0 + step], np.uint32(0x8000), out=t)",
         "np.add(u[r0 : r0 + step], np.uint32(0x7FFF), out=t)",
@@ -1278,7 +1278,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-cast-last-chunk-skipped",
-        "npu_ops",
+        "npu",
         _K,
         "    for r0 in range(0, rows, step):\n",
         "    for r0 in range(0, rows - step, step):\n",
@@ -1287,7 +1287,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-fused-graph-on-npu",
-        "npu_ops",
+        "npu",
         _W,
         "return build_encoder(ct2, dims, plan, split_linears=router is not None)",
         "return build_encoder(ct2, dims, plan)",
@@ -1296,7 +1296,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-batched-no-zero-copy",
-        "npu_ops",
+        "npu",
         _MM,
         "return fits and (slot is not None or cfg.M <= ZERO_COPY_MAX_ROWS)",
         "return fits and cfg.M <= ZERO_COPY_MAX_ROWS",
@@ -1305,7 +1305,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-prepared-run-ignores-c",
-        "npu_ops",
+        "npu",
         _RT,
         "        key = (id(a), id(b), id(c))\n",
         "        key = (id(a), id(b), 0)\n",
@@ -1314,7 +1314,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-prepared-run-never-restarted",
-        "npu_ops",
+        "npu",
         _RT,
         "            run.start()\n",
         "            pass\n",
@@ -1323,7 +1323,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-mel-result-copied",
-        "npu_ops",
+        "npu",
         "whisper_npu/npu/dispatch.py",
         "parts.append(GemmOp(name, families[fam], w, strided_ok=True))",
         "parts.append(GemmOp(name, families[fam], w))",

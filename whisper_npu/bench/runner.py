@@ -368,7 +368,7 @@ def measure_cpu_rows(paths: list[Path], runs: int = 1, threads: int = 2) -> dict
 def render_npu_projection(console: Any, measured: dict[str, float] | None = None, target: str = "npu1") -> None:
     """PROJECTED encoder time and end-to-end x realtime per Whisper size, beside measured CPU rows.
 
-    Everything in the PROJECTED columns comes from ``npu_ops.costmodel`` (published NPU measurements + host
+    Everything in the PROJECTED columns comes from ``npu.costmodel`` (published NPU measurements + host
     rates calibrated on this machine); nothing here ran on an NPU.
     """
     from rich.table import Table
