@@ -105,7 +105,9 @@ def main() -> None:
     same = [k for k in before if json.dumps(before[k], sort_keys=True) == json.dumps(after.get(k), sort_keys=True)]
     for key in before:
         if key not in same:
-            print(f"DIFFERENT: {key}")
+            theirs, ours = before[key], after.get(key) or {}
+            field = next((f for f in theirs if theirs[f] != ours.get(f)), "(missing)")
+            print(f"DIFFERENT: {key}: {field}: {str(theirs.get(field))[:120]!r} -> {str(ours.get(field))[:120]!r}")
     print(f"{len(same)}/{len(before)} cases identical ({args.before} vs {args.after})")
     sys.exit(0 if len(same) == len(before) == len(after) else 1)
 

@@ -1109,7 +1109,7 @@ MUTATIONS: list[Mutation] = [
         _BX,
         "    if missing:",
         "    if False:",
-        "tests/test_bench.py",
+        "tests/test_bench.py::test_bench_without_its_extra_says_what_to_install",
         "`whisper-npu bench` without faster-whisper/jiwer/matplotlib dies in a traceback, not one line",
     ),
     _m(
