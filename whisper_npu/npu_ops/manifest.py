@@ -22,7 +22,18 @@ from typing import Any
 
 from whisper_npu.npu_ops.designs import COLUMNS, HWCTX_LIMIT, GemmConfig
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "xclbins"
+
+def _default_dir() -> Path:
+    """xclbins/ of a source tree or editable install; the packaged copy (``whisper_npu._xclbins``) otherwise."""
+    source = Path(__file__).resolve().parents[2] / "xclbins"
+    if (source / "manifest.json").is_file():
+        return source
+    from importlib.resources import files
+
+    return Path(str(files("whisper_npu._xclbins")))
+
+
+DEFAULT_DIR = _default_dir()
 TARGETS = {t: {"columns": COLUMNS[t], "hwctx_limit": HWCTX_LIMIT[t]} for t in COLUMNS}
 NOT_BUILT = "not built: run scripts/build_xclbins.sh"
 
