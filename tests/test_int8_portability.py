@@ -102,3 +102,25 @@ def test_no_int8_product_can_saturate_without_vnni(tiny_dir, cross):
     got = dict(zip(wanted, dec.run(wanted, feeds), strict=True))
     assert _pair_sum_bound(dec_nodes, got | feeds, {}) == []
     assert max(int(v.max()) for v in got.values()) >= 100, "the u8 operands should use their range"
+
+
+@pytest.mark.parametrize("flags", [AVX2, VNNI], ids=["avx2", "avx512-vnni"])
+def test_loaded_graphs_follow_the_cpu_and_have_their_own_cache_key(tiny_dir, monkeypatch, flags):
+    """WhisperModel builds its int8 graphs with the weight signedness the CPU's features chose, and the
+    graph-cache key tells the two apart (one cache shared by two CPUs must not mix them up)."""
+    from whisper_npu.model import whisper as whisper_module
+    from whisper_npu.model.graph import Int8Plan
+
+    seen = []
+    real = whisper_module.build_encoder
+
+    def recording(ct2, dims, plan, **kw):
+        seen.append(plan)
+        return real(ct2, dims, plan, **kw)
+
+    monkeypatch.setattr(whisper_module, "build_encoder", recording)
+    choice = choose_compute_type("int8", lambda: flags)
+    model = whisper_module.WhisperModel.load(tiny_dir, threads=1, compute_type=choice)
+    assert [p.weight_type for p in seen] == [int8_weight_type(flags)[0]]
+    assert choice.weight_reason in model.load_info.describe_compute_type()
+    assert Int8Plan(weight_type="u8").key() != Int8Plan(weight_type="s8").key()
