@@ -12,7 +12,9 @@ per output row, ``s = 127 / max|w|``), so a model that ships int8 is used as it
 is: :meth:`Int8Weight.from_ct2` only inverts the scale.
 
 Also here: which compute type a CPU should use (``auto`` = int8 where the CPU
-has VNNI, the instructions that make int8 dot products cheap).
+has VNNI, the instructions that make int8 dot products cheap), and how int8
+weights are stored for it so that the integer product is exact on every CPU
+(:func:`int8_weight_type`, docs/PORTABILITY.md).
 """
 
 from __future__ import annotations
