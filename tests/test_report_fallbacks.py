@@ -23,11 +23,14 @@ def test_one_reason_for_every_op_is_printed_once():
     for op in ops:
         report.record_op(op, "cpu", 0.01, calls=3)
         report.record_fallback(op, REASON, 3)
+    report.record_op("decoder.step", "cpu", 0.2, calls=20)
+    report.record_fallback("decoder.step", "policy: decoder matmuls stay on onnxruntime")
     assert report.common_fallback_reason() == REASON
     text = _render(report)
     assert text.count(REASON) == 1
     assert text.index(REASON) < text.index("Ops: where each op ran")
-    assert f"all {len(ops)} NPU ops" in text and text.count("as above (3)") == len(ops)
+    assert f"of {len(ops)} NPU ops" in text and text.count("as above (3)") == len(ops)
+    assert "policy: decoder matmuls stay on onnxruntime (1)" in text  # its own reason stays on its row
 
 
 def test_different_reasons_stay_on_their_rows():
