@@ -30,7 +30,8 @@ def _default_dir() -> Path:
         return source
     from importlib.resources import files
 
-    return Path(str(files("whisper_npu._xclbins")))
+    # a namespace package: joining a file name gives a plain path (the package itself is a MultiplexedPath)
+    return Path(str(files("whisper_npu._xclbins") / "manifest.json")).parent
 
 
 DEFAULT_DIR = _default_dir()
