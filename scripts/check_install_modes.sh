@@ -59,7 +59,8 @@ PY
     echo "error: doctor did not find the xclbins manifest ($mode)" >&2; cat "$work/doctor-$mode.txt"; exit 1
   fi
   WHISPER_NPU_CACHE="$work/cache-$mode" "$work/$mode/bin/whisper-npu" transcribe "$audio" \
-    --output-dir "$work/out-$mode" --format txt >/dev/null
+    --output-dir "$work/out-$mode" --format txt >"$work/transcribe-$mode.txt" 2>&1 \
+    || { cat "$work/transcribe-$mode.txt"; exit 1; }
   grep -qi "ask not what your country can do for you" "$work/out-$mode/jfk.txt"
   echo "  doctor ran, transcription ok: $(head -c 80 "$work/out-$mode/jfk.txt")"
   cd "$root"
