@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-manifest", action="store_true", help="only rewrite manifest.json (no toolchain)")
     ap.add_argument("--mlir-aie-src", default=os.environ.get("MLIR_AIE_SRC"))
     ap.add_argument("--build-dir", type=Path, default=ROOT / "build" / "xclbins")
-    ap.add_argument("--out", type=Path, default=ROOT / "xclbins")
+    ap.add_argument("--out", type=Path, default=ROOT / "whisper_npu" / "npu" / "xclbins")
     ap.add_argument("--allow-unpinned", action="store_true", help="accept a toolchain/source not at the pinned tag")
     args = ap.parse_args(argv)
 

@@ -32,6 +32,7 @@ _F = "whisper_npu/features.py"
 _CT2 = "whisper_npu/model/ct2.py"
 _G = "whisper_npu/model/graph.py"
 _W = "whisper_npu/model/whisper.py"
+_Q = "whisper_npu/model/quant.py"
 _T = "whisper_npu/tokenizer.py"
 _D = "whisper_npu/decoding.py"
 _L = "whisper_npu/longform.py"
@@ -311,8 +312,8 @@ MUTATIONS: list[Mutation] = [
         "int8-rows-zero-point",
         "model",
         _G,
-        'zero_point = self.op("Expand", [self.const(np.array(128, np.uint8), np.uint8), self.op("Shape", [scale])])',
-        'zero_point = self.op("Expand", [self.const(np.array(0, np.uint8), np.uint8), self.op("Shape", [scale])])',
+        "self.const(np.array(qmax + 1, np.uint8), np.uint8)",
+        "self.const(np.array(0, np.uint8), np.uint8)",
         "tests/test_int8.py",
         "int8 activations quantised with zero point 0 but read back with 128: negatives saturate to 0",
     ),
@@ -1501,5 +1502,71 @@ MUTATIONS: list[Mutation] = [
         "    return p, o_hi\n",
         "tests/test_int8_attention.py",
         "int8 cross-attention keeps only the first 8-bit part of the weights (the small ones round to 0)",
+    ),
+    # int8 that is exact on every x86-64 CPU (docs/PORTABILITY.md): each bug below brings back a u8 x s8
+    # product whose int16 pair sums saturate on AVX2 / AVX-512 without VNNI; the tests check the operands'
+    # values in the built graphs, so they fail on a VNNI CPU too.
+    _m(
+        "int8-s8-weights-without-vnni",
+        "model",
+        _Q,
+        '        return "s8", f"{present[0]} present: exact u8 x s8 kernels"\n',
+        '        return "s8", f"{present[0]} present: exact u8 x s8 kernels"\n    return "s8", "always"\n',
+        "tests/test_int8_portability.py",
+        "s8 weights on every CPU: u8 x s8 pair sums saturate without VNNI (KL 0.003 vs 0.0019, wrong commas)",
+    ),
+    _m(
+        "int8-u8-weights-not-shifted",
+        "model",
+        _G,
+        '            u8 = self.int8.weight_type == "u8"  # type: ignore[union-attr]\n',
+        "            u8 = False\n",
+        "tests/test_int8_portability.py",
+        "the u8 weight plan still stores s8 weights: the saturating u8 x s8 kernels run on AVX2",
+    ),
+    _m(
+        "int8-cross-q-8-bit",
+        "model",
+        _G,
+        "CROSS_U8_QMAX = 63  # q rows: [-63, 63] + zero point 64\n",
+        "CROSS_U8_QMAX = 127  # q rows: [-63, 63] + zero point 64\n",
+        "tests/test_int8_portability.py",
+        "int8 cross-attention queries use the full u8 range: q x K saturates without VNNI (KL 0.011)",
+    ),
+    _m(
+        "int8-cross-p-8-bit",
+        "model",
+        _G,
+        "CROSS_P_MAX = 127  # attention weights: [0, 127], zero point 0\n",
+        "CROSS_P_MAX = 255  # attention weights: [0, 127], zero point 0\n",
+        "tests/test_int8_portability.py",
+        "int8 cross-attention weights use the full u8 range: p x V saturates without VNNI",
+    ),
+    _m(
+        "int8-weight-type-not-in-cache-key",
+        "model",
+        _G,
+        '        return key + f",w={self.weight_type}"\n',
+        "        return key\n",
+        "tests/test_int8_portability.py",
+        "a graph cache shared by two CPUs hands the s8-weight graph to a CPU without VNNI",
+    ),
+    _m(
+        "int8-weight-type-ignored-at-load",
+        "model",
+        _W,
+        "                int8_plan, keep_float=router.select if router else None, weight_type=choice.weight_type\n",
+        "                int8_plan, keep_float=router.select if router else None\n",
+        "tests/test_int8_portability.py",
+        "the loaded model ignores the CPU's weight signedness: a VNNI CPU runs the slower u8 x u8 kernels",
+    ),
+    _m(
+        "report-common-reason-every-row",
+        "report",
+        "whisper_npu/report.py",
+        "        common = self.common_fallback_reason()\n",
+        "        common = None\n",
+        "tests/test_report_fallbacks.py",
+        "the same two-line fallback reason repeated on every one of dozens of op rows",
     ),
 ]

@@ -121,7 +121,7 @@ def test_builds_one_overlay_with_upstream_commands_and_hashes_it(tmp_path: Path)
 
 
 def test_committed_xclbins_dir_holds_manifest_and_real_binaries_only() -> None:
-    directory = ROOT / "xclbins"
+    directory = ROOT / "whisper_npu" / "npu" / "xclbins"
     manifest = json.loads((directory / "manifest.json").read_text())
     entries = manifest["kernels"]
     assert {e["name"] for e in entries} == {c.name for c in all_configs()}

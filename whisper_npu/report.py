@@ -80,6 +80,14 @@ class RunReport:
             stat.calls += calls
             stat.seconds += seconds
 
+    def common_fallback_reason(self) -> str | None:
+        """The reason more than half of the ops that fell back share (two or more of them), else None."""
+        carried = Counter(r for counts in self.fallbacks.values() for r in counts)
+        if not carried:
+            return None
+        reason, ops = carried.most_common(1)[0]
+        return reason if ops >= 2 and 2 * ops > len(self.fallbacks) else None
+
     def record_fallback(self, op: str, reason: str, count: int = 1) -> None:
         """Count a CPU fallback of ``op`` with a human-readable ``reason``."""
         with self._lock:
@@ -178,10 +186,15 @@ class RunReport:
         table.add_column("calls", justify="right")
         table.add_column("seconds", justify="right")
         table.add_column("fallback reasons")
+        common = self.common_fallback_reason()
+        if common is not None:
+            # most ops fell back for one reason (e.g. --device npu without pyxrt): say it once, up here
+            n_common = sum(common in counts for counts in self.fallbacks.values())
+            console.print(f"[bold]CPU fallback of {n_common} NPU ops:[/bold] {common}")
         for op in sorted(ops):
             per = ops[op]
             reasons = self.fallbacks.get(op, Counter())
-            reason_text = "; ".join(f"{r} ({n})" for r, n in reasons.most_common())
+            reason_text = "; ".join(f"{'as above' if r == common else r} ({n})" for r, n in reasons.most_common())
             if not per:
                 table.add_row(op, "-", "0", "0.000", reason_text)
                 continue

@@ -25,8 +25,10 @@ With an :class:`Int8Plan` the weight matmuls become onnxruntime's
 int8 nodes (still named ``<name>``): the activation is quantised per call with
 one scale per row (``MatMulIntegerToFloat`` on u8 with zero point 128) or, for
 graphs the plan leaves per-tensor, by ``com.microsoft.DynamicQuantizeMatMul``;
-the weight is s8 with one scale per output channel (``<name>.weight_q``
-``[in, out]`` + ``<name>.weight_scale`` ``[out]``). Measured on this Zen 4 for an encoder-shaped GEMM it runs ~5x
+the weight is int8 with one scale per output channel (``<name>.weight_q``
+``[in, out]`` + ``<name>.weight_scale`` ``[out]``), stored s8 or as u8 with zero point 128
+(``Int8Plan.weight_type``, chosen per CPU so that the integer product is exact: docs/PORTABILITY.md).
+Measured on a Zen 4 for an encoder-shaped GEMM it runs ~5x
 faster than the float32 MatMul; the MatMulInteger + DynamicQuantizeLinear
 spelling is fused by onnxruntime into the same kernel and runs equally fast.
 Nodes the plan keeps float (NPU-routed matmuls, the conv stem, the logits)
@@ -50,6 +52,12 @@ LN_EPS = 1e-5
 
 
 MS_DOMAIN = "com.microsoft"
+# u8 operands of the cross-attention GEMMs (whose s8 side, K/V, uses the full [-127, 127]) stay within
+# [0, 127]: two adjacent u8 x s8 products then sum to at most 2 * 127 * 127 < 32768, so the int16 pair
+# sums of onnxruntime's AVX2 / AVX-512 (non-VNNI) u8 x s8 kernels (vpmaddubsw) never saturate and every
+# CPU computes the exact integer product.
+CROSS_U8_QMAX = 63  # q rows: [-63, 63] + zero point 64
+CROSS_P_MAX = 127  # attention weights: [0, 127], zero point 0
 
 Weight = np.ndarray | Int8Weight
 
@@ -86,6 +94,9 @@ class Int8Plan:
     # graph) and the decoder's two attention products over them as u8 x s8 GEMMs. A decoder step reads
     # every layer's K/V of its windows, 4x fewer bytes in int8; not for NPU-routed graphs.
     cross_int8: bool = False
+    # Signedness of the int8 linear weights (quant.int8_weight_type): "s8" where the CPU's u8 x s8
+    # kernels are exact (VNNI/AMX), "u8" (q + 128, zero point 128, exact u8 x u8 kernels) elsewhere.
+    weight_type: str = "u8"
 
     def quantizes(self, graph: str, node: str) -> bool:
         if self.keep_float is not None and self.keep_float(graph, node):
@@ -112,7 +123,7 @@ class Int8Plan:
             )
         if self.cross_int8:
             key += ",cross=int8"
-        return key
+        return key + f",w={self.weight_type}"
 
 
 @dataclass(frozen=True)
@@ -167,7 +178,8 @@ class _Builder:
         self.inits: list[onnx.TensorProto] = []
         self._n = 0
         self._consts: dict[tuple, str] = {}
-        self._row_quant: dict[str, tuple[str, str]] = {}  # one quantisation per activation (cross K/V share one)
+        # one quantisation per activation and range (cross K/V share one)
+        self._row_quant: dict[tuple[str, int], tuple[str, str]] = {}
 
     def tmp(self, hint: str) -> str:
         self._n += 1
@@ -206,17 +218,22 @@ class _Builder:
         """x @ weight.T (+ bias): a MatMul (or int8 DynamicQuantizeMatMul) named ``name``, weight [in, out]."""
         if self.quantizes(name):
             qw = weight if isinstance(weight, Int8Weight) else Int8Weight.from_float(weight)
-            wq = self.init(f"{name}.weight_q", np.ascontiguousarray(qw.q.T))
+            u8 = self.int8.weight_type == "u8"  # type: ignore[union-attr]
+            # u8 weights hold q + 128 with zero point 128: the same values, multiplied by onnxruntime's
+            # u8 x u8 kernels, which widen to 16 bits and never saturate (see quant.int8_weight_type).
+            stored = (qw.q.astype(np.int16) + 128).astype(np.uint8) if u8 else qw.q
+            wq = self.init(f"{name}.weight_q", np.ascontiguousarray(stored.T))
             ws = self.init(f"{name}.weight_scale", qw.scale.astype(np.float32))
+            w_zp = [self.const(np.array(128, np.uint8), np.uint8)] if u8 else []
             self.uses_ms_domain = True
             if self.graph in self.int8.per_row:  # type: ignore[union-attr]
                 xq, row_scale = self.quantize_rows(x)
                 zp = self.const(np.array(128, np.uint8), np.uint8)
                 one = self.const(np.array(1.0, np.float32), np.float32)
-                y0 = self.op("MatMulIntegerToFloat", [xq, wq, one, ws, zp], name=name, domain=MS_DOMAIN)
+                y0 = self.op("MatMulIntegerToFloat", [xq, wq, one, ws, zp, *w_zp], name=name, domain=MS_DOMAIN)
                 y = self.op("Mul", [y0, row_scale])
             else:
-                y = self.op("DynamicQuantizeMatMul", [x, wq, ws], name=name, domain=MS_DOMAIN)
+                y = self.op("DynamicQuantizeMatMul", [x, wq, ws, *w_zp], name=name, domain=MS_DOMAIN)
         elif self.weight_bits(name):
             dense = weight.dequantize() if isinstance(weight, Int8Weight) else weight
             y = self.nbits_matmul(x, name, dense, self.weight_bits(name))
@@ -248,8 +265,9 @@ class _Builder:
         self.nodes.append(node)
         return output or f"{name}:out"
 
-    def quantize_rows(self, x: str) -> tuple[str, str]:
-        """Symmetric per-row int8 of ``x`` stored as u8 with zero point 128, and the row scales [.., 1].
+    def quantize_rows(self, x: str, qmax: int = 127) -> tuple[str, str]:
+        """Symmetric per-row int8 of ``x`` (max |x| -> ``qmax``) stored as u8 with zero point ``qmax + 1``,
+        and the row scales [.., 1].
 
         Why per row: Whisper's encoder has a few frames with activations tens of
         times larger than the rest; one scale per tensor (DynamicQuantizeLinear)
@@ -260,18 +278,18 @@ class _Builder:
         Div/Round/Add/Cast nodes: four passes fewer, tiny.en int8 encoder 167 -> 139 ms
         per window here.
         """
-        if x in self._row_quant:
-            return self._row_quant[x]
+        if (x, qmax) in self._row_quant:
+            return self._row_quant[(x, qmax)]
         rows = self.op("Reshape", [x, self.op("Concat", [self.const([-1]), self.op("Shape", [x], start=-1)], axis=0)])
         amax = self.op("ReduceMax", [self.op("Abs", [rows])], axes=[-1], keepdims=0)
         tiny = self.const(np.array(1e-30, np.float32), np.float32)
-        inv127 = self.const(np.array(1 / 127, np.float32), np.float32)
-        scale = self.op("Max", [self.op("Mul", [amax, inv127]), tiny])  # [rows]
-        zero_point = self.op("Expand", [self.const(np.array(128, np.uint8), np.uint8), self.op("Shape", [scale])])
+        inv_qmax = self.const(np.array(1 / qmax, np.float32), np.float32)
+        scale = self.op("Max", [self.op("Mul", [amax, inv_qmax]), tiny])  # [rows]
+        zero_point = self.op("Expand", [self.const(np.array(qmax + 1, np.uint8), np.uint8), self.op("Shape", [scale])])
         xq = self.op("Reshape", [self.op("QuantizeLinear", [rows, scale, zero_point], axis=0), self.op("Shape", [x])])
         scale_shape = self.op("Concat", [self.op("Shape", [x], end=-1), self.const([1])], axis=0)
-        self._row_quant[x] = (xq, self.op("Reshape", [scale, scale_shape]))
-        return self._row_quant[x]
+        self._row_quant[(x, qmax)] = (xq, self.op("Reshape", [scale, scale_shape]))
+        return self._row_quant[(x, qmax)]
 
     @property
     def cross_int8(self) -> bool:
@@ -285,12 +303,12 @@ class _Builder:
         scale = self.op("Max", [self.op("Mul", [amax, inv127]), tiny])
         return self.op("Cast", [self.op("Round", [self.op("Div", [x, scale])])], to=TensorProto.INT8), scale
 
-    def quantize_u8_rows(self, x: str) -> tuple[str, str]:
-        """u8 (zero point 0) of a non-negative ``x`` with one scale per row (row max -> 255), and the scales."""
+    def quantize_u8_rows(self, x: str, qmax: int) -> tuple[str, str]:
+        """u8 (zero point 0) of a non-negative ``x`` with one scale per row (row max -> qmax), and the scales."""
         amax = self.op("ReduceMax", [x], axes=[-1], keepdims=1)
         tiny = self.const(np.array(1e-30, np.float32), np.float32)
-        inv255 = self.const(np.array(1 / 255, np.float32), np.float32)
-        scale = self.op("Max", [self.op("Mul", [amax, inv255]), tiny])
+        inv_max = self.const(np.array(1 / qmax, np.float32), np.float32)
+        scale = self.op("Max", [self.op("Mul", [amax, inv_max]), tiny])
         return self.op("Cast", [self.op("Round", [self.op("Div", [x, scale])])], to=TensorProto.UINT8), scale
 
     def int8_matmul(self, xq: str, wq: str, w_scale: str, zero_point: str | None = None) -> str:
@@ -552,18 +570,18 @@ def _cross_attention_int8(g: _Builder, qm: str, layer: int) -> tuple[str, str]:
     (s8). Every scale is per row or per frame, so a row's result never depends on the other rows of
     the batch.
     """
-    qq, q_scale = g.quantize_rows(qm)
-    zp = g.const(np.array(128, np.uint8), np.uint8)
+    qq, q_scale = g.quantize_rows(qm, CROSS_U8_QMAX)
+    zp = g.const(np.array(CROSS_U8_QMAX + 1, np.uint8), np.uint8)
     scores = g.op("Mul", [g.int8_matmul(qq, f"cross_k{layer}", f"cross_k_scale{layer}", zp), q_scale])
     p = g.op("Softmax", [scores], axis=-1)
     pv = g.op("Mul", [p, f"cross_v_scale{layer}"])
-    # Two 8-bit parts: the weights per row, then what that rounding left (within half a step) with
-    # 1/254 of the step. 8 bits alone rounded the many small weights of a row to 0 (measured KL from
-    # float cross-attention: 0.0007 on tiny.en and base, two parts 0.0004, K/V storage alone 0.00035).
-    hi, hi_scale = g.quantize_u8_rows(pv)
-    lo_scale = g.op("Mul", [hi_scale, g.const(np.array(1 / 254, np.float32), np.float32)])
+    # Two 7-bit parts (CROSS_P_MAX): the weights per row, then what that rounding left (within half a
+    # step) with 1/(2 * CROSS_U8_QMAX) of the step. One part alone rounded the many small weights of a row
+    # to 0 (measured KL from float cross-attention: 0.0007 for one 8-bit part, 0.0004 for two 7-bit parts).
+    hi, hi_scale = g.quantize_u8_rows(pv, CROSS_P_MAX)
+    lo_scale = g.op("Mul", [hi_scale, g.const(np.array(0.5 / CROSS_U8_QMAX, np.float32), np.float32)])
     rest = g.op("Sub", [pv, g.op("Mul", [g.op("Cast", [hi], to=TensorProto.FLOAT), hi_scale])])
-    shift = g.const(np.array(128.0, np.float32), np.float32)
+    shift = g.const(np.array(float(CROSS_U8_QMAX + 1), np.float32), np.float32)
     lo = g.op("Cast", [g.op("Add", [g.op("Round", [g.op("Div", [rest, lo_scale])]), shift])], to=TensorProto.UINT8)
     one = g.const(np.array(1.0, np.float32), np.float32)
     o_hi = g.op("Mul", [g.int8_matmul(hi, f"cross_v{layer}", one), hi_scale])

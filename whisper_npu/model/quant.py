@@ -12,7 +12,9 @@ per output row, ``s = 127 / max|w|``), so a model that ships int8 is used as it
 is: :meth:`Int8Weight.from_ct2` only inverts the scale.
 
 Also here: which compute type a CPU should use (``auto`` = int8 where the CPU
-has VNNI, the instructions that make int8 dot products cheap).
+has VNNI, the instructions that make int8 dot products cheap), and how int8
+weights are stored for it so that the integer product is exact on every CPU
+(:func:`int8_weight_type`, docs/PORTABILITY.md).
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from whisper_npu.options import COMPUTE_TYPES
 
 I8_MAX = 127
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
+# CPU flags with which onnxruntime's u8 x s8 GEMM kernels accumulate u8 * s8 products straight into int32
+# (vpdpbusd, AMX tdpbusd). Without them (AVX2, AVX-512 without VNNI) the kernels sum two adjacent products
+# into a saturating int16 first (vpmaddubsw): 2 * 255 * 127 > 32767, so full-range operands saturate.
+EXACT_U8S8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 def quantize_symmetric(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,9 +92,40 @@ class ComputeChoice:
 
     compute_type: str  # float32 | int8
     reason: str
+    # int8 linear weights: "s8" where u8 x s8 products are exact on this CPU, else "u8" (u8 x u8 kernels)
+    weight_type: str = "u8"
+    weight_reason: str = ""
+
+    def detail(self) -> str:
+        """Why this compute type, and for int8 which weight signedness this CPU's features decided."""
+        if self.compute_type == "int8" and self.weight_reason:
+            return f"{self.reason}; {self.weight_type} weights ({self.weight_reason})"
+        return self.reason
 
     def describe(self) -> str:
-        return f"{self.compute_type}: {self.reason}"
+        return f"{self.compute_type}: {self.detail()}"
+
+
+def int8_weight_type(flags: frozenset[str]) -> tuple[str, str]:
+    """Signedness of int8 weights for a CPU with ``flags``, and the features that decided it.
+
+    Both choices multiply the same values exactly, so every CPU gets the same integer results: s8 weights
+    run onnxruntime's u8 x s8 kernels, exact only with VNNI/AMX (:data:`EXACT_U8S8_FLAGS`); u8 weights
+    (q + 128, zero point 128) run its u8 x u8 kernels, which widen to 16 bits and are exact on any CPU.
+    Unknown flags (no /proc/cpuinfo) get u8.
+    """
+    present = [f for f in EXACT_U8S8_FLAGS if f in flags]
+    if present:
+        return "s8", f"{present[0]} present: exact u8 x s8 kernels"
+    simd = [f for f in ("avx512bw", "avx2") if f in flags]
+    has = f"{simd[0]} without VNNI" if simd else "no VNNI/AMX"
+    return "u8", f"{has}: u8 x s8 would saturate, u8 x u8 kernels are exact"
+
+
+def simd_summary(flags: frozenset[str]) -> str:
+    """The SIMD features that decide the int8 kernels (avx2, fma, avx512*, vnni, amx), for reports."""
+    keep = sorted(f for f in flags if f in ("avx2", "fma") or f.startswith(("avx512", "amx")) or "vnni" in f)
+    return " ".join(keep) or "none of avx2/avx512/vnni/amx"
 
 
 def choose_compute_type(requested: str, flags: Callable[[], frozenset[str]] = cpu_flags) -> ComputeChoice:
@@ -100,12 +137,14 @@ def choose_compute_type(requested: str, flags: Callable[[], frozenset[str]] = cp
     """
     if requested not in COMPUTE_TYPES:
         raise ValueError(f"unknown compute type {requested!r}: choose one of {', '.join(COMPUTE_TYPES)}")
+    found = flags()
+    wtype, wreason = int8_weight_type(found)
     if requested != "auto":
-        return ComputeChoice(requested, "requested")
-    present = [f for f in VNNI_FLAGS if f in flags()]
+        return ComputeChoice(requested, "requested", wtype, wreason)
+    present = [f for f in VNNI_FLAGS if f in found]
     if present:
-        return ComputeChoice("int8", f"auto, {present[0]} present")
-    return ComputeChoice("float32", "auto, no VNNI (avx512_vnni/avx_vnni) on this CPU")
+        return ComputeChoice("int8", f"auto, {present[0]} present", wtype, wreason)
+    return ComputeChoice("float32", "auto, no VNNI (avx512_vnni/avx_vnni) on this CPU", wtype, wreason)
 
 
 @dataclass

@@ -327,7 +327,9 @@ class WhisperModel:
             raise ModelError(f"{model_dir} has no tokenizer.json")
         plan = None
         if choice.compute_type == "int8":
-            plan = dataclasses.replace(int8_plan, keep_float=router.select if router else None)
+            plan = dataclasses.replace(
+                int8_plan, keep_float=router.select if router else None, weight_type=choice.weight_type
+            )
             if router is not None:  # the NPU graphs hand float cross K/V from the overlays to the decoder
                 plan = dataclasses.replace(plan, cross_int8=False)
         try:
@@ -346,7 +348,7 @@ class WhisperModel:
                 raise ModelError(f"{model_dir}: unexpected Whisper weights ({exc})") from None
 
         opts = _session_options(threads)
-        info = LoadInfo(choice.compute_type, choice.reason)
+        info = LoadInfo(choice.compute_type, choice.detail())
         if router is None and graph_cache is not None:
             variant = f"{choice.compute_type}:{plan.key() if plan else ''}"
             key = graph_key(model_dir, variant, opts.graph_optimization_level)

@@ -22,7 +22,8 @@ from typing import Any
 
 from whisper_npu.npu.designs import COLUMNS, HWCTX_LIMIT, GemmConfig
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "xclbins"
+# Package data beside this module (manifest.json + built overlays), so every install mode finds it.
+DEFAULT_DIR = Path(__file__).with_name("xclbins")
 TARGETS = {t: {"columns": COLUMNS[t], "hwctx_limit": HWCTX_LIMIT[t]} for t in COLUMNS}
 NOT_BUILT = "not built: run scripts/build_xclbins.sh"
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from whisper_npu.bench.corpus import SHARED
 from whisper_npu.bench.runner import BenchConfig, BenchResult, manifest_files, run_bench
+from whisper_npu.model.quant import cpu_flags, int8_weight_type, simd_summary
 
 SYSTEMS = ("whisper-npu (cpu)", "faster-whisper")
 
@@ -29,6 +30,22 @@ def files_for(model: str, audio_dirs: list[Path], limit: int) -> list[Path]:
     return files[:limit] if limit else files
 
 
+def cpu_line() -> str:
+    """The CPU model and the SIMD features that decide the int8 kernels, printed with every table."""
+    name = "unknown CPU"
+    try:
+        name = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    flags = cpu_flags()
+    wtype, why = int8_weight_type(flags)
+    return f"CPU: {name}; SIMD: {simd_summary(flags)}; int8 weights {wtype} ({why})"
+
+
 def print_table(model: str, result: BenchResult, n_files: int, audio_s: float) -> None:
     cfg = result.config
     print(
@@ -36,15 +53,17 @@ def print_table(model: str, result: BenchResult, n_files: int, audio_s: float) -
         f"{cfg['threads']} threads, median of {cfg['runs']} runs"
     )
     header = f"{'system':<40} {'x realtime':>10} {'vs best fw':>10} {'WER':>7} {'peak RSS MB':>12} {'load s':>7}"
+    print(cpu_line())
     print(header)
     print("-" * len(header))
     for s in result.systems:
         if s.status != "ok":
             print(f"{s.system:<40} {s.status}: {s.note}")
             continue
-        ratio = result.ratio(s)
+        ratio = result.ratio(s)  # None when no faster-whisper row ran (--systems without it)
+        ratio_text = f"{ratio:>10.2f}" if ratio is not None else f"{'-':>10}"
         print(
-            f"{s.system:<40} {s.rtf:>9.1f}x {ratio:>10.2f} "
+            f"{s.system:<40} {s.rtf:>9.1f}x {ratio_text} "
             f"{100 * s.wer if s.wer is not None else float('nan'):>6.2f}% "
             f"{s.peak_rss_mb if s.peak_rss_mb else float('nan'):>12.0f} {s.load_s:>7.2f}"
         )
@@ -62,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compute-types", nargs="+", default=["float32", "int8"])
     parser.add_argument("--no-memory", action="store_true", help="Skip the per-system peak RSS child processes.")
     parser.add_argument("--paths", choices=["both", "default", "sequential"], default="both")
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     args = parser.parse_args(argv)
 
     vad_modes = {"both": (None, False), "default": (None,), "sequential": (False,)}[args.paths]
@@ -69,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         files = files_for(model, args.audio_dirs, args.limit)
         config = BenchConfig(
             paths=files, model=model, beam_size=args.beam_size, runs=args.runs, threads=args.threads,
-            measure_memory=not args.no_memory, chart=False, systems=SYSTEMS, write_files=False,
+            measure_memory=not args.no_memory, chart=False, systems=tuple(args.systems), write_files=False,
             compute_types=tuple(args.compute_types), vad_modes=vad_modes,
         )  # fmt: skip
         result = run_bench(config)
