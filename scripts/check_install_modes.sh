@@ -35,7 +35,7 @@ from pathlib import Path
 import whisper_npu
 from whisper_npu import vad
 from whisper_npu.model.registry import REGISTRY_FILE
-from whisper_npu.npu_ops.manifest import load_manifest, manifest_dir
+from whisper_npu.npu.manifest import load_manifest, manifest_dir
 
 package = Path(whisper_npu.__file__).resolve().parent
 xclbins = manifest_dir()
