@@ -91,3 +91,18 @@ def continuous_english(min_seconds: float = 90.0, seed: int = 0, max_piece_s: fl
     while sum(r.duration for r in order) < min_seconds:
         order.extend(recs[i] for i in rng.permutation(len(recs)))
     return join(order, seed=seed)
+
+
+def repeated_language(language: str, min_seconds: float = 25.0, seed: int = 0) -> LongAudio:
+    """The recordings of one language joined (each repeated until ``min_seconds``), short gaps between.
+
+    The shared non-English clips are single read sentences of 4-9 s; a live policy needs a stream that
+    outlasts a few decode steps and several pauses, so the clips are played again in turn.
+    """
+    recs = recordings(language)
+    if not recs:
+        raise ValueError(f"no shared recording in language {language!r}")
+    order: list[Recording] = []
+    while sum(r.duration for r in order) < min_seconds:
+        order.extend(recs)
+    return join(order, seed=seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["LoadedModel", "Result", "TranscribeOptions", "load_model", "transcribe"]
+__all__ = ["LiveTranscriber", "LoadedModel", "Result", "TranscribeOptions", "load_model", "transcribe"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,6 +18,10 @@ def __getattr__(name: str) -> Any:
         from whisper_npu import api
 
         return getattr(api, name)
+    if name == "LiveTranscriber":
+        from whisper_npu.live.transcriber import LiveTranscriber
+
+        return LiveTranscriber
     if name == "TranscribeOptions":
         from whisper_npu.longform import TranscribeOptions
 
