@@ -16,11 +16,12 @@ finalises everything before it. When a decode takes longer than the audio it
 covers, the next feed brings more audio and the step grows with it (counted in
 the report as late steps); audio is never dropped.
 
-Clock: ``emitted_at`` of an event is the stream time (seconds of audio received
-before the feed that emitted it) plus the compute time spent in that feed. For a
-source that delivers audio at real-time pace this is when the text appeared;
-for faster sources (a file at ``--speed 20``) it is when it would have appeared
-live, so latency figures mean the same thing for both.
+Clock: ``emitted_at`` of an event is on the stream's clock: a feed starts when
+its audio has arrived (seconds received) or when the previous feed finished,
+whichever is later, and its events are emitted after the compute time spent in
+it. For a source that delivers audio at real-time pace this is when the text
+appeared; for a faster source (a file at ``--speed 20``) it is when it would
+have appeared live, so latency figures mean the same thing for both.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ class LiveTranscriber:
         self.events: list[Event] = []
         self.final_events: list[Event] = []  # what finish() emitted
         self.finished = False
-        self._clock = 0.0  # emitted_at of events made by the current call
+        self._clock = 0.0  # stream time at which the current call started computing
+        self._free_at = 0.0  # stream time at which the previous call finished
 
     # -- input ------------------------------------------------------------
     def feed(self, samples: np.ndarray) -> list[Event]:
@@ -166,7 +168,7 @@ class LiveTranscriber:
         t0 = self._timer()
         audio = self._prepare(samples)
         self.received += len(audio)
-        self._clock = self.received / SR
+        self._clock = max(self.received / SR, self._free_at)
         self._audio = np.concatenate([self._audio, audio])
         with self.report.stage("vad"):
             probs = self._vad.feed(audio)
@@ -176,7 +178,9 @@ class LiveTranscriber:
         out: list[Event] = []
         if self.received - self._last_decode >= self.live.step_s * SR:
             out = self._step(t0)
-        self.compute_s += self._timer() - t0
+        spent = self._timer() - t0
+        self.compute_s += spent
+        self._free_at = self._clock + spent
         return out
 
     @staticmethod
@@ -316,7 +320,7 @@ class LiveTranscriber:
         if self.finished:
             raise WhisperNpuError("finish() was already called on this live session")
         t0 = self._timer()
-        self._clock = self.received / SR
+        self._clock = max(self.received / SR, self._free_at)
         tail = self._vad.feed(np.zeros((FRAME - self._vad_rest) % FRAME, np.float32))  # complete the last frame
         if len(tail):
             self._speech = np.concatenate([self._speech, tail])
