@@ -116,8 +116,22 @@ def test_sigterm_saves_what_was_transcribed(tmp_path):
 
     long_file = recordings("en")[0].path  # the 161 s reading: still playing when the first line is final
     proc = subprocess.Popen(
-        [sys.executable, "-m", "whisper_npu", "live", str(long_file), "--realtime", "--step", "1", "--threads", "2",
-         "-o", str(tmp_path), "-f", "txt"],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "whisper_npu",
+            "live",
+            str(long_file),
+            "--realtime",
+            "--step",
+            "1",
+            "--threads",
+            "2",
+            "-o",
+            str(tmp_path),
+            "-f",
+            "txt",
+        ],  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

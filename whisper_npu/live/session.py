@@ -23,6 +23,7 @@ from rich.live import Live
 from rich.text import Text
 
 from whisper_npu.errors import WhisperNpuError
+from whisper_npu.live.policy import SENTENCE_END
 
 
 class Stopped(Exception):
@@ -105,11 +106,15 @@ class LineView:
 
     def __init__(self, jsonl: bool) -> None:
         self.jsonl = jsonl
+        self.open_line = False  # plain text: a sentence is still being written on the current line
 
     def __enter__(self) -> LineView:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self.open_line:
+            sys.stdout.write("\n")
+            self.open_line = False
         sys.stdout.flush()
 
     def show(self, events: list, lag_note: str = "") -> None:  # noqa: ARG002
@@ -117,7 +122,11 @@ class LineView:
             if self.jsonl:
                 sys.stdout.write(json.dumps(e.to_dict(), ensure_ascii=False) + "\n")
             elif e.type == "final":
-                sys.stdout.write(e.text.strip() + "\n")
+                # Final text as it comes, one sentence per line (a later final continues the sentence).
+                sys.stdout.write(e.text if self.open_line else e.text.lstrip())
+                self.open_line = not e.text.rstrip().endswith(SENTENCE_END)
+                if not self.open_line:
+                    sys.stdout.write("\n")
         sys.stdout.flush()
 
 
