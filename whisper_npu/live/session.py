@@ -34,12 +34,28 @@ class Stopped(Exception):
         self.signum = signum
 
 
+class SignalGate:
+    """Whether a signal may interrupt now: not inside ``feed`` (its state would be half updated)."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.pending: int | None = None
+
+    def check(self) -> None:
+        if self.pending is not None:
+            raise Stopped(self.pending)
+
+
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGINT raise ``Stopped`` inside the loop, so the session is flushed and written."""
+def stop_on_signals(gate: SignalGate) -> Iterator[None]:
+    """SIGTERM and SIGINT raise ``Stopped`` in the loop (deferred to the end of a feed), so the session is
+    flushed and written."""
 
     def handler(signum, frame) -> None:  # noqa: ARG001
-        raise Stopped(signum)
+        if gate.busy:
+            gate.pending = signum
+        else:
+            raise Stopped(signum)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -177,14 +193,18 @@ def run(config: SessionConfig, loaded: Any, out: Console, err: Console) -> int:
     status = 0
     fancy = not config.jsonl and out.is_terminal
     view = TerminalView(out) if fancy else LineView(config.jsonl)
-    with stop_on_signals():
+    gate = SignalGate()
+    with stop_on_signals(gate):
         try:
             with view:
                 for block in blocks:
+                    gate.busy = True
                     events = live.feed(block)
+                    gate.busy = False
                     if events or fancy:
                         note = f"decoding behind real time: {live.late_steps} larger step(s)" if live.late_steps else ""
                         view.show(events, note)
+                    gate.check()
                 # finish() inside the view: the flushed words are shown like the others.
                 live.finish()
                 view.show(live.final_events)
@@ -197,8 +217,9 @@ def run(config: SessionConfig, loaded: Any, out: Console, err: Console) -> int:
             status = 1
     if not live.finished:
         live.finish()
-        if config.jsonl:
-            LineView(True).show(live.final_events)
+        if not fancy:
+            with LineView(config.jsonl) as tail:
+                tail.show(live.final_events)
     result = live.result()
     if status == 1 and not live.committed and live.received == 0:
         raise WhisperNpuError(failure or "no audio")
