@@ -134,6 +134,15 @@ MUTATIONS: list[Mutation] = [
         "the partial line is sent before the final text it follows: the screen skips words for a moment",
     ),
     _m(
+        "live-no-catch-up",
+        "live",
+        _LT,
+        "events = self._catch_up(t0)",
+        "events = []",
+        LIVE_POLICY,
+        "a buffer longer than 30 s (decoding fell far behind) is decoded as one window: its end is never heard",
+    ),
+    _m(
         "live-pause-ignored",
         "live",
         _LT,

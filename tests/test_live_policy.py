@@ -205,3 +205,14 @@ def test_bad_options_and_use_after_finish_are_one_line_errors():
     assert live.finish().text == ""
     with pytest.raises(WhisperNpuError):
         live.feed(np.zeros(160, np.float32))
+
+
+def test_a_buffer_longer_than_a_window_is_decoded_window_by_window():
+    words = script(SENTENCES)  # ~40 s arriving in one piece: a consumer that fell far behind
+    audio = audio_for(words)
+    decoder = ScriptDecoder(words)
+    live = LiveTranscriber(decoder=decoder, vad=EnergyVad(), settle_s=30.0)
+    live.feed(audio)
+    live.finish()
+    assert max(length for _, length in decoder.calls) <= 28.0 + 1e-6
+    assert [w.text for w in live.committed] == [w.text for w in words]

@@ -211,7 +211,7 @@ class LiveTranscriber:
         hits = np.flatnonzero(frames >= self.live.vad_threshold)
         if len(hits) == 0:
             return None
-        return max(start, int(start / FRAME_S) * FRAME_S) + (hits[-1] + 1) * FRAME_S
+        return int(start / FRAME_S) * FRAME_S + (hits[-1] + 1) * FRAME_S
 
     def _step(self, t0: float, final: bool = False) -> list[Event]:
         step = (self.received - self._last_decode) / SR
@@ -220,6 +220,7 @@ class LiveTranscriber:
             self.max_step_s = max(self.max_step_s, step)
             if step > 1.5 * self.live.step_s:
                 self.late_steps += 1
+        events = self._catch_up(t0)
         now_s = self.received / SR
         speech_end = self._last_speech_end()
         committed_end = self.committed[-1].end if self.committed else 0.0
@@ -227,13 +228,12 @@ class LiveTranscriber:
             # Nothing new was said: no decode; keep only a short lead-in of silence.
             self.silent_steps += 1
             self._cut(max(self._buf_start / SR, now_s - self.live.lead_s, committed_end))
-            return self._partial([], t0) if self._pending or self._partial_text else []
+            return events + (self._partial([], t0) if self._partial_text else [])
         if speech_end is None:  # words the VAD did not hear: agreement alone decides
             speech_end = now_s
         hyp = self._decode()
         fresh = after_committed(hyp.words, self.committed)
         paused = now_s - speech_end >= self.live.pause_s
-        events: list[Event] = []
         if final or paused:
             # Everything said before the pause (or the end of input) is final. Words the model placed well
             # after the last speech the VAD heard are its habit of filling silence ("Thank you.").
@@ -254,6 +254,26 @@ class LiveTranscriber:
             self._pending = fresh[n:]
             events += self._trim(hyp, t0)
         return events + self._partial(self._pending, t0)
+
+    def _catch_up(self, t0: float) -> list[Event]:
+        """A buffer longer than one window (decoding fell far behind): decode its first window, commit the
+        words that end before the last 2 s of it, cut there; until the rest fits. No audio is skipped."""
+        events: list[Event] = []
+        window_s = 28.0  # one 30 s window, less a margin
+        while (self.received - self._buf_start) / SR > window_s:
+            start = self._buf_start / SR
+            audio = self._audio[: int(window_s * SR)]
+            hyp = self.decoder(audio, start, "".join(w.text for w in self.committed).strip())
+            self.decodes += 1
+            limit = start + window_s - 2.0
+            fresh = [w for w in after_committed(hyp.words, self.committed) if w.end <= limit]
+            if fresh:
+                self.forced_commits += 1
+                events += self._commit(fresh, t0)
+            self._pending = []
+            end = self.committed[-1].end if self.committed else start
+            self._cut(end if end > start + 1.0 else limit)
+        return events
 
     def _decode(self) -> Hypothesis:
         self.decodes += 1
