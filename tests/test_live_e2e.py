@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import manifest, words
-from whisper_npu.bench import word_error_rate
+from whisper_npu.bench.runner import word_error_rate
 
 
 def pcm16(audio: np.ndarray) -> bytes:
@@ -112,7 +112,7 @@ def test_container_stream_decodes_like_the_file(jfk_path, jfk_audio):
 
 
 def test_sigterm_saves_what_was_transcribed(tmp_path):
-    from tests.longaudio import recordings
+    from whisper_npu.bench.corpus import recordings
 
     long_file = recordings("en")[0].path  # the 161 s reading: still playing when the first line is final
     proc = subprocess.Popen(

@@ -10,20 +10,38 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["LiveTranscriber", "LoadedModel", "Result", "TranscribeOptions", "load_model", "transcribe"]
+__all__ = [
+    "LiveTranscriber",
+    "LoadedModel",
+    "OptionError",
+    "Result",
+    "Segment",
+    "TranscribeOptions",
+    "VadOptions",
+    "WhisperNpuError",
+    "Word",
+    "load_model",
+    "transcribe",
+]
+
+_HOMES = {
+    "LiveTranscriber": "whisper_npu.live.transcriber",
+    "LoadedModel": "whisper_npu.api",
+    "load_model": "whisper_npu.api",
+    "transcribe": "whisper_npu.api",
+    "TranscribeOptions": "whisper_npu.options",
+    "VadOptions": "whisper_npu.options",
+    "Result": "whisper_npu.types",
+    "Segment": "whisper_npu.types",
+    "Word": "whisper_npu.types",
+    "OptionError": "whisper_npu.errors",
+    "WhisperNpuError": "whisper_npu.errors",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("LoadedModel", "Result", "load_model", "transcribe"):
-        from whisper_npu import api
+    if name in _HOMES:
+        import importlib
 
-        return getattr(api, name)
-    if name == "LiveTranscriber":
-        from whisper_npu.live.transcriber import LiveTranscriber
-
-        return LiveTranscriber
-    if name == "TranscribeOptions":
-        from whisper_npu.longform import TranscribeOptions
-
-        return TranscribeOptions
+        return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(f"module 'whisper_npu' has no attribute {name!r}")

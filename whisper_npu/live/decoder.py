@@ -16,8 +16,6 @@ from whisper_npu.decoding import detect_language, previous_text_prompt
 from whisper_npu.features import HOP_LENGTH, N_FRAMES, N_SAMPLES, log_mel_spectrogram
 from whisper_npu.live.policy import Hypothesis, Word
 from whisper_npu.longform import (
-    Segment,
-    TranscribeOptions,
     _decode_with_fallback,
     _is_silence,
     _needs_fallback,
@@ -25,7 +23,9 @@ from whisper_npu.longform import (
     _tokenizer_for,
     add_word_timestamps,
 )
+from whisper_npu.options import TranscribeOptions
 from whisper_npu.report import RunReport
+from whisper_npu.types import Segment
 
 # Previous-text prompt: the last characters of the committed text (whole words).
 PROMPT_CHARS = 200

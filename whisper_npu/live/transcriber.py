@@ -360,8 +360,7 @@ class LiveTranscriber:
 
     def result(self) -> Any:
         """The session so far as ``api.Result`` (segments of committed words, run report with live figures)."""
-        from whisper_npu.api import Result
-        from whisper_npu.longform import Segment
+        from whisper_npu.types import Result, Segment
 
         segments = []
         for group in group_segments(self.committed):
