@@ -25,6 +25,7 @@ SUITES = {
     "load": "cold and warm model load (graph cache), ours vs faster-whisper",
     "int8-plans": "int8 quantisation plans: speed and WER per plan",
     "npu-emulated": "WER and host cost of the emulated NPU path vs the CPU (EMULATED, not NPU time)",
+    "live": "live captions on a simulated clock: final-text latency, WER vs offline, repeats, lost words",
 }
 
 

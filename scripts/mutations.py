@@ -62,6 +62,9 @@ _GC = "whisper_npu/model/graph_cache.py"
 _VAL = "whisper_npu/validation.py"
 _P = "whisper_npu/progress.py"
 
+_LP = "whisper_npu/live/policy.py"
+_LT = "whisper_npu/live/transcriber.py"
+LIVE_POLICY = "tests/test_live_policy.py"
 T_AUDIO = "tests/test_audio.py"
 T_DEC_RULES = "tests/test_decoding_rules.py"
 T_VAD = "tests/test_vad.py"
@@ -71,6 +74,88 @@ T_NPU_PRECISION = "tests/test_npu_precision.py"
 T_LONGFORM = "tests/test_longform.py"
 
 MUTATIONS: list[Mutation] = [
+    # -- live: the streaming commit policy (issue 22) ------------------------------------------------
+    _m(
+        "live-agreement-no-compare",
+        "live",
+        _LP,
+        "if not a.key or a.key != b.key:",
+        "if not a.key:",
+        LIVE_POLICY,
+        "LocalAgreement compares only lengths: a flickering last word becomes final text",
+    ),
+    _m(
+        "live-commit-whole-hypothesis",
+        "live",
+        _LT,
+        "n = agreed_prefix(self._pending, fresh)",
+        "n = len(fresh)",
+        LIVE_POLICY,
+        "every hypothesis is committed at once: the model's guesses at the buffer end become final",
+    ),
+    _m(
+        "live-trim-never",
+        "live",
+        _LP,
+        "return max(points) if points else None",
+        "return None",
+        LIVE_POLICY,
+        "the buffer is never cut at committed sentence ends: it grows to 24 s and every step decodes it all",
+    ),
+    _m(
+        "live-trim-past-committed",
+        "live",
+        _LT,
+        "                self._cut(point)\n",
+        "                self._cut(self.received / SR)\n",
+        LIVE_POLICY,
+        "the buffer is cut at its end instead of the committed sentence end: uncommitted words are lost",
+    ),
+    _m(
+        "live-reread-committed",
+        "live",
+        _LP,
+        "fresh = [w for w in words if w.start > last_end - COMMITTED_OVERLAP_S]",
+        "fresh = list(words)",
+        LIVE_POLICY,
+        "hypotheses are not cut back to what follows the committed text: committed words are repeated",
+    ),
+    _m(
+        "live-no-flush",
+        "live",
+        _LT,
+        "self.final_events = self._step(t0, final=True)",
+        "self.final_events = self._partial([], t0)",
+        LIVE_POLICY,
+        "finish() does not decode and commit the rest: the last words of every session are lost",
+    ),
+    _m(
+        "live-partial-before-final",
+        "live",
+        _LT,
+        "return events + self._partial(self._pending, t0)",
+        "return self._partial(self._pending, t0) + events",
+        LIVE_POLICY,
+        "the partial line is sent before the final text it follows: the screen skips words for a moment",
+    ),
+    _m(
+        "live-no-catch-up",
+        "live",
+        _LT,
+        "events = self._catch_up(t0)",
+        "events = []",
+        LIVE_POLICY,
+        "a buffer longer than 30 s (decoding fell far behind) is decoded as one window: its end is never heard",
+    ),
+    _m(
+        "live-pause-ignored",
+        "live",
+        _LT,
+        "paused = now_s - speech_end >= self.live.pause_s",
+        "paused = False",
+        LIVE_POLICY,
+        "a pause does not finalise the sentence before it: the last words wait for the next speech",
+    ),
     # -- audio: file decoding, mixdown, resampling ------------------------------------------------
     _m(
         "audio-mix-first-channel",

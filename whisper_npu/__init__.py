@@ -11,6 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 __all__ = [
+    "LiveTranscriber",
     "LoadedModel",
     "OptionError",
     "Result",
@@ -24,6 +25,7 @@ __all__ = [
 ]
 
 _HOMES = {
+    "LiveTranscriber": "whisper_npu.live.transcriber",
     "LoadedModel": "whisper_npu.api",
     "load_model": "whisper_npu.api",
     "transcribe": "whisper_npu.api",

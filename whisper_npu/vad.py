@@ -79,6 +79,42 @@ def speech_probabilities(audio: np.ndarray) -> np.ndarray:
     return np.concatenate(probs)
 
 
+class SpeechStream:
+    """Silero speech probabilities of audio that arrives in pieces (live input).
+
+    Keeps the model's recurrent state, the last frame's context and the samples
+    short of a whole frame between calls, so the probabilities of a stream fed in
+    any pieces equal :func:`speech_probabilities` of the whole audio.
+    """
+
+    def __init__(self) -> None:
+        self._h = np.zeros((1, 1, 128), np.float32)
+        self._c = np.zeros((1, 1, 128), np.float32)
+        self._context = np.zeros(CONTEXT, np.float32)
+        self._rest = np.zeros(0, np.float32)
+
+    def feed(self, audio: np.ndarray) -> np.ndarray:
+        """Probabilities of the whole frames completed by ``audio`` (16 kHz mono float32)."""
+        buf = np.concatenate([self._rest, np.asarray(audio, np.float32)])
+        n = len(buf) // FRAME
+        self._rest = buf[n * FRAME :]
+        if n == 0:
+            return np.zeros(0, np.float32)
+        frames = buf[: n * FRAME].reshape(n, FRAME)
+        context = np.empty((n, CONTEXT), np.float32)
+        context[0] = self._context
+        context[1:] = frames[:-1, -CONTEXT:]
+        self._context = frames[-1, -CONTEXT:].copy()
+        windows = np.concatenate([context, frames], axis=1)
+        probs = []
+        for start in range(0, n, BLOCK_FRAMES):
+            p, self._h, self._c = _session().run(
+                None, {"input": windows[start : start + BLOCK_FRAMES], "h": self._h, "c": self._c}
+            )
+            probs.append(np.asarray(p).reshape(-1))
+        return np.concatenate(probs)
+
+
 def speech_regions(
     audio: np.ndarray, options: VadOptions | None = None, probs: np.ndarray | None = None
 ) -> list[tuple[int, int]]:

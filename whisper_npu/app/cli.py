@@ -383,6 +383,73 @@ def _transcribe_batch(
 
 
 @app.command()
+def live(
+    source: Annotated[str | None, typer.Argument(help="- (standard input) or an audio/video file.")] = None,
+    mic: Annotated[bool, typer.Option("--mic", help="Default microphone (live extra + PortAudio).")] = False,
+    list_devices: Annotated[bool, typer.Option("--list-devices", help="List input devices and exit.")] = False,
+    device_index: Annotated[int | None, typer.Option(help="Microphone device (see --list-devices).")] = None,
+    audio_format: Annotated[
+        str, typer.Option("--format", help="Standard input: raw (16 kHz mono s16le) or auto (any container).")
+    ] = "raw",
+    realtime: Annotated[bool, typer.Option("--realtime", help="Play the input at real-time pace.")] = False,
+    speed: Annotated[float | None, typer.Option(help="Play the input at N x real-time pace.")] = None,
+    step: Annotated[float, typer.Option(help="Seconds of new audio between decodes.")] = 1.0,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON event per line on stdout.")] = False,
+    model: ModelOpt = None,
+    device: DeviceOpt = Device.auto,
+    npu_runtime: RuntimeOpt = NpuRuntime.auto,
+    beam_size: BeamOpt = 1,
+    language: Annotated[str | None, typer.Option(help="Language code; detected when omitted.")] = None,
+    threads: ThreadsOpt = 0,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", help="Write the whole session here at the end.")
+    ] = None,
+    output_format: Annotated[list[Format], typer.Option("-f", "--output-format", help="Output format(s).")] = [  # noqa: B006
+        Format.all
+    ],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No run report.")] = False,
+) -> None:
+    """Live captions from standard input, a file played in real time, or the microphone."""
+    from whisper_npu import api
+    from whisper_npu.app.live_view import SessionConfig, run
+
+    if list_devices:
+        from whisper_npu.live.sources import list_devices as devices
+
+        for index, name, channels in devices():
+            _say(f"{index}\t{name}\t{channels} input channel(s)", out)
+        return
+    if (source is None) == (not mic) or (mic and source is not None):
+        raise typer.BadParameter("give exactly one source: - (standard input), a FILE, or --mic")
+    if audio_format not in ("raw", "auto"):
+        raise typer.BadParameter(f"--format {audio_format!r}: raw or auto")
+    if speed is not None and not speed > 0:
+        raise typer.BadParameter(f"--speed {speed:g}: must be above 0 (1 = real time)")
+    if realtime and speed is None:
+        speed = 1.0
+    options = {"beam_size": beam_size, "language": language, "step_s": step}
+    config = SessionConfig(
+        source=source, mic=mic, device_index=device_index, fmt=audio_format, speed=speed, jsonl=jsonl,
+        output_dir=output_dir, formats=[f.value for f in output_format], quiet=quiet, options=options,
+    )  # fmt: skip
+    from whisper_npu.live.transcriber import LIVE_DEFAULTS, LiveOptions
+
+    LiveOptions(step_s=step)
+    api.validate(None, **{**LIVE_DEFAULTS, "beam_size": beam_size, "language": language})
+    from whisper_npu.app.live_view import check_outputs, output_stem
+
+    check_outputs(config, output_stem(config))  # before the model and any audio: never a user's file
+    if mic:
+        from whisper_npu.live.sources import import_sounddevice
+
+        import_sounddevice()
+    loaded = api.load_model(model, device=device.value, npu_runtime=npu_runtime.value, threads=threads)
+    status = run(config, loaded, out, err)
+    if status:
+        raise typer.Exit(status)
+
+
+@app.command()
 def bench(
     paths: Annotated[list[Path] | None, typer.Argument(help="Audio files to benchmark.")] = None,
     model: ModelOpt = None,

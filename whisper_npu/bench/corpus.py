@@ -143,3 +143,18 @@ def build_long_file(minutes: float, path: Path) -> float:
     audio = np.concatenate(pieces)[:target]
     sf.write(path, audio, 16000, subtype="PCM_16")
     return len(audio) / 16000
+
+
+def repeated_language(language: str, min_seconds: float = 25.0, seed: int = 0) -> LongAudio:
+    """The recordings of one language joined (each repeated until ``min_seconds``), short gaps between.
+
+    The shared non-English clips are single read sentences of 4-9 s; a live policy needs a stream that
+    outlasts a few decode steps and several pauses, so the clips are played again in turn.
+    """
+    recs = recordings(language)
+    if not recs:
+        raise ValueError(f"no shared recording in language {language!r}")
+    order: list[Recording] = []
+    while sum(r.duration for r in order) < min_seconds:
+        order.extend(recs)
+    return join(order, seed=seed)

@@ -1,0 +1,92 @@
+"""Hypotheses of the live buffer from the Whisper model: the same encoder, decoder and word alignment as files.
+
+The buffer (at most one 30 s window) is turned into a log-mel window, encoded,
+decoded with timestamps and the committed text as prompt, cut into segments at
+timestamp pairs exactly as the long-form loop does, and aligned to words with
+the cross-attention alignment heads (``longform.add_word_timestamps``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from whisper_npu.decoding import detect_language, previous_text_prompt
+from whisper_npu.features import HOP_LENGTH, N_FRAMES, N_SAMPLES, log_mel_spectrogram
+from whisper_npu.live.policy import Hypothesis, Word
+from whisper_npu.longform import (
+    _decode_with_fallback,
+    _is_silence,
+    _needs_fallback,
+    _split_segments,
+    _tokenizer_for,
+    add_word_timestamps,
+)
+from whisper_npu.options import TranscribeOptions
+from whisper_npu.report import RunReport
+from whisper_npu.types import Segment
+
+# Previous-text prompt: the last characters of the committed text (whole words).
+PROMPT_CHARS = 200
+
+
+class WhisperHypotheses:
+    """Callable ``(audio, offset_s, committed_text) -> Hypothesis`` over a loaded model."""
+
+    def __init__(self, loaded: Any, options: TranscribeOptions, report: RunReport) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.options = options
+        self.report = report
+        self.tokenizer, self.language = _tokenizer_for(self.model, options)
+        self.language_probability = 1.0
+        self._mel_op = loaded.npu.mel_op_for(self.model.dims.n_mels) if loaded.npu is not None else None
+        initial = options.initial_prompt.strip() if options.initial_prompt else ""
+        self._initial = initial
+        self._hotwords = self.tokenizer.encode(" " + options.hotwords.strip()) if options.hotwords else []
+
+    def _prompt(self, committed_text: str) -> list[int]:
+        text = (self._initial + " " + committed_text).strip() if self.options.condition_on_previous_text else ""
+        if len(text) > PROMPT_CHARS:
+            cut = text[-PROMPT_CHARS:]
+            text = cut[cut.find(" ") + 1 :] if " " in cut else cut
+        previous = self.tokenizer.encode(" " + text) if text else []
+        return previous_text_prompt(previous, self._hotwords, self.model.dims.n_text_ctx)
+
+    def __call__(self, audio: np.ndarray, offset_s: float, committed_text: str) -> Hypothesis:
+        model, tokenizer, report = self.model, self.tokenizer, self.report
+        audio = audio[:N_SAMPLES]
+        frames = min(len(audio) // HOP_LENGTH, N_FRAMES)
+        with report.stage("mel"):
+            mel = log_mel_spectrogram(audio, n_mels=model.dims.n_mels, padding=N_SAMPLES, mel_op=self._mel_op)
+            window = np.ascontiguousarray(mel[:, :N_FRAMES])
+        with report.stage("encoder"):
+            enc = model.encode(window[None])
+        with report.stage("decoder"):
+            if self.language is None:
+                self.language, self.language_probability = detect_language(model, enc, tokenizer)
+                tokenizer.language = self.language
+            result = _decode_with_fallback(model, enc, tokenizer, self.options, self._prompt(committed_text))
+        if _is_silence(result, self.options):
+            return Hypothesis([])
+        cut = _split_segments(result.tokens, tokenizer, 0.0, frames)
+        content_end = frames * HOP_LENGTH / 16000
+        segments = []
+        for start, end, toks in cut.pieces:
+            text = tokenizer.decode(toks)
+            end = min(end, content_end)
+            if start >= end or not text.strip():
+                continue
+            segments.append(Segment(len(segments), 0, start, end, text, toks, result.temperature,
+                                    result.avg_logprob, result.compression_ratio, result.no_speech_prob))  # fmt: skip
+        if segments:
+            with report.stage("decoder"):
+                add_word_timestamps(model, enc, tokenizer, segments, 0.0, frames)
+        words = [
+            Word(w["word"], offset_s + w["start"], offset_s + w["end"], w["probability"])
+            for seg in segments
+            for w in seg.words
+        ]
+        ends = [offset_s + seg.end for seg in segments]
+        return Hypothesis(words, ends, unreliable=_needs_fallback(result, self.options))
