@@ -11,11 +11,14 @@ files; peak RSS (VmHWM) from a fresh child process per system.
 
     python scripts/bench_cpu.py --models tiny.en base --runs 3
     python scripts/bench_cpu.py --models tiny.en --runs 1 --limit 1 --no-memory   # smoke test
+    python scripts/bench_cpu.py --models tiny.en --paths default --systems \
+        whisper-npu faster-whisper whisper.cpp whisper.cpp-greedy                 # with whisper.cpp rows
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -24,7 +27,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from whisper_npu.bench import BenchConfig, BenchResult, manifest_files, run_bench  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-SYSTEMS = ("whisper-npu (cpu)", "faster-whisper")
+
+
+def cpu_line() -> str:
+    """CPU model and the SIMD flags that decide which kernels onnxruntime, CTranslate2 and ggml pick."""
+    from whisper_npu.model.quant import cpu_flags
+
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), "unknown",
+    )  # fmt: skip
+    wanted = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni")
+    flags = [f for f in wanted if f in cpu_flags()]
+    return f"{model}, {os.cpu_count()} cores, flags {' '.join(flags)}"
 
 
 def files_for(model: str, audio_dirs: list[Path], limit: int) -> list[Path]:
@@ -48,7 +63,7 @@ def print_table(model: str, result: BenchResult, n_files: int, audio_s: float) -
             continue
         ratio = result.ratio(s)
         print(
-            f"{s.system:<40} {s.rtf:>9.1f}x {ratio:>10.2f} "
+            f"{s.system:<40} {s.rtf:>9.1f}x {ratio if ratio else float('nan'):>10.2f} "
             f"{100 * s.wer if s.wer is not None else float('nan'):>6.2f}% "
             f"{s.peak_rss_mb if s.peak_rss_mb else float('nan'):>12.0f} {s.load_s:>7.2f}"
         )
@@ -66,19 +81,27 @@ def main() -> None:
     parser.add_argument("--compute-types", nargs="+", default=["float32", "int8"])
     parser.add_argument("--no-memory", action="store_true", help="Skip the per-system peak RSS child processes.")
     parser.add_argument("--paths", choices=["both", "default", "sequential"], default="both")
+    parser.add_argument(
+        "--systems", nargs="+", default=["whisper-npu", "faster-whisper"],
+        choices=["whisper-npu", "faster-whisper", "whisper.cpp", "whisper.cpp-greedy", "whisperx"],
+        help="whisper.cpp needs pip install 'whisper-npu[whispercpp]'; it decodes sequentially (default path only)",
+    )  # fmt: skip
     args = parser.parse_args()
+    systems = tuple("whisper-npu (cpu)" if s == "whisper-npu" else s for s in args.systems)
+    print(f"CPU: {cpu_line()}; load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     vad_modes = {"both": (None, False), "default": (None,), "sequential": (False,)}[args.paths]
     for model in args.models:
         files = files_for(model, args.audio_dirs, args.limit)
         config = BenchConfig(
             paths=files, model=model, beam_size=args.beam_size, runs=args.runs, threads=args.threads,
-            measure_memory=not args.no_memory, chart=False, systems=SYSTEMS, write_files=False,
+            measure_memory=not args.no_memory, chart=False, systems=systems, write_files=False,
             compute_types=tuple(args.compute_types), vad_modes=vad_modes,
         )  # fmt: skip
         result = run_bench(config)
         audio_s = next((s.audio_s for s in result.systems if s.status == "ok"), 0.0)
         print_table(model, result, len(files), audio_s)
+        print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -83,6 +83,7 @@ class GgmlFile:
     filters: np.ndarray
     vocab: list[bytes]
     tensors: dict[str, tuple[int, tuple[int, ...], np.ndarray]]  # name -> (ttype, shape, data)
+    tensor_offset: int = 0  # byte where the tensor table starts (header, filters and vocabulary before it)
 
 
 def _dims(m) -> dict[str, int]:
@@ -148,8 +149,15 @@ def _sources(hp: dict[str, int]) -> dict[str, tuple[str, Callable[[np.ndarray], 
     def whole(a: np.ndarray) -> np.ndarray:
         return a
 
-    def rows(j: int, n: int) -> Callable[[np.ndarray], np.ndarray]:
-        return lambda a: a[j * n : (j + 1) * n]
+    def rows(j: int, n: int, parts: int) -> Callable[[np.ndarray], np.ndarray]:
+        """Block ``j`` of ``parts`` stacked ``n``-row blocks (a fused linear must hold exactly ``parts``)."""
+
+        def cut(a: np.ndarray) -> np.ndarray:
+            if a.shape[0] != parts * n:
+                raise ValueError(f"fused {tuple(a.shape)} is not {parts} blocks of {n} rows")
+            return a[j * n : (j + 1) * n]
+
+        return cut
 
     def column(a: np.ndarray) -> np.ndarray:  # conv bias [d] -> [d, 1], as the loader's 2-d tensor
         return a.reshape(-1, 1)
@@ -172,11 +180,11 @@ def _sources(hp: dict[str, int]) -> dict[str, tuple[str, Callable[[np.ndarray], 
         qkv = f"{s}/self_attention/linear_0"
         src[f"{dst}.attn_ln.weight"] = (f"{s}/self_attention/layer_norm/gamma", whole)
         src[f"{dst}.attn_ln.bias"] = (f"{s}/self_attention/layer_norm/beta", whole)
-        src[f"{dst}.attn.query.weight"] = (f"{qkv}/weight", rows(0, n))
-        src[f"{dst}.attn.query.bias"] = (f"{qkv}/bias", rows(0, n))
-        src[f"{dst}.attn.key.weight"] = (f"{qkv}/weight", rows(1, n))
-        src[f"{dst}.attn.value.weight"] = (f"{qkv}/weight", rows(2, n))
-        src[f"{dst}.attn.value.bias"] = (f"{qkv}/bias", rows(2, n))
+        src[f"{dst}.attn.query.weight"] = (f"{qkv}/weight", rows(0, n, 3))
+        src[f"{dst}.attn.query.bias"] = (f"{qkv}/bias", rows(0, n, 3))
+        src[f"{dst}.attn.key.weight"] = (f"{qkv}/weight", rows(1, n, 3))
+        src[f"{dst}.attn.value.weight"] = (f"{qkv}/weight", rows(2, n, 3))
+        src[f"{dst}.attn.value.bias"] = (f"{qkv}/bias", rows(2, n, 3))
         src[f"{dst}.attn.out.weight"] = (f"{s}/self_attention/linear_1/weight", whole)
         src[f"{dst}.attn.out.bias"] = (f"{s}/self_attention/linear_1/bias", whole)
 
@@ -199,9 +207,9 @@ def _sources(hp: dict[str, int]) -> dict[str, tuple[str, Callable[[np.ndarray], 
         src[f"{dst}.cross_attn_ln.bias"] = (f"{s}/attention/layer_norm/beta", whole)
         src[f"{dst}.cross_attn.query.weight"] = (f"{s}/attention/linear_0/weight", whole)
         src[f"{dst}.cross_attn.query.bias"] = (f"{s}/attention/linear_0/bias", whole)
-        src[f"{dst}.cross_attn.key.weight"] = (f"{kv}/weight", rows(0, dt))
-        src[f"{dst}.cross_attn.value.weight"] = (f"{kv}/weight", rows(1, dt))
-        src[f"{dst}.cross_attn.value.bias"] = (f"{kv}/bias", rows(1, dt))
+        src[f"{dst}.cross_attn.key.weight"] = (f"{kv}/weight", rows(0, dt, 2))
+        src[f"{dst}.cross_attn.value.weight"] = (f"{kv}/weight", rows(1, dt, 2))
+        src[f"{dst}.cross_attn.value.bias"] = (f"{kv}/bias", rows(1, dt, 2))
         src[f"{dst}.cross_attn.out.weight"] = (f"{s}/attention/linear_2/weight", whole)
         src[f"{dst}.cross_attn.out.bias"] = (f"{s}/attention/linear_2/bias", whole)
     return src
@@ -342,6 +350,7 @@ def read_ggml(path: str | Path) -> GgmlFile:
         vocab.append(buf[pos : pos + length])
         pos += length
     tensors: dict[str, tuple[int, tuple[int, ...], np.ndarray]] = {}
+    tensor_offset = pos
     while pos < len(buf):
         n_dims, name_len, ttype = take("<iii")
         if not 0 < n_dims <= 4 or ttype not in _DTYPE:
@@ -351,10 +360,12 @@ def read_ggml(path: str | Path) -> GgmlFile:
         pos += name_len
         shape = tuple(reversed(ne))
         count = int(np.prod(shape))
+        if pos + count * _DTYPE[ttype].itemsize > len(buf):
+            raise ModelError(f"{path} is truncated in tensor {name}")
         data = np.frombuffer(buf, _DTYPE[ttype], count, pos).reshape(shape)
         pos += count * _DTYPE[ttype].itemsize
         tensors[name] = (ttype, shape, data)
-    return GgmlFile(hp, filters, vocab, tensors)
+    return GgmlFile(hp, filters, vocab, tensors, tensor_offset)
 
 
 def verify_ggml(path: str | Path) -> GgmlFile:
