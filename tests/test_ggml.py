@@ -200,8 +200,8 @@ def test_multilingual_vocabulary_stops_before_its_endoftext(base_dir):
 
 def test_missing_pywhispercpp_is_one_line(jfk_path):
     code = (
-        "import whisper_npu.baseline as b; b.whispercpp_available = lambda: False; "
-        "import sys; from whisper_npu.cli import main; "
+        "import whisper_npu.bench.systems as b; b.whispercpp_available = lambda: False; "
+        "import sys; from whisper_npu.app.cli import main; "
         "sys.argv = ['whisper-npu', 'bench', sys.argv[1], '--baseline', 'whisper.cpp']; main()"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(jfk_path)], capture_output=True, text=True, timeout=120)
@@ -216,8 +216,8 @@ def test_missing_pywhispercpp_is_one_line(jfk_path):
 @needs_whispercpp
 @pytest.mark.parametrize(("model", "beam"), [("tiny.en", 5), ("base", 1)])
 def test_whisper_cpp_transcribes_jfk(in_cache, jfk_path, model, beam):
-    from whisper_npu.baseline import WhisperCpp
-    from whisper_npu.bench import find_reference, normalize_text, word_error_rate
+    from whisper_npu.bench.runner import find_reference, normalize_text, word_error_rate
+    from whisper_npu.bench.systems import WhisperCpp
     from whisper_npu.model.registry import resolve
 
     system = WhisperCpp(resolve(model), threads=2, beam_size=beam)
@@ -236,7 +236,7 @@ def test_whisper_cpp_transcribes_jfk(in_cache, jfk_path, model, beam):
 
 @needs_whispercpp
 def test_bench_has_whisper_cpp_rows(in_cache, jfk_path, tmp_path):
-    from whisper_npu.bench import BenchConfig, run_bench
+    from whisper_npu.bench.runner import BenchConfig, run_bench
 
     config = BenchConfig(
         paths=[jfk_path], beam_size=1, runs=1, output_dir=tmp_path, chart=False, compute_types=("int8",),
