@@ -23,6 +23,7 @@ from pathlib import Path
 from whisper_npu.bench.corpus import SHARED
 from whisper_npu.bench.runner import BenchConfig, BenchResult, manifest_files, run_bench
 
+
 def cpu_line() -> str:
     """CPU model and the SIMD flags that decide which kernels onnxruntime, CTranslate2 and ggml pick."""
     from whisper_npu.model.quant import cpu_flags
