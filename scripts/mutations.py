@@ -61,6 +61,8 @@ _Q = "whisper_npu/model/quant.py"
 _GC = "whisper_npu/model/graph_cache.py"
 _VAL = "whisper_npu/validation.py"
 _P = "whisper_npu/progress.py"
+_GG = "whisper_npu/model/ggml.py"
+_BL = "whisper_npu/bench/systems.py"
 
 _LP = "whisper_npu/live/policy.py"
 _LT = "whisper_npu/live/transcriber.py"
@@ -1653,5 +1655,78 @@ MUTATIONS: list[Mutation] = [
         "        common = None\n",
         "tests/test_report_fallbacks.py",
         "the same two-line fallback reason repeated on every one of dozens of op rows",
+    ),
+    # -- ggml (whisper.cpp model files written from the CTranslate2 weights) ------------------------
+    _m(
+        "ggml-self-attn-key-is-value",
+        "ggml",
+        _GG,
+        'src[f"{dst}.attn.key.weight"] = (f"{qkv}/weight", rows(1, n, 3))',
+        'src[f"{dst}.attn.key.weight"] = (f"{qkv}/weight", rows(2, n, 3))',
+        "tests/test_ggml.py",
+        "self-attention k takes CT2's fused v rows: whisper.cpp loads the file and transcribes nonsense",
+    ),
+    _m(
+        "ggml-cross-kv-swapped",
+        "ggml",
+        _GG,
+        'src[f"{dst}.cross_attn.key.weight"] = (f"{kv}/weight", rows(0, dt, 2))',
+        'src[f"{dst}.cross_attn.key.weight"] = (f"{kv}/weight", rows(1, dt, 2))',
+        "tests/test_ggml.py",
+        "cross-attention k cut from the v half of CT2's fused k/v linear",
+    ),
+    _m(
+        "ggml-conv-kernel-f32",
+        "ggml",
+        _GG,
+        'TensorSpec("encoder.conv1.weight", (d, hp["n_mels"], 3), f16),',
+        'TensorSpec("encoder.conv1.weight", (d, hp["n_mels"], 3), f32),',
+        "tests/test_ggml.py",
+        "conv kernel written as float32: whisper.cpp's loader rejects the file (ggml's conv takes f16 kernels)",
+    ),
+    _m(
+        "ggml-vocab-drops-last",
+        "ggml",
+        _GG,
+        "    for i in range(eot):\n",
+        "    for i in range(eot - 1):\n",
+        "tests/test_ggml.py",
+        "vocabulary one entry short: whisper.cpp shifts every special token id",
+    ),
+    _m(
+        "ggml-vocab-utf8-not-bytes",
+        "ggml",
+        _GG,
+        "out.append(bytes(decoder[c] for c in token))",
+        'out.append(token.encode("utf-8"))',
+        "tests/test_ggml.py",
+        "tokens written as their byte-level BPE spelling (\u0120 for a space) instead of the bytes they stand for",
+    ),
+    _m(
+        "ggml-cache-trusted-unchecked",
+        "ggml",
+        _GG,
+        "            verify_ggml(target)\n            return target\n",
+        "            return target\n",
+        "tests/test_ggml.py",
+        "a damaged cached ggml file is handed to whisper.cpp (its rejected load crashes the process)",
+    ),
+    _m(
+        "ggml-failure-unnamed",
+        "ggml",
+        _GG,
+        'raise ModelError(f"ggml conversion failed at tensor {spec.name} (from {variable}): {exc}") from None',
+        'raise ModelError(f"ggml conversion failed: {exc}") from None',
+        "tests/test_ggml.py",
+        "a conversion failure does not say which tensor",
+    ),
+    _m(
+        "whispercpp-beam-ignored",
+        "ggml",
+        _BL,
+        "str(path), params_sampling_strategy=int(beam_size > 1),",
+        "str(path), params_sampling_strategy=0,",
+        "tests/test_ggml.py",
+        "whisper.cpp created with its greedy strategy whatever the beam size: the beam row is a greedy run",
     ),
 ]

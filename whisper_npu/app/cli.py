@@ -58,6 +58,15 @@ RuntimeOpt = Annotated[
 ]
 BeamOpt = Annotated[int, typer.Option(help="Beam size (1 = greedy).", min=1)]
 ThreadsOpt = Annotated[int, typer.Option(help="CPU threads (0 = onnxruntime default).", min=0)]
+
+
+class Baseline(str, Enum):
+    faster_whisper = "faster-whisper"
+    whispercpp = "whisper.cpp"
+    whispercpp_greedy = "whisper.cpp-greedy"
+    whisperx = "whisperx"
+
+
 ComputeOpt = Annotated[
     ComputeType, typer.Option(help="CPU arithmetic: float32, int8, or auto (int8 where the CPU has VNNI).")
 ]
@@ -469,10 +478,18 @@ def bench(
         list[ComputeType], typer.Option(help="Our compute type(s) to bench (repeat the option for several).")
     ] = [ComputeType.float32, ComputeType.int8],  # noqa: B006
     no_vad: Annotated[bool, typer.Option("--no-vad", help="Also bench the sequential (no VAD) path.")] = False,
+    baseline: Annotated[
+        list[Baseline] | None,
+        typer.Option(
+            help="Baseline(s) to run beside ours and faster-whisper (the reference; repeat the option). Default: "
+            "whisperx, and whisper.cpp when pywhispercpp is installed. whisper.cpp-greedy is whisper.cpp at beam 1."
+        ),
+    ] = None,
 ) -> None:
-    """Compare RTF, load time, memory and WER with faster-whisper on the same audio."""
+    """Compare RTF, load time, memory and WER with faster-whisper (and whisper.cpp, WhisperX) on the same audio."""
     from whisper_npu.bench import require_extra
     from whisper_npu.bench.runner import BenchConfig, render, run_bench
+    from whisper_npu.bench.systems import WHISPERCPP_INSTALL, whispercpp_available
     from whisper_npu.validation import bounded_threads
     from whisper_npu.writers import check_output_dir
 
@@ -487,6 +504,12 @@ def bench(
             why = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else "not a UTF-8 text file"
             raise WhisperNpuError(f"cannot read reference transcript {reference}: {why}") from None
     check_output_dir(output_dir)
+    if baseline:
+        baselines = tuple(dict.fromkeys(["faster-whisper", *(b.value for b in baseline)]))
+        if any(b.startswith("whisper.cpp") for b in baselines) and not whispercpp_available():
+            raise WhisperNpuError(WHISPERCPP_INSTALL)
+    else:
+        baselines = ("faster-whisper", "whisperx", *(("whisper.cpp",) if whispercpp_available() else ()))
     threads, note = bounded_threads(threads)
     if note:
         _say(note)
@@ -508,6 +531,7 @@ def bench(
         npu_runtime=npu_runtime.value,
         compute_types=tuple(c.value for c in compute_type),
         vad_modes=(None, False) if no_vad else (None,),
+        systems=("whisper-npu (cpu)", "whisper-npu (npu)", *baselines),
     )
     result = run_bench(config)
     render(result, out)

@@ -10,7 +10,9 @@ WER: jiwer on lower-cased text with punctuation stripped, against a reference
 from ``--reference``, a ``.txt`` beside the audio, or a MANIFEST.tsv in the
 audio's folders.
 Rows: our CPU engine per compute type (float32, int8), the NPU path,
-faster-whisper per compute type, WhisperX; each for the default path (VAD on
+faster-whisper per compute type, WhisperX, whisper.cpp (float16 ggml written
+from the same weights; at the bench's beam size, and greedy as
+``whisper.cpp-greedy``); each for the default path (VAD on
 above 30 s; faster-whisper ``vad_filter=True``) and, when asked, the
 sequential path (``vad=False``; faster-whisper ``vad_filter=False``).
 """
@@ -184,16 +186,19 @@ def _ours(config: BenchConfig, device: str, compute_type: str, vad: bool | None)
     return label + _path_label(vad), run, loaded.load_s, note
 
 
-def _baseline(config: BenchConfig, cls: Any, compute_type: str, vad: bool | None) -> tuple[str, Runner, float, str]:
+def _baseline(
+    config: BenchConfig, cls: Any, compute_type: str, vad: bool | None, beam_size: int | None = None
+) -> tuple[str, Runner, float, str]:
     from whisper_npu.model.registry import resolve
 
-    system = cls(resolve(config.model), config.threads, config.beam_size, compute_type=compute_type, vad=vad)
+    beam = config.beam_size if beam_size is None else beam_size
+    system = cls(resolve(config.model), config.threads, beam, compute_type=compute_type, vad=vad)
 
     def run(path: Path) -> tuple[str, float]:
         out = system.transcribe(path)
         return out.text, out.duration
 
-    return system.label + _path_label(vad), run, system.load_s, ""
+    return system.label + _path_label(vad), run, system.load_s, getattr(system, "note", "")
 
 
 Factory = Callable[[], tuple[str, Runner, float, str]]
@@ -201,7 +206,7 @@ Factory = Callable[[], tuple[str, Runner, float, str]]
 
 def _factories(config: BenchConfig) -> list[tuple[str, Factory]]:
     """(system kind, factory) per row, in a fixed order (child processes find their row by index)."""
-    from whisper_npu.bench.systems import FasterWhisper, WhisperX
+    from whisper_npu.bench.systems import FasterWhisper, WhisperCpp, WhisperX
 
     rows: list[tuple[str, Factory]] = []
     for vad in config.vad_modes:
@@ -213,6 +218,9 @@ def _factories(config: BenchConfig) -> list[tuple[str, Factory]]:
             rows.append(("faster-whisper", lambda ct=ct, vad=vad: _baseline(config, FasterWhisper, ct, vad)))
         if vad is None:
             rows.append(("whisperx", lambda: _baseline(config, WhisperX, "float32", None)))
+            # whisper.cpp decodes every file sequentially (no VAD model), so it has one path only
+            rows.append(("whisper.cpp", lambda: _baseline(config, WhisperCpp, "float16", None)))
+            rows.append(("whisper.cpp-greedy", lambda: _baseline(config, WhisperCpp, "float16", None, 1)))
     return rows
 
 

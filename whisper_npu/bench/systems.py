@@ -1,4 +1,4 @@
-"""CPU baselines for benchmarks: faster-whisper, and WhisperX when its extra is installed.
+"""CPU baselines for benchmarks: faster-whisper, whisper.cpp and WhisperX when their extras are installed.
 
 Both load the same CTranslate2 model directory as this pipeline. faster-whisper
 runs with the compute type asked for (float32 or int8: the benchmark shows
@@ -10,6 +10,7 @@ off for the sequential one).
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,13 @@ class BaselineRun:
     text: str
     duration: float
     seconds: float
+
+
+WHISPERCPP_INSTALL = "whisper.cpp is not installed: pip install 'whisper-npu[whispercpp]'"
+
+
+def whispercpp_available() -> bool:
+    return importlib.util.find_spec("pywhispercpp") is not None
 
 
 class FasterWhisper:
@@ -96,4 +104,70 @@ class WhisperX:
         audio = self._whisperx.load_audio(str(path))
         result = self.model.transcribe(audio, batch_size=4)
         text = " ".join(s["text"].strip() for s in result["segments"])
+        return BaselineRun(text, len(audio) / 16000, time.perf_counter() - t0)
+
+
+class WhisperCpp:
+    """whisper.cpp (pywhispercpp's bundled build) on a ggml file written from the same model directory.
+
+    ``beam_size`` > 1 creates the model with whisper.cpp's beam-search strategy (the strategy is
+    fixed when its parameters are created), 1 with its greedy one. Like ours and faster-whisper,
+    the previous window's text conditions the next (``no_context=False``). Audio is decoded by
+    this project's reader, inside the timed call as the others decode theirs. whisper.cpp runs
+    every file sequentially: its own VAD needs a Silero ggml model, which is not available here,
+    so ``vad`` is accepted for a uniform signature only.
+    """
+
+    name = "whisper.cpp"
+
+    def __init__(
+        self,
+        model_dir: Path,
+        threads: int,
+        beam_size: int,
+        compute_type: str = "float16",
+        vad: bool | None = False,
+        language: str | None = None,
+    ) -> None:
+        if not whispercpp_available():
+            raise WhisperNpuError(WHISPERCPP_INSTALL)
+        from pywhispercpp.model import Model  # type: ignore[import-not-found]
+
+        from whisper_npu.model.ggml import ggml_path, read_hparams
+
+        # ggml_path checks the file against whisper.cpp's loader first: pywhispercpp keeps the null
+        # context of a rejected file and the process crashes on its first use.
+        path = ggml_path(model_dir)  # converted once into the model cache; not part of the load time
+        if language is None:
+            language = "en" if read_hparams(path)["n_vocab"] < 51865 else ""  # "": detect, as ours does
+        strategy = "greedy" if beam_size <= 1 else f"beam {beam_size}"
+        params: dict[str, Any] = {
+            "n_threads": threads,
+            "language": language,
+            "no_context": False,
+            "print_progress": False,
+            "print_realtime": False,
+            "print_timestamps": False,
+        }
+        if beam_size > 1:
+            params["beam_search"] = {"beam_size": beam_size, "patience": -1.0}
+        t0 = time.perf_counter()
+        self.model = Model(
+            str(path), params_sampling_strategy=int(beam_size > 1), redirect_whispercpp_logs_to=None, **params
+        )
+        self.load_s = time.perf_counter() - t0
+        self.beam_size = beam_size
+        self.label = f"{self.name} (f16, {strategy})"
+        self.note = "decodes each file sequentially (no VAD)"
+
+    def transcribe(self, path: Path) -> BaselineRun:
+        from pywhispercpp.utils import redirect_stderr  # type: ignore[import-not-found]
+
+        from whisper_npu.audio import load_audio
+
+        t0 = time.perf_counter()
+        audio = load_audio(path)
+        with redirect_stderr(to=None):  # whisper.cpp logs each run (detected language, ...) on fd 2
+            segments = self.model.transcribe(audio)
+        text = " ".join(" ".join(s.text.split()) for s in segments if s.text.strip())
         return BaselineRun(text, len(audio) / 16000, time.perf_counter() - t0)

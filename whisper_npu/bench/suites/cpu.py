@@ -10,18 +10,19 @@ files; peak RSS (VmHWM) from a fresh child process per system.
 
     python scripts/bench.py --suite cpu --models tiny.en base --runs 3
     python scripts/bench.py --suite cpu --models tiny.en --runs 1 --limit 1 --no-memory   # smoke test
+    python scripts/bench.py --suite cpu --models tiny.en --paths default --systems \
+        whisper-npu faster-whisper whisper.cpp whisper.cpp-greedy                 # with whisper.cpp rows
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from whisper_npu.bench.corpus import SHARED
 from whisper_npu.bench.runner import BenchConfig, BenchResult, manifest_files, run_bench
 from whisper_npu.model.quant import cpu_flags, int8_weight_type, simd_summary
-
-SYSTEMS = ("whisper-npu (cpu)", "faster-whisper")
 
 
 def files_for(model: str, audio_dirs: list[Path], limit: int) -> list[Path]:
@@ -81,18 +82,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compute-types", nargs="+", default=["float32", "int8"])
     parser.add_argument("--no-memory", action="store_true", help="Skip the per-system peak RSS child processes.")
     parser.add_argument("--paths", choices=["both", "default", "sequential"], default="both")
-    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument(
+        "--systems", nargs="+", default=["whisper-npu", "faster-whisper"],
+        choices=["whisper-npu", "faster-whisper", "whisper.cpp", "whisper.cpp-greedy", "whisperx"],
+        help="whisper.cpp needs pip install 'whisper-npu[whispercpp]'; it decodes sequentially (default path only)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    systems = tuple("whisper-npu (cpu)" if s == "whisper-npu" else s for s in args.systems)
+    print(f"{cpu_line()}; load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     vad_modes = {"both": (None, False), "default": (None,), "sequential": (False,)}[args.paths]
     for model in args.models:
         files = files_for(model, args.audio_dirs, args.limit)
         config = BenchConfig(
             paths=files, model=model, beam_size=args.beam_size, runs=args.runs, threads=args.threads,
-            measure_memory=not args.no_memory, chart=False, systems=tuple(args.systems), write_files=False,
+            measure_memory=not args.no_memory, chart=False, systems=systems, write_files=False,
             compute_types=tuple(args.compute_types), vad_modes=vad_modes,
         )  # fmt: skip
         result = run_bench(config)
         audio_s = next((s.audio_s for s in result.systems if s.status == "ok"), 0.0)
         print_table(model, result, len(files), audio_s)
-
+        print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
