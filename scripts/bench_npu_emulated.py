@@ -33,7 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-AUDIO_DIR = Path(__file__).resolve().parents[2] / "shared" / "audio"
+AUDIO_DIR = next(
+    (p / "shared" / "audio" for p in Path(__file__).resolve().parents if (p / "shared" / "audio").is_dir()),
+    Path(__file__).resolve().parents[2] / "shared" / "audio",
+)
 WER_MARGIN = 0.003  # +0.3 points
 
 

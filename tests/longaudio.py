@@ -15,7 +15,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+#: The shared recordings: the first ``shared/audio`` found above this file (a checkout, or a worktree deeper down).
+SHARED = next(
+    (p / "shared" for p in Path(__file__).resolve().parents if (p / "shared" / "audio").is_dir()),
+    Path(__file__).resolve().parents[2] / "shared",
+)
 AUDIO_DIRS = (SHARED / "audio", SHARED / "audio-more")
 SR = 16000
 

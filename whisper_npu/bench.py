@@ -376,6 +376,7 @@ def render_npu_projection(console: Any, measured: dict[str, float] | None = None
 
     rates = costmodel.calibrate()
     measured = measured or {}
+    render_batched_projection(console, target, rates)
     table = Table(title=f"PROJECTED on {target}: cost model, no NPU used; per 30 s window, beam 5")
     for col in ("model", "enc NPU s", "enc CPU s", "dec s", "xRT NPU", "xRT CPU", "measured"):
         table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
@@ -401,3 +402,151 @@ def render_npu_projection(console: Any, measured: dict[str, float] | None = None
         f"read {rates.mem_bw_bytes_s / 1e9:.1f} GB/s",
         markup=False,
     )
+
+
+# -- `bench --project npu --calibrate` (issue 25): predicted vs measured CPU stage times ------------------------
+
+
+@dataclass
+class StageTimes:
+    """Measured onnxruntime stage times of one model on one path, and the call shapes they ran."""
+
+    model: str
+    path: str  # "default (VAD batches)" | "--no-vad"
+    audio_s: float
+    wall_s: float
+    encoder_s: float
+    decoder_s: float
+    encoder_windows: dict[int, int]  # windows per call -> calls
+    decoder_shapes: dict[tuple[int, int, int, int], int]  # (rows, tokens, windows, cached // 32) -> calls
+
+
+def measure_stage_times(paths: list[Path], model: str, vad: bool | None, threads: int = 2) -> StageTimes:
+    """Transcribe ``paths`` on the CPU (float32, beam 5) and read the model's encoder/decoder counters.
+
+    The model is loaded and warmed up on the first file first, so the figures are steady-state runs.
+    """
+    import whisper_npu
+
+    loaded = whisper_npu.load_model(model, device="cpu", threads=threads, compute_type="float32")
+    whisper_npu.transcribe(paths[0], model=loaded, beam_size=5, vad=vad)  # warm-up
+    counter = loaded.model.counter
+    counter.decoder_shapes.clear()
+    counter.encoder_windows.clear()
+    secs0 = dict(counter.seconds)
+    audio_s = wall = 0.0
+    for p in paths:
+        result = whisper_npu.transcribe(p, model=loaded, beam_size=5, vad=vad)
+        wall += result.report.wall_s
+        audio_s += result.report.audio_s
+    return StageTimes(
+        model, "--no-vad" if vad is False else "default (VAD batches)", audio_s, wall,
+        counter.seconds["encoder"] - secs0["encoder"], counter.seconds["decoder"] - secs0["decoder"],
+        dict(counter.encoder_windows), dict(counter.decoder_shapes),
+    )  # fmt: skip
+
+
+CALIBRATION_MODELS = (("tiny.en", "tiny"), ("base", "base"))
+
+
+def _load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def calibration_rows(paths: list[Path], threads: int = 2) -> list[dict[str, Any]]:
+    """Measured vs predicted CPU stage times of tiny.en and base on ``paths``, default and --no-vad paths.
+
+    The host rates are re-measured right before each measured run, so both sides see the same machine load.
+    """
+    from whisper_npu.npu_ops import costmodel
+
+    rows = []
+    for model, dims_name in CALIBRATION_MODELS:
+        for vad in (None, False):
+            costmodel.calibrate.cache_clear()
+            rates = costmodel.calibrate()
+            load_before = _load_average()
+            st = measure_stage_times(paths, model, vad, threads)
+            vocab = 51864 if model.endswith(".en") else 51865
+            enc_p, dec_p = costmodel.predict_stage_seconds(dims_name, st.encoder_windows, st.decoder_shapes, rates,
+                                                           vocab)  # fmt: skip
+            calls = sum(st.decoder_shapes.values())
+            rows.append({
+                "model": model, "path": st.path, "audio_s": round(st.audio_s, 1), "wall_s": round(st.wall_s, 2),
+                "encoder_calls": sum(st.encoder_windows.values()),
+                "windows": sum(w * n for w, n in st.encoder_windows.items()),
+                "encoder_measured_s": round(st.encoder_s, 3), "encoder_predicted_s": round(enc_p, 3),
+                "decoder_calls": calls,
+                "decoder_mean_rows": round(sum(k[0] * n for k, n in st.decoder_shapes.items()) / max(calls, 1), 1),
+                "decoder_measured_s": round(st.decoder_s, 3), "decoder_predicted_s": round(dec_p, 3),
+                "other_s": round(st.wall_s - st.encoder_s - st.decoder_s, 3),
+                "load_before": load_before, "load_after": _load_average(),
+                "rates": {"cpu_gemm_gflops": round(rates.cpu_gemm_flops / 1e9, 1),
+                          "mem_gb_s": round(rates.mem_bw_bytes_s / 1e9, 2),
+                          "elementwise_ns": round(rates.elementwise_s_per_elem * 1e9, 3),
+                          "node_us": round(rates.node_s * 1e6, 2)},
+            })  # fmt: skip
+    return rows
+
+
+def render_calibration(console: Any, paths: list[Path], threads: int = 2) -> list[dict[str, Any]]:
+    """The calibration table: measured CPU stage times beside the cost model's predictions for the same calls."""
+    from rich.table import Table
+
+    rows = calibration_rows(paths, threads)
+    table = Table(title="CPU stage times: MEASURED here vs cost model PREDICTED for the same calls (float32, beam 5)")
+    for col in ("model", "path", "windows", "enc meas s", "enc pred s", "enc ratio", "dec calls", "mean rows",
+                "dec meas s", "dec pred s", "dec ratio", "other s", "load"):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("model", "path", "load") else "right", no_wrap=True)
+    for r in rows:
+        enc_ratio = r["encoder_predicted_s"] / r["encoder_measured_s"] if r["encoder_measured_s"] else 0.0
+        dec_ratio = r["decoder_predicted_s"] / r["decoder_measured_s"] if r["decoder_measured_s"] else 0.0
+        table.add_row(
+            r["model"], r["path"], str(r["windows"]), f"{r['encoder_measured_s']:.2f}",
+            f"{r['encoder_predicted_s']:.2f}", f"{enc_ratio:.2f}", str(r["decoder_calls"]),
+            f"{r['decoder_mean_rows']:.1f}", f"{r['decoder_measured_s']:.2f}", f"{r['decoder_predicted_s']:.2f}",
+            f"{dec_ratio:.2f}", f"{r['other_s']:.2f}", f"{r['load_before']} / {r['load_after']}",
+        )  # fmt: skip
+    table.caption = (
+        "ratio = predicted / measured (target 0.75-1.25); 'other' = wall - encoder - decoder (mel, VAD, beam "
+        "bookkeeping); host rates re-measured before each row; load = /proc/loadavg before / after"
+    )
+    console.print(table)
+    for r in rows:
+        console.print(f"{r['model']} {r['path']}: host rates {r['rates']}", markup=False)
+    return rows
+
+
+def render_batched_projection(console: Any, target: str = "npu1", rates: Any = None) -> None:
+    """PROJECTED NPU path per model size on the sequential (1 window, beam 5) and default batched (8 windows x beam
+    5 = 40 decoder rows) paths: encoder and decoder GEMMs routed by the cost model, what bounds each row, and the
+    projected effect of the design changes that would lift it."""
+    from rich.table import Table
+
+    from whisper_npu.npu_ops import costmodel
+
+    rates = rates or costmodel.calibrate()
+    table = Table(title=f"PROJECTED on {target} (cost model, no NPU used): encoder + decoder GEMMs on the NPU")
+    for col in ("model", "path", "dec rows", "decoder groups on NPU", "sw/step", "enc NPU s", "dec CPU s",
+                "dec NPU s", "xRT CPU", "xRT NPU", "bound", "fused layer", "+ attention"):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("model", "path", "decoder groups on NPU", "bound") else "right",
+                         no_wrap=True)  # fmt: skip
+    for model in PROJECTED_MODELS:
+        for batch, label in ((1, "--no-vad"), (8, "default (VAD x8)")):
+            p = costmodel.project(model, target, rates=rates, batch=batch)  # type: ignore[arg-type]
+            route = p.decoder_route
+            lifts = list(p.lifts.values())
+            table.add_row(
+                model, label, str(route.rows if route else 0), ",".join(sorted(route.on_npu)) if route else "-",
+                str(route.switches if route else 0), f"{p.encoder_npu_s / batch:.3f}", f"{p.decoder_s / batch:.3f}",
+                f"{(p.decoder_npu_s or p.decoder_s) / batch:.3f}", f"{p.x_realtime_cpu:.1f}x",
+                f"{p.x_realtime_npu:.1f}x", p.bound, f"{lifts[0]:.1f}x", f"{lifts[1]:.1f}x",
+            )  # fmt: skip
+    table.caption = (
+        "ALL PROJECTED, seconds per 30 s window; 100 tokens per window; 'fused layer': one overlay per decoder "
+        "layer (no switches in a step, L+8 launches); '+ attention': also cross attention + softmax on the NPU"
+    )
+    console.print(table)
