@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import whisper_npu
 from tests.conftest import words
-from whisper_npu.npu_ops import emulator, setup
+from whisper_npu.npu_ops import costmodel, emulator, setup
 from whisper_npu.npu_ops.designs import whisper_configs
 from whisper_npu.npu_ops.manifest import DEFAULT_DIR, NOT_BUILT
 from whisper_npu.report import RunReport
@@ -32,11 +32,18 @@ def cpu_model():
     return whisper_npu.load_model("tiny.en", device="cpu", threads=2)
 
 
+#: Host rates of a CPU so fast that the decoder policy keeps every decoder GEMM on it: these tests are about the
+#: encoder's overlays and switches (tests/test_npu_decoder.py covers the decoder's routing).
+DECODER_ON_CPU = costmodel.HostRates(1e-10, 1e-11, 1e15, 1e-12, 1e15, source="test: decoder kept on CPU")
+
+
 @pytest.fixture(scope="module")
 def npu_model(npu_xclbins):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WHISPER_NPU_XCLBINS", str(npu_xclbins))
-        return whisper_npu.load_model("tiny.en", device="npu", npu_runtime="emulator", threads=2, cache=False)
+        loaded = whisper_npu.load_model("tiny.en", device="npu", npu_runtime="emulator", threads=2, cache=False)
+    loaded.npu.dispatcher.rates = DECODER_ON_CPU
+    return loaded
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +63,12 @@ def test_jfk_every_encoder_gemm_and_mel_on_the_npu_and_transcript_identical(jfk_
         assert set(ops[op]["backends"]) == {"npu-emulated"}, (op, ops[op])
         assert ops[op]["fallbacks"] == {}
     assert "npu" not in {b for per in ops.values() for b in per["backends"]}  # never presented as NPU time
-    decoder = ops["decoder.step (onnxruntime)"]
-    assert set(decoder["backends"]) == {"cpu"} and any("policy" in r for r in decoder["fallbacks"])
+    decoder = [op for op in ops if op.startswith("decoder.layer") and ".cross_attn.k" not in op
+               and ".cross_attn.v" not in op] + ["decoder.logits"]  # fmt: skip
+    assert len(decoder) == 4 * 6 + 1
+    for op in decoder:  # routed through the dispatcher; the policy (CPU this fast) keeps them on the CPU
+        assert set(ops[op]["backends"]) == {"cpu"}, (op, ops[op])
+        assert all(r.startswith("policy: cost model keeps decoder") for r in ops[op]["fallbacks"]), ops[op]
     assert npu.report.info["npu"]["emulated"] is True
 
 
