@@ -12,7 +12,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from whisper_npu.npu_ops import costmodel, setup
+from whisper_npu.npu_ops import setup
 from whisper_npu.npu_ops.costmodel import (
     BEAM_STEP_S,
     DECODER_GROUPS,

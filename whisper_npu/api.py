@@ -10,6 +10,7 @@ optimized graphs are also cached on disk across processes (model/graph_cache.py)
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,10 @@ def _segment_dict(segment: Any) -> dict[str, Any]:
     return data
 
 
+#: Dispatched matmuls that run inside the decoder step (the cross-attention K/V ones run in the encoder graph).
+_DECODER_STEP_OP = re.compile(r"^decoder\.(logits$|layer\d+\.(self_attn\.|cross_attn\.(q|out)$|mlp\.))")
+
+
 def _record_graph_ops(report: RunReport, counter: Any, before: tuple[dict, dict], npu: bool) -> None:
     """Report the onnxruntime graph runs as CPU ops.
 
@@ -82,14 +87,13 @@ def _record_graph_ops(report: RunReport, counter: Any, before: tuple[dict, dict]
     (attention, norms, GELU, and any matmul not routed).
     """
     calls0, secs0 = before
-    from whisper_npu.npu_ops.costmodel import decoder_group
 
     def routed(in_decoder: bool) -> float:  # dispatched matmuls, timed inside their graph's run
         return sum(
             stat.seconds
             for op, per in report.ops.items()
             if op.startswith(("encoder.layer", "decoder.layer", "decoder.logits"))
-            and (decoder_group(op) is not None) == in_decoder
+            and bool(_DECODER_STEP_OP.match(op)) == in_decoder
             for stat in per.values()
         )
 

@@ -419,21 +419,26 @@ class StageTimes:
     decoder_s: float
     encoder_windows: dict[int, int]  # windows per call -> calls
     decoder_shapes: dict[tuple[int, int, int, int], int]  # (rows, tokens, windows, cached // 32) -> calls
+    encoder_cpu_s: float = 0.0  # process CPU seconds (all threads) of the same runs
+    decoder_cpu_s: float = 0.0
 
 
 def measure_stage_times(paths: list[Path], model: str, vad: bool | None, threads: int = 2) -> StageTimes:
     """Transcribe ``paths`` on the CPU (float32, beam 5) and read the model's encoder/decoder counters.
 
-    The model is loaded and warmed up on the first file first, so the figures are steady-state runs.
+    The model is loaded and warmed up on the first 20 s of the first file, so the figures are steady-state runs.
     """
     import whisper_npu
+    from whisper_npu.audio import decode_audio
 
     loaded = whisper_npu.load_model(model, device="cpu", threads=threads, compute_type="float32")
-    whisper_npu.transcribe(paths[0], model=loaded, beam_size=5, vad=vad)  # warm-up
+    warm = decode_audio(paths[0]).samples[: 20 * 16000]
+    whisper_npu.transcribe(warm, model=loaded, beam_size=5, vad=vad)  # warm-up
     counter = loaded.model.counter
     counter.decoder_shapes.clear()
     counter.encoder_windows.clear()
     secs0 = dict(counter.seconds)
+    cpu0 = dict(counter.cpu_seconds)
     audio_s = wall = 0.0
     for p in paths:
         result = whisper_npu.transcribe(p, model=loaded, beam_size=5, vad=vad)
@@ -443,6 +448,7 @@ def measure_stage_times(paths: list[Path], model: str, vad: bool | None, threads
         model, "--no-vad" if vad is False else "default (VAD batches)", audio_s, wall,
         counter.seconds["encoder"] - secs0["encoder"], counter.seconds["decoder"] - secs0["decoder"],
         dict(counter.encoder_windows), dict(counter.decoder_shapes),
+        counter.cpu_seconds["encoder"] - cpu0["encoder"], counter.cpu_seconds["decoder"] - cpu0["decoder"],
     )  # fmt: skip
 
 
@@ -459,7 +465,10 @@ def _load_average() -> str:
 def calibration_rows(paths: list[Path], threads: int = 2) -> list[dict[str, Any]]:
     """Measured vs predicted CPU stage times of tiny.en and base on ``paths``, default and --no-vad paths.
 
-    The host rates are re-measured right before each measured run, so both sides see the same machine load.
+    Both sides are in process CPU seconds (all threads): the stage times as ``RunCounter.cpu_seconds`` counts
+    them, the predictions from host rates timed on the same clock (``calibrate("cpu")``), re-measured right
+    before each run. Other processes on a shared machine delay the work but do not add to either side; the
+    wall times are listed beside them.
     """
     from whisper_npu.npu_ops import costmodel
 
@@ -467,7 +476,7 @@ def calibration_rows(paths: list[Path], threads: int = 2) -> list[dict[str, Any]
     for model, dims_name in CALIBRATION_MODELS:
         for vad in (None, False):
             costmodel.calibrate.cache_clear()
-            rates = costmodel.calibrate()
+            rates = costmodel.calibrate("cpu")
             load_before = _load_average()
             st = measure_stage_times(paths, model, vad, threads)
             vocab = 51864 if model.endswith(".en") else 51865
@@ -478,13 +487,18 @@ def calibration_rows(paths: list[Path], threads: int = 2) -> list[dict[str, Any]
                 "model": model, "path": st.path, "audio_s": round(st.audio_s, 1), "wall_s": round(st.wall_s, 2),
                 "encoder_calls": sum(st.encoder_windows.values()),
                 "windows": sum(w * n for w, n in st.encoder_windows.items()),
-                "encoder_measured_s": round(st.encoder_s, 3), "encoder_predicted_s": round(enc_p, 3),
+                "encoder_measured_s": round(st.encoder_cpu_s, 3), "encoder_predicted_s": round(enc_p, 3),
+                "encoder_wall_s": round(st.encoder_s, 3), "decoder_wall_s": round(st.decoder_s, 3),
                 "decoder_calls": calls,
                 "decoder_mean_rows": round(sum(k[0] * n for k, n in st.decoder_shapes.items()) / max(calls, 1), 1),
-                "decoder_measured_s": round(st.decoder_s, 3), "decoder_predicted_s": round(dec_p, 3),
+                "decoder_measured_s": round(st.decoder_cpu_s, 3), "decoder_predicted_s": round(dec_p, 3),
                 "other_s": round(st.wall_s - st.encoder_s - st.decoder_s, 3),
                 "load_before": load_before, "load_after": _load_average(),
                 "rates": {"cpu_gemm_gflops": round(rates.cpu_gemm_flops / 1e9, 1),
+                          "skinny_gemm_gflops": round((rates.skinny_gemm_flops or 0) / 1e9, 1),
+                          "weight_gb_s": round(1 / (rates.weight_s_per_byte or 1e30) / 1e9, 2),
+                          "cross_window_ms": round((rates.cross_window_s or 0) * 1e3, 3),
+                          "cross_row_ms": round((rates.cross_row_s or 0) * 1e3, 4),
                           "mem_gb_s": round(rates.mem_bw_bytes_s / 1e9, 2),
                           "elementwise_ns": round(rates.elementwise_s_per_elem * 1e9, 3),
                           "node_us": round(rates.node_s * 1e6, 2)},
@@ -497,9 +511,10 @@ def render_calibration(console: Any, paths: list[Path], threads: int = 2) -> lis
     from rich.table import Table
 
     rows = calibration_rows(paths, threads)
-    table = Table(title="CPU stage times: MEASURED here vs cost model PREDICTED for the same calls (float32, beam 5)")
+    table = Table(title="CPU stage times in process CPU seconds: MEASURED here vs cost model PREDICTED for the same "
+                        "calls (float32, beam 5)")  # fmt: skip
     for col in ("model", "path", "windows", "enc meas s", "enc pred s", "enc ratio", "dec calls", "mean rows",
-                "dec meas s", "dec pred s", "dec ratio", "other s", "load"):  # fmt: skip
+                "dec meas s", "dec pred s", "dec ratio", "enc/dec wall s", "load"):  # fmt: skip
         table.add_column(col, justify="left" if col in ("model", "path", "load") else "right", no_wrap=True)
     for r in rows:
         enc_ratio = r["encoder_predicted_s"] / r["encoder_measured_s"] if r["encoder_measured_s"] else 0.0
@@ -508,11 +523,13 @@ def render_calibration(console: Any, paths: list[Path], threads: int = 2) -> lis
             r["model"], r["path"], str(r["windows"]), f"{r['encoder_measured_s']:.2f}",
             f"{r['encoder_predicted_s']:.2f}", f"{enc_ratio:.2f}", str(r["decoder_calls"]),
             f"{r['decoder_mean_rows']:.1f}", f"{r['decoder_measured_s']:.2f}", f"{r['decoder_predicted_s']:.2f}",
-            f"{dec_ratio:.2f}", f"{r['other_s']:.2f}", f"{r['load_before']} / {r['load_after']}",
+            f"{dec_ratio:.2f}", f"{r['encoder_wall_s']:.1f} / {r['decoder_wall_s']:.1f}",
+            f"{r['load_before']} / {r['load_after']}",
         )  # fmt: skip
     table.caption = (
-        "ratio = predicted / measured (target 0.75-1.25); 'other' = wall - encoder - decoder (mel, VAD, beam "
-        "bookkeeping); host rates re-measured before each row; load = /proc/loadavg before / after"
+        "ratio = predicted / measured (target 0.75-1.25); CPU seconds = all threads of this process (other "
+        "processes delay it, they do not add to it); host rates re-measured on the same clock before each row; "
+        "load = /proc/loadavg before / after"
     )
     console.print(table)
     for r in rows:

@@ -71,7 +71,11 @@ class SegmentedGraph:
         self._lock = threading.Lock()
         # Each segment has its own intra-op pool; spinning pools would fight over the cores
         # while the other segments (and the NPU call) run.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # (The encoder and decoder share one options object: set it once, onnxruntime warns on a second add.)
+        try:
+            options.get_session_config_entry("session.intra_op.allow_spinning")
+        except RuntimeError:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         graph = model.graph
         inferred = onnx.shape_inference.infer_shapes(model).graph
         elem_type = {

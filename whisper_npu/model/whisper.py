@@ -243,6 +243,9 @@ class RunCounter:
     decoder_shapes: Counter = field(default_factory=Counter)
     #: Encoder calls by windows per call.
     encoder_windows: Counter = field(default_factory=Counter)
+    #: Process CPU seconds (all threads) of the graph runs: what a shared machine's other processes do not
+    #: inflate (they only delay the work); the cost model's calibration compares its predictions with these.
+    cpu_seconds: dict[str, float] = field(default_factory=lambda: {"encoder": 0.0, "decoder": 0.0})
 
     def add(self, graph: str, seconds: float) -> None:
         self.calls[graph] += 1
@@ -379,9 +382,10 @@ class WhisperModel:
         mel = np.ascontiguousarray(mel, dtype=np.float32)
         if mel.ndim == 2:
             mel = mel[None]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         outs = self._encoder.run(None, {"mel": mel})
         self.counter.add("encoder", time.perf_counter() - t0)
+        self.counter.cpu_seconds["encoder"] += time.process_time() - c0
         self.counter.encoder_windows[int(mel.shape[0])] += 1
         n = self.dims.n_text_layer
         # int8 cross-attention graphs add the K and V scales after the K/V pairs
@@ -441,9 +445,10 @@ class WhisperModel:
                 binding.bind_output(name, "cpu", 0, np.float32, list(a.shape), a.ctypes.data)
             else:
                 binding.bind_output(name, "cpu")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self._decoder.run_with_iobinding(binding)
         self.counter.add("decoder", time.perf_counter() - t0)
+        self.counter.cpu_seconds["decoder"] += time.process_time() - c0
         self.counter.decoder_shapes[shape_key] += 1
         cache = KVCache(cache.k, cache.v, total, cache.frontier)
         cache.frontier[0] = total
@@ -469,9 +474,10 @@ class WhisperModel:
         bound = {"logits": logits}
         for i in range(self.dims.n_text_layer):
             bound[f"present_k{i}"], bound[f"present_v{i}"] = cache.k[i], cache.v[i]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         outs = self._decoder.run_bound(names, feeds, bound)
         self.counter.add("decoder", time.perf_counter() - t0)
+        self.counter.cpu_seconds["decoder"] += time.process_time() - c0
         self.counter.decoder_shapes[shape_key] += 1
         cache = KVCache(cache.k, cache.v, total, cache.frontier)
         cache.frontier[0] = total

@@ -19,7 +19,7 @@ product.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -29,11 +29,11 @@ from whisper_npu.npu_ops.designs import (
     DECODER_TILE_M,
     DECODER_VOCAB,
     FRAMES_PER_WINDOW,
-    LOGITS_BLOCK_N,
-    N_AIE_ROWS,
     HWCTX_LIMIT,
+    LOGITS_BLOCK_N,
     LOGITS_BLOCKS,
     MEL_FRAMES_PER_WINDOW,
+    N_AIE_ROWS,
     WHISPER_DIMS,
     ModelDims,
     Target,
@@ -87,22 +87,47 @@ class HostRates:
     #: onnxruntime's cost per graph node on a tiny tensor (kernel dispatch): a decoder step runs ~30 nodes
     #: per layer on a few rows, so this is a visible part of it.
     node_s: float = 5e-6
-    #: CPU GEMM rate on a decoder-shaped product (40 rows x a weight past the caches), weight read included.
+    #: onnxruntime MatMul with few rows (a decoder step's) over a float32 weight past the caches, fitted as
+    #: t(M) = weight bytes x ``weight_s_per_byte`` + 2·M·K·N / ``skinny_gemm_flops`` from M = 4 and M = 40.
     skinny_gemm_flops: float | None = None
+    weight_s_per_byte: float | None = None
+    #: onnxruntime's decoder cross attention per layer: per window (reading its K/V) and per query row, measured
+    #: for d = 384 over 1500 frames; scaled by d / 384 for other widths.
+    cross_window_s: float | None = None
+    cross_row_s: float | None = None
+    clock: str = "wall"  # "cpu": rates per CPU-second of this process (see calibrate)
+
+
+_CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = time.perf_counter
 
 
 def _best_of(fn, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
     best = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = _clock()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, _clock() - t0)
     return best
 
 
-@lru_cache(maxsize=1)
-def calibrate() -> HostRates:
-    """Measure the host rates (~0.5 s). Cached: one calibration per process (``calibrate.cache_clear()`` to redo)."""
+@lru_cache(maxsize=2)
+def calibrate(clock: str = "wall") -> HostRates:
+    """Measure the host rates (~0.5 s). Cached: one calibration per process and clock (``calibrate.cache_clear()``).
+
+    ``clock="cpu"`` times the same work in this process's CPU seconds (all its threads): rates per CPU-second,
+    which other processes on a shared machine do not change (they only delay the work); they predict stage
+    times measured the same way (``RunCounter.cpu_seconds``).
+    """
+    global _clock
+    _clock = _CLOCKS[clock]
+    try:
+        return replace(_calibrate(), source=f"measured here ({clock} clock)", clock=clock)
+    finally:
+        _clock = time.perf_counter
+
+
+def _calibrate() -> HostRates:
     rng = np.random.default_rng(0)
     a = rng.standard_normal((1536, 384), dtype=np.float32)
     b = rng.standard_normal((384, 1536), dtype=np.float32)
@@ -121,7 +146,77 @@ def calibrate() -> HostRates:
         elementwise_s_per_elem=exp_s,
         mem_bw_bytes_s=big.nbytes / read_s,
         node_s=_node_seconds(),
+        **_skinny_gemm(),
     )
+
+
+#: Rows up to which a CPU GEMM is costed with the skinny (decoder-step) rates when they were measured.
+SKINNY_ROWS = 64
+
+
+def _ort_session(nodes: list, inputs: list, outputs: list, inits: list):  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "probe", inputs, outputs, inits)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    opts.log_severity_level = 3
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _line(run, points: tuple[int, int]) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(intercept, slope) of the time of ``run(n)`` through two sizes (best of 3 each, 3 calls per timing)."""
+    t = {}
+    for n in points:
+        run(n)()
+        t[n] = _best_of(lambda n=n: [run(n)() for _ in range(3)], repeats=3) / 3
+    slope = max((t[points[1]] - t[points[0]]) / (points[1] - points[0]), 1e-12)
+    return max(t[points[0]] - points[0] * slope, 1e-12), slope
+
+
+def _skinny_gemm() -> dict[str, float]:
+    """The decoder step's own kernels on synthetic data, on 2 threads, each timed at two sizes:
+
+    * the logits product as the graph runs it (Gemm, transB, a [16384, 384] float32 weight past the caches)
+      at M = 4 and 40 rows: the line through both gives the weight-read and per-row costs;
+    * the cross attention (com.microsoft.MultiHeadAttention, 6 heads of 64, one window's K/V [1, 6, 1500, 64])
+      at 4 and 40 query rows: the per-window and per-row costs (per layer).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    K, N = 384, 16384
+    w = rng.standard_normal((N, K), dtype=np.float32)
+    gemm = _ort_session(
+        [helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["M", K])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["M", N])], [numpy_helper.from_array(w, "w")],
+    )  # fmt: skip
+    weight, per_row = _line(lambda m: lambda: gemm.run(None, {"x": np.ones((m, K), np.float32)}), (4, 40))
+    S, H, hd = FRAMES_PER_WINDOW, 6, 64
+    kv = rng.standard_normal((1, H, S, hd), dtype=np.float32)
+    mha = _ort_session(
+        [helper.make_node("MultiHeadAttention", ["q", "k", "v"], ["o"], domain="com.microsoft", num_heads=H,
+                          scale=1.0)],
+        [helper.make_tensor_value_info("q", TensorProto.FLOAT, [1, "R", H * hd]),
+         helper.make_tensor_value_info("k", TensorProto.FLOAT, [1, H, S, hd]),
+         helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, H, S, hd])],
+        [helper.make_tensor_value_info("o", TensorProto.FLOAT, [1, "R", H * hd])], [],
+    )  # fmt: skip
+    window, row = _line(
+        lambda r: lambda: mha.run(None, {"q": np.ones((1, r, H * hd), np.float32), "k": kv, "v": kv}), (4, 40)
+    )
+    return {
+        "skinny_gemm_flops": 2 * K * N / per_row,
+        "weight_s_per_byte": weight / (K * N * 4),
+        # per window and per row of one layer's cross attention, for d = 384 (scaled by d where used)
+        "cross_window_s": window,
+        "cross_row_s": row,
+    }
 
 
 def _node_seconds() -> float:
@@ -212,6 +307,8 @@ def predict(
     flops = 2 * M * K * N
     weight_read = K * N * 4 / r.mem_bw_bytes_s
     cpu = flops / r.cpu_gemm_flops + weight_read
+    if M <= SKINNY_ROWS and r.skinny_gemm_flops and r.weight_s_per_byte:  # a decoder step's shape, measured
+        cpu = flops / r.skinny_gemm_flops + K * N * 4 * r.weight_s_per_byte
     bound = "" if compute >= stream else f", B stream {tile_rows}x{cfg.K * cfg.N * 2 / 1e6:.2f}MB {stream * 1e3:.3f}ms"
     formula = (
         f"npu = launch {launch * 1e6:.1f}us{f' + switch {sw * 1e3:.2f}ms' if switch else ''}"
@@ -317,10 +414,16 @@ def decoder_cpu_seconds(
     seqs = call.rows // max(call.tokens, 1)
     span = call.cached + call.tokens
     flops = rates.cpu_gemm_flops
+    if rates.cross_window_s is not None and rates.cross_row_s is not None:  # measured: softmax included
+        cross = L * d / 384 * (call.windows * rates.cross_window_s + call.rows * rates.cross_row_s)
+        softmax = 0.0
+    else:
+        cross = L * (4 * call.rows * S * d / flops + call.windows * 2 * S * d * 4 / rates.mem_bw_bytes_s)
+        softmax = L * call.rows * heads * S * rates.elementwise_s_per_elem
     return {
         "gemm": sum(decoder_gemms_cpu(dims, call.rows, rates, vocab).values()),
-        "cross_attention": L * (4 * call.rows * S * d / flops + call.windows * 2 * S * d * 4 / rates.mem_bw_bytes_s),
-        "softmax": L * call.rows * heads * S * rates.elementwise_s_per_elem,
+        "cross_attention": cross,
+        "softmax": softmax,
         "self_attention": L * (4 * call.rows * span * d / flops + seqs * 2 * span * d * 4 / rates.mem_bw_bytes_s),
         "elementwise": L * call.rows * 14 * d * rates.elementwise_s_per_elem,
         "nodes": (L * DECODER_NODES_PER_LAYER + DECODER_NODES_FIXED) * rates.node_s,

@@ -150,7 +150,8 @@ class Dispatcher:
         if kf != want.K:
             return False
         blocks = -(-n // nf)
-        return want.N % nf == 0 or (n > nf and blocks <= MAX_BLOCKS and blocks * nf <= n * (1 + MAX_BLOCK_PADDING))
+        blocked = n > nf and blocks <= MAX_BLOCKS and blocks * nf <= n * (1 + MAX_BLOCK_PADDING)
+        return want.N % nf == 0 or blocked
 
     def plan(self) -> None:
         """Assign every registered matmul an overlay family, covering all of them with as few as possible."""
