@@ -1543,4 +1543,13 @@ MUTATIONS: list[Mutation] = [
         "tests/test_npu_decoder.py",
         "weight column blocks uploaded in reverse order: qkv, fc1 and the logits blocks land on the wrong columns",
     ),
+    _m(
+        "decoder-overlay-picked-by-padding",
+        "npu_ops",
+        _MM,
+        "        return min(self.specs, key=lambda s: (seconds(s), s.config.M))\n",
+        "        return min(self.specs, key=lambda s: -(-m // s.config.M) * s.config.M)\n",
+        "tests/test_npu_pipeline.py",
+        "overlay M chosen by least padding: a 4-window encoder batch runs as 94 launches of the decoder's 64 rows",
+    ),
 ]
