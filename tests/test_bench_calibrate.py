@@ -8,14 +8,14 @@ import sys
 
 import numpy as np
 
-from whisper_npu.npu_ops.costmodel import (
+from whisper_npu.npu.costmodel import (
     DecoderCall,
     HostRates,
     decoder_cpu_seconds,
     encoder_cpu_seconds,
     predict_stage_seconds,
 )
-from whisper_npu.npu_ops.designs import WHISPER_DIMS
+from whisper_npu.npu.designs import WHISPER_DIMS
 
 RATES = HostRates(3e-9, 1.5e-10, 35e9, 5e-10, 12e9, "test", node_s=5e-6)
 

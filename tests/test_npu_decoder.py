@@ -12,8 +12,8 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from whisper_npu.npu_ops import setup
-from whisper_npu.npu_ops.costmodel import (
+from whisper_npu.npu import setup
+from whisper_npu.npu.costmodel import (
     BEAM_STEP_S,
     DECODER_GROUPS,
     SWITCH_S,
@@ -26,7 +26,7 @@ from whisper_npu.npu_ops.costmodel import (
     project,
     route_decoder,
 )
-from whisper_npu.npu_ops.designs import DECODER_ROWS, LOGITS_BLOCK_N, WHISPER_DIMS, whisper_configs
+from whisper_npu.npu.designs import DECODER_ROWS, LOGITS_BLOCK_N, WHISPER_DIMS, whisper_configs
 from whisper_npu.report import RunReport
 
 RATES = HostRates(3e-9, 1.5e-10, 35e9, 5e-10, 12e9, "test: 2-core", node_s=5e-6)
@@ -138,7 +138,7 @@ def _tiny_decoder_weights() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def decoder_npu(tmp_path_factory):
-    from whisper_npu.npu_ops import emulator
+    from whisper_npu.npu import emulator
 
     directory = tmp_path_factory.mktemp("dec-xclbins")
     emulator.write_fixtures(directory, [c for c in whisper_configs("npu1", ("tiny",)) if c.M == DECODER_ROWS])
