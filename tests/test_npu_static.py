@@ -33,6 +33,9 @@ def test_every_built_configuration_passes(cfg: GemmConfig) -> None:
 def test_built_list_covers_tiny_and_base_encoder_and_mel_on_both_targets() -> None:
     for target in ("npu1", "npu2"):
         uses = {(model, op) for c in whisper_configs(target) for model, op in c.uses}
+        for model in ("tiny decoder", "base decoder"):
+            for op in ("decoder.dxd", "decoder.fc2", "decoder.logits"):
+                assert (model, op) in uses, (target, model, op)
         for model in ("tiny x1", "base x1", "tiny x4", "base x4"):
             for op in ("encoder.attn.q/k/v", "encoder.attn.out", "encoder.mlp.fc1.<block>", "encoder.mlp.fc2",
                        "decoder.cross_attn.k/v", "mel.dft", "mel.filterbank"):  # fmt: skip
@@ -40,8 +43,8 @@ def test_built_list_covers_tiny_and_base_encoder_and_mel_on_both_targets() -> No
 
 
 def test_one_window_of_one_model_fits_phoenix_context_limit() -> None:
-    """Every overlay a single tiny/base run at one batch size needs must be resident at once (6 on npu1)."""
-    for model in ("tiny x1", "base x1", "tiny x4", "base x4"):
+    """Every overlay a single tiny/base encoder batch, or a decoder step, needs must be resident at once (6 on npu1)."""
+    for model in ("tiny x1", "base x1", "tiny x4", "base x4", "tiny decoder", "base decoder"):
         needed = [c for c in whisper_configs("npu1") if any(u[0] == model for u in c.uses)]
         assert len(needed) <= designs.HWCTX_LIMIT["npu1"], (model, [c.name for c in needed])
 

@@ -485,6 +485,14 @@ def bench(
             "whisperx, and whisper.cpp when pywhispercpp is installed. whisper.cpp-greedy is whisper.cpp at beam 1."
         ),
     ] = None,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="With --project npu: measure tiny.en and base CPU stage times on the files (default and --no-vad "
+            "paths) beside the cost model's predictions.",
+        ),
+    ] = False,
 ) -> None:
     """Compare RTF, load time, memory and WER with faster-whisper (and whisper.cpp, WhisperX) on the same audio."""
     from whisper_npu.bench import require_extra
@@ -514,8 +522,10 @@ def bench(
     if note:
         _say(note)
 
+    if calibrate and project is None:
+        raise typer.BadParameter("--calibrate needs --project npu", param_hint="--calibrate")
     if project is not None:
-        _bench_project(project, paths or [], runs, threads)
+        _bench_project(project, paths or [], runs, threads, calibrate)
         return
     if not paths:
         raise WhisperNpuError("bench needs audio files (or --project npu)")
@@ -537,15 +547,22 @@ def bench(
     render(result, out)
 
 
-def _bench_project(project: str, paths: list[Path], runs: int, threads: int) -> None:
-    """`bench --project npu`: the cost model's projection, plus measured CPU rows when files are given."""
-    from whisper_npu.bench.runner import measure_cpu_rows, render_npu_projection
+def _bench_project(project: str, paths: list[Path], runs: int, threads: int, calibrate: bool = False) -> None:
+    """`bench --project npu`: the cost model's projection, plus measured CPU rows when files are given
+    (``--calibrate``: measured vs predicted CPU stage times instead of end-to-end rows)."""
+    from whisper_npu.bench.runner import measure_cpu_rows, render_calibration, render_npu_projection
 
     if project != "npu":
         raise WhisperNpuError(f"unknown --project {project!r}: only 'npu'")
     for p in paths:
         if not p.exists():
             raise WhisperNpuError(f"file not found: {p}")
+    if calibrate:
+        if not paths:
+            raise WhisperNpuError("--calibrate needs audio files to measure on")
+        render_calibration(out, paths, threads=threads)
+        render_npu_projection(out, {})
+        return
     measured = measure_cpu_rows(paths, runs=runs, threads=threads) if paths else {}
     render_npu_projection(out, measured)
 

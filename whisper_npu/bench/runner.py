@@ -383,8 +383,11 @@ def render_npu_projection(console: Any, measured: dict[str, float] | None = None
 
     from whisper_npu.npu import costmodel
 
-    rates = costmodel.calibrate()
+    # Host rates per CPU-second of this process: on a shared machine, wall-clock rates measure the other
+    # processes as much as this one (the CPU side then reads as if it ran on one core, nothing else running).
+    rates = costmodel.calibrate("cpu")
     measured = measured or {}
+    render_batched_projection(console, target, rates)
     table = Table(title=f"PROJECTED on {target}: cost model, no NPU used; per 30 s window, beam 5")
     for col in ("model", "enc NPU s", "enc CPU s", "dec s", "xRT NPU", "xRT CPU", "measured"):
         table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
@@ -410,3 +413,169 @@ def render_npu_projection(console: Any, measured: dict[str, float] | None = None
         f"read {rates.mem_bw_bytes_s / 1e9:.1f} GB/s",
         markup=False,
     )
+
+
+# -- `bench --project npu --calibrate` (issue 25): predicted vs measured CPU stage times ------------------------
+
+
+@dataclass
+class StageTimes:
+    """Measured onnxruntime stage times of one model on one path, and the call shapes they ran."""
+
+    model: str
+    path: str  # "default (VAD batches)" | "--no-vad"
+    audio_s: float
+    wall_s: float
+    encoder_s: float
+    decoder_s: float
+    encoder_windows: dict[int, int]  # windows per call -> calls
+    decoder_shapes: dict[tuple[int, int, int, int], int]  # (rows, tokens, windows, cached // 32) -> calls
+    encoder_cpu_s: float = 0.0  # process CPU seconds (all threads) of the same runs
+    decoder_cpu_s: float = 0.0
+
+
+def measure_stage_times(paths: list[Path], model: str, vad: bool | None, threads: int = 2) -> StageTimes:
+    """Transcribe ``paths`` on the CPU (float32, beam 5) and read the model's encoder/decoder counters.
+
+    The model is loaded and warmed up on the first 20 s of the first file, so the figures are steady-state runs.
+    """
+    import whisper_npu
+    from whisper_npu.audio import decode_audio
+
+    loaded = whisper_npu.load_model(model, device="cpu", threads=threads, compute_type="float32")
+    warm = decode_audio(paths[0]).samples[: 20 * 16000]
+    whisper_npu.transcribe(warm, model=loaded, beam_size=5, vad=vad)  # warm-up
+    counter = loaded.model.counter
+    counter.decoder_shapes.clear()
+    counter.encoder_windows.clear()
+    secs0 = dict(counter.seconds)
+    cpu0 = dict(counter.cpu_seconds)
+    audio_s = wall = 0.0
+    for p in paths:
+        result = whisper_npu.transcribe(p, model=loaded, beam_size=5, vad=vad)
+        wall += result.report.wall_s
+        audio_s += result.report.audio_s
+    return StageTimes(
+        model, "--no-vad" if vad is False else "default (VAD batches)", audio_s, wall,
+        counter.seconds["encoder"] - secs0["encoder"], counter.seconds["decoder"] - secs0["decoder"],
+        dict(counter.encoder_windows), dict(counter.decoder_shapes),
+        counter.cpu_seconds["encoder"] - cpu0["encoder"], counter.cpu_seconds["decoder"] - cpu0["decoder"],
+    )  # fmt: skip
+
+
+CALIBRATION_MODELS = (("tiny.en", "tiny"), ("base", "base"))
+
+
+def _load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def calibration_rows(paths: list[Path], threads: int = 2) -> list[dict[str, Any]]:
+    """Measured vs predicted CPU stage times of tiny.en and base on ``paths``, default and --no-vad paths.
+
+    Both sides are in process CPU seconds (all threads): the stage times as ``RunCounter.cpu_seconds`` counts
+    them, the predictions from host rates timed on the same clock (``calibrate("cpu")``), re-measured right
+    before each run. Other processes on a shared machine delay the work but do not add to either side; the
+    wall times are listed beside them.
+    """
+    from whisper_npu.npu import costmodel
+
+    rows = []
+    for model, dims_name in CALIBRATION_MODELS:
+        for vad in (None, False):
+            costmodel.calibrate.cache_clear()
+            rates = costmodel.calibrate("cpu")
+            load_before = _load_average()
+            st = measure_stage_times(paths, model, vad, threads)
+            vocab = 51864 if model.endswith(".en") else 51865
+            enc_p, dec_p = costmodel.predict_stage_seconds(dims_name, st.encoder_windows, st.decoder_shapes, rates,
+                                                           vocab)  # fmt: skip
+            calls = sum(st.decoder_shapes.values())
+            rows.append({
+                "model": model, "path": st.path, "audio_s": round(st.audio_s, 1), "wall_s": round(st.wall_s, 2),
+                "encoder_calls": sum(st.encoder_windows.values()),
+                "windows": sum(w * n for w, n in st.encoder_windows.items()),
+                "encoder_measured_s": round(st.encoder_cpu_s, 3), "encoder_predicted_s": round(enc_p, 3),
+                "encoder_wall_s": round(st.encoder_s, 3), "decoder_wall_s": round(st.decoder_s, 3),
+                "decoder_calls": calls,
+                "decoder_mean_rows": round(sum(k[0] * n for k, n in st.decoder_shapes.items()) / max(calls, 1), 1),
+                "decoder_measured_s": round(st.decoder_cpu_s, 3), "decoder_predicted_s": round(dec_p, 3),
+                "other_s": round(st.wall_s - st.encoder_s - st.decoder_s, 3),
+                "load_before": load_before, "load_after": _load_average(),
+                "rates": {"cpu_gemm_gflops": round(rates.cpu_gemm_flops / 1e9, 1),
+                          "skinny_gemm_gflops": round((rates.skinny_gemm_flops or 0) / 1e9, 1),
+                          "weight_gb_s": round(1 / (rates.weight_s_per_byte or 1e30) / 1e9, 2),
+                          "cross_window_ms": round((rates.cross_window_s or 0) * 1e3, 3),
+                          "cross_row_ms": round((rates.cross_row_s or 0) * 1e3, 4),
+                          "mem_gb_s": round(rates.mem_bw_bytes_s / 1e9, 2),
+                          "elementwise_ns": round(rates.elementwise_s_per_elem * 1e9, 3),
+                          "node_us": round(rates.node_s * 1e6, 2)},
+            })  # fmt: skip
+    return rows
+
+
+def render_calibration(console: Any, paths: list[Path], threads: int = 2) -> list[dict[str, Any]]:
+    """The calibration table: measured CPU stage times beside the cost model's predictions for the same calls."""
+    from rich.table import Table
+
+    rows = calibration_rows(paths, threads)
+    table = Table(title="CPU stage times in process CPU seconds: MEASURED here vs cost model PREDICTED for the same "
+                        "calls (float32, beam 5)")  # fmt: skip
+    for col in ("model", "path", "windows", "enc meas s", "enc pred s", "enc ratio", "dec calls", "mean rows",
+                "dec meas s", "dec pred s", "dec ratio", "enc/dec wall s", "load"):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("model", "path", "load") else "right", no_wrap=True)
+    for r in rows:
+        enc_ratio = r["encoder_predicted_s"] / r["encoder_measured_s"] if r["encoder_measured_s"] else 0.0
+        dec_ratio = r["decoder_predicted_s"] / r["decoder_measured_s"] if r["decoder_measured_s"] else 0.0
+        table.add_row(
+            r["model"], r["path"], str(r["windows"]), f"{r['encoder_measured_s']:.2f}",
+            f"{r['encoder_predicted_s']:.2f}", f"{enc_ratio:.2f}", str(r["decoder_calls"]),
+            f"{r['decoder_mean_rows']:.1f}", f"{r['decoder_measured_s']:.2f}", f"{r['decoder_predicted_s']:.2f}",
+            f"{dec_ratio:.2f}", f"{r['encoder_wall_s']:.1f} / {r['decoder_wall_s']:.1f}",
+            f"{r['load_before']} / {r['load_after']}",
+        )  # fmt: skip
+    table.caption = (
+        "ratio = predicted / measured (target 0.75-1.25); CPU seconds = all threads of this process (other "
+        "processes delay it, they do not add to it); host rates re-measured on the same clock before each row; "
+        "load = /proc/loadavg before / after"
+    )
+    console.print(table)
+    for r in rows:
+        console.print(f"{r['model']} {r['path']}: host rates {r['rates']}", markup=False)
+    return rows
+
+
+def render_batched_projection(console: Any, target: str = "npu1", rates: Any = None) -> None:
+    """PROJECTED NPU path per model size on the sequential (1 window, beam 5) and default batched (8 windows x beam
+    5 = 40 decoder rows) paths: encoder and decoder GEMMs routed by the cost model, what bounds each row, and the
+    projected effect of the design changes that would lift it."""
+    from rich.table import Table
+
+    from whisper_npu.npu import costmodel
+
+    rates = rates or costmodel.calibrate()
+    table = Table(title=f"PROJECTED on {target} (cost model, no NPU used): encoder + decoder GEMMs on the NPU")
+    for col in ("model", "path", "dec rows", "decoder groups on NPU", "sw/step", "enc NPU s", "dec CPU s",
+                "dec NPU s", "xRT CPU", "xRT NPU", "bound", "fused layer", "+ attention"):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("model", "path", "decoder groups on NPU", "bound") else "right",
+                         no_wrap=True)  # fmt: skip
+    for model in PROJECTED_MODELS:
+        for batch, label in ((1, "--no-vad"), (8, "default (VAD x8)")):
+            p = costmodel.project(model, target, rates=rates, batch=batch)  # type: ignore[arg-type]
+            route = p.decoder_route
+            lifts = list(p.lifts.values())
+            table.add_row(
+                model, label, str(route.rows if route else 0), ",".join(sorted(route.on_npu)) if route else "-",
+                str(route.switches if route else 0), f"{p.encoder_npu_s / batch:.3f}", f"{p.decoder_s / batch:.3f}",
+                f"{(p.decoder_npu_s or p.decoder_s) / batch:.3f}", f"{p.x_realtime_cpu:.1f}x",
+                f"{p.x_realtime_npu:.1f}x", p.bound, f"{lifts[0]:.1f}x", f"{lifts[1]:.1f}x",
+            )  # fmt: skip
+    table.caption = (
+        "ALL PROJECTED, seconds per 30 s window; 100 tokens per window; host rates per CPU-second of this process; "
+        "'fused layer': one overlay per decoder layer (no switches in a step, L+8 launches); '+ attention': also "
+        "cross attention + softmax on the NPU"
+    )
+    console.print(table)

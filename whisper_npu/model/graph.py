@@ -590,8 +590,15 @@ def _cross_attention_int8(g: _Builder, qm: str, layer: int) -> tuple[str, str]:
 
 
 def build_decoder(
-    m: Ct2Model, dims: ModelDims, alignment_layers: frozenset[int] = frozenset(), int8: Int8Plan | None = None
+    m: Ct2Model,
+    dims: ModelDims,
+    alignment_layers: frozenset[int] = frozenset(),
+    int8: Int8Plan | None = None,
+    logits_matmul: bool = False,
 ) -> onnx.ModelProto:
+    """The decoder step graph. ``logits_matmul`` (the NPU path) builds the logits as a MatMul named
+    ``decoder.logits`` over a [d, vocab] copy of the embedding, which the NPU router can take like any other
+    linear; otherwise a Gemm with transB reads the embedding itself (no copy)."""
     g = _Builder("decoder", int8)
     d, h = dims.n_text_state, dims.n_text_head
     hd = d // h
@@ -697,7 +704,9 @@ def build_decoder(
         graph = helper.make_graph(g.nodes, "whisper_decoder", inputs, outputs, g.inits)
         return _model(graph, g.uses_ms_domain)
     flat = g.op("Reshape", [x, g.const([-1, d])])
-    if g.quantizes("decoder.logits"):
+    if logits_matmul and not g.quantizes("decoder.logits"):
+        logits2d = g.linear(flat, "decoder.logits", emb, None)
+    elif g.quantizes("decoder.logits"):
         # The embedding rows are the logits' output channels: per-row scales, stored [d, vocab].
         logits2d = g.linear(flat, "decoder.logits", Int8Weight.from_float(emb), None)
     else:

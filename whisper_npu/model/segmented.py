@@ -33,6 +33,8 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import onnx
@@ -69,7 +71,11 @@ class SegmentedGraph:
         self._lock = threading.Lock()
         # Each segment has its own intra-op pool; spinning pools would fight over the cores
         # while the other segments (and the NPU call) run.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # (The encoder and decoder share one options object: set it once, onnxruntime warns on a second add.)
+        try:
+            options.get_session_config_entry("session.intra_op.allow_spinning")
+        except RuntimeError:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         graph = model.graph
         inferred = onnx.shape_inference.infer_shapes(model).graph
         elem_type = {
@@ -140,6 +146,50 @@ class SegmentedGraph:
             session = ort.InferenceSession(sub_model.SerializeToString(), options, providers=providers)
             self.steps.append(_Step(session, seg_inputs, seg_outputs))
         _assign_slots(self.steps, set(self.output_names), next(_graph_ids))
+
+    def get_outputs(self) -> list[Any]:
+        """The graph outputs, each with a ``.name`` (as ``InferenceSession.get_outputs``)."""
+        return [SimpleNamespace(name=n) for n in self.output_names]
+
+    def run_bound(
+        self, output_names: list[str], feeds: dict[str, np.ndarray], bound: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Run with some graph outputs written into caller-owned arrays, as ``io_binding`` does for a whole session.
+
+        ``bound`` maps a graph output to a float32 array of its exact shape; the segment that produces it
+        writes it there (the decoder's ``present_k/v`` bound to the memory of ``past_k/v``: the in-place KV
+        cache of ``GroupQueryAttention`` works per segment as it does for the whole graph). Returns the
+        requested outputs that were not bound, detached from any routed result.
+        """
+        with self._lock:
+            values: dict[str, np.ndarray] = dict(feeds)
+            routed: list[np.ndarray] = []
+            for step in self.steps:
+                if step.external is not None:
+                    x = values[step.inputs[0]] if len(step.inputs) == 1 else tuple(values[n] for n in step.inputs)
+                    y = self.external(step.external, x, step.slot)
+                    values[step.outputs[0]] = y
+                    routed.append(y)
+                    continue
+                mine = [o for o in step.outputs if o in bound]
+                if not mine:
+                    outs = step.session.run(step.outputs, {n: values[n] for n in step.inputs})
+                    values.update(zip(step.outputs, outs, strict=True))
+                    continue
+                binding = step.session.io_binding()
+                for n in step.inputs:
+                    binding.bind_cpu_input(n, np.ascontiguousarray(values[n]))
+                for o in step.outputs:
+                    if o in bound:
+                        a = bound[o]
+                        binding.bind_output(o, "cpu", 0, np.float32, list(a.shape), a.ctypes.data)
+                    else:
+                        binding.bind_output(o, "cpu")
+                step.session.run_with_iobinding(binding)
+                got = binding.get_outputs()  # OrtValues: only the unbound ones are turned into arrays
+                for o, v in zip(step.outputs, got, strict=True):
+                    values[o] = bound[o] if o in bound else v.numpy()
+            return {n: _detached(values[n], routed) for n in output_names if n not in bound}
 
     def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with self._lock:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import mmap
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,6 +238,14 @@ class RunCounter:
 
     calls: dict[str, int] = field(default_factory=lambda: {"encoder": 0, "decoder": 0})
     seconds: dict[str, float] = field(default_factory=lambda: {"encoder": 0.0, "decoder": 0.0})
+    #: Decoder calls by shape (rows, tokens, windows, cached positions // 32): what the cost model's
+    #: calibration predicts each call from (``npu.costmodel.predict_decoder_calls``).
+    decoder_shapes: Counter = field(default_factory=Counter)
+    #: Encoder calls by windows per call.
+    encoder_windows: Counter = field(default_factory=Counter)
+    #: Process CPU seconds (all threads) of the graph runs: what a shared machine's other processes do not
+    #: inflate (they only delay the work); the cost model's calibration compares its predictions with these.
+    cpu_seconds: dict[str, float] = field(default_factory=lambda: {"encoder": 0.0, "decoder": 0.0})
 
     def add(self, graph: str, seconds: float) -> None:
         self.calls[graph] += 1
@@ -282,7 +291,7 @@ class WhisperModel:
         dims: ModelDims,
         config: dict[str, Any],
         encoder: ort.InferenceSession | SegmentedGraph,
-        decoder: ort.InferenceSession,
+        decoder: ort.InferenceSession | SegmentedGraph,
     ) -> None:
         self.model_dir = model_dir
         self.dims = dims
@@ -343,7 +352,8 @@ class WhisperModel:
             try:
                 if which == "encoder":
                     return build_encoder(ct2, dims, plan, split_linears=router is not None)
-                return build_decoder(ct2, dims, alignment_layers, plan)
+                routes_logits = router is not None and router.select("decoder", "decoder.logits")
+                return build_decoder(ct2, dims, alignment_layers, plan, logits_matmul=routes_logits)
             except (KeyError, ValueError) as exc:
                 raise ModelError(f"{model_dir}: unexpected Whisper weights ({exc})") from None
 
@@ -360,11 +370,9 @@ class WhisperModel:
             info.graph_cache = "hit" if enc.hit and dec.hit else "miss"
         else:
             encoder = _session(build("encoder"), "encoder", opts, router)
-            # The decoder stays one plain session whatever the router: its steps bind the self-attention
-            # cache in place (io_binding, see decode), and routers take encoder matmuls only.
-            decoder = ort.InferenceSession(
-                build("decoder").SerializeToString(), opts, providers=["CPUExecutionProvider"]
-            )
+            # A decoder whose matmuls the router takes is cut into segments (``SegmentedGraph.run_bound``
+            # keeps the in-place cache binding of ``decode``); otherwise it stays one plain session.
+            decoder = _session(build("decoder"), "decoder", opts, router)
             info.graph_cache = "not used (NPU-routed graphs)" if router is not None else "off"
         model = cls(model_dir, dims, ct2.config, encoder, decoder)
         info.seconds = time.perf_counter() - t0
@@ -376,9 +384,11 @@ class WhisperModel:
         mel = np.ascontiguousarray(mel, dtype=np.float32)
         if mel.ndim == 2:
             mel = mel[None]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         outs = self._encoder.run(None, {"mel": mel})
         self.counter.add("encoder", time.perf_counter() - t0)
+        self.counter.cpu_seconds["encoder"] += time.process_time() - c0
+        self.counter.encoder_windows[int(mel.shape[0])] += 1
         n = self.dims.n_text_layer
         # int8 cross-attention graphs add the K and V scales after the K/V pairs
         return EncoderOutput(
@@ -420,6 +430,9 @@ class WhisperModel:
             feeds[f"cross_v_scale{i}"] = vs
         logits = np.empty((batch, steps, self.dims.n_vocab), np.float32)
         names = self._decoder_outputs if return_attention else self._step_outputs
+        shape_key = (batch, steps, enc.batch, cache.length // 32)
+        if isinstance(self._decoder, SegmentedGraph):
+            return self._decode_segmented(feeds, logits, cache, total, names, enc, return_attention, shape_key)
         binding = self._decoder.io_binding()
         for name, value in feeds.items():
             binding.bind_cpu_input(name, value)
@@ -434,14 +447,43 @@ class WhisperModel:
                 binding.bind_output(name, "cpu", 0, np.float32, list(a.shape), a.ctypes.data)
             else:
                 binding.bind_output(name, "cpu")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self._decoder.run_with_iobinding(binding)
         self.counter.add("decoder", time.perf_counter() - t0)
+        self.counter.cpu_seconds["decoder"] += time.process_time() - c0
+        self.counter.decoder_shapes[shape_key] += 1
         cache = KVCache(cache.k, cache.v, total, cache.frontier)
         cache.frontier[0] = total
         if return_attention:
             values = binding.get_outputs()
             outs = {name: values[j].numpy() for j, name in enumerate(names) if name not in bound}
+            return logits, cache, self._alignment_weights(outs, enc)
+        return logits, cache
+
+    def _decode_segmented(
+        self,
+        feeds: dict[str, np.ndarray],
+        logits: np.ndarray,
+        cache: KVCache,
+        total: int,
+        names: list[str],
+        enc: EncoderOutput,
+        return_attention: bool,
+        shape_key: tuple[int, int, int, int],
+    ) -> tuple[np.ndarray, KVCache] | tuple[np.ndarray, KVCache, np.ndarray]:
+        """:meth:`decode` on a segmented decoder (NPU-routed matmuls): the same outputs bound to the same
+        buffers (logits ours, ``present_*`` the cache's own), segment by segment."""
+        bound = {"logits": logits}
+        for i in range(self.dims.n_text_layer):
+            bound[f"present_k{i}"], bound[f"present_v{i}"] = cache.k[i], cache.v[i]
+        t0, c0 = time.perf_counter(), time.process_time()
+        outs = self._decoder.run_bound(names, feeds, bound)
+        self.counter.add("decoder", time.perf_counter() - t0)
+        self.counter.cpu_seconds["decoder"] += time.process_time() - c0
+        self.counter.decoder_shapes[shape_key] += 1
+        cache = KVCache(cache.k, cache.v, total, cache.frontier)
+        cache.frontier[0] = total
+        if return_attention:
             return logits, cache, self._alignment_weights(outs, enc)
         return logits, cache
 

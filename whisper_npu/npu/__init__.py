@@ -1,9 +1,10 @@
-"""NPU op layer: bf16 GEMMs on upstream whole_array overlays (encoder matmuls, cross K/V, mel) with CPU fallback.
+"""NPU op layer: bf16 GEMMs on upstream whole_array overlays (encoder and decoder matmuls, cross K/V, mel) with
+CPU fallback.
 
 ``setup(device, runtime)`` is the one entry point the library API uses. It
 returns None when the run should simply be a CPU run (``device="auto"`` with
-no NPU), otherwise an :class:`NpuSetup` whose hooks reroute the encoder's
-weight matmuls and the mel op through the dispatcher — which falls back to the
+no NPU), otherwise an :class:`NpuSetup` whose hooks reroute the encoder's and
+decoder's weight matmuls and the mel op through the dispatcher — which falls back to the
 CPU, op by op, with the reason recorded, whenever the NPU cannot or should not
 run them (including when there is no device at all and ``device="npu"``).
 """
@@ -31,7 +32,14 @@ from whisper_npu.report import RunReport
 ENCODER_MATMULS = re.compile(
     r"^(encoder\.layer\d+\.(attn\.(qkv|q|k|v|out)|mlp\.fc1(\.\d+)?|mlp\.fc2)|decoder\.layer\d+\.cross_attn\.(kv|k|v))$"
 )
-DECODER_POLICY = "policy: decoder matmuls have beam-size rows per step; kept as native onnxruntime MatMul"
+#: Decoder weight matmuls: self-attention QKV and output, cross-attention query and output, MLP, the logits.
+DECODER_MATMULS = re.compile(
+    r"^(decoder\.layer\d+\.(self_attn\.(qkv|out)|cross_attn\.(q|out)|mlp\.fc[12])|decoder\.logits)$"
+)
+DECODER_POLICY = (
+    "policy: per step, the cost model routes the decoder GEMM groups that win at that step's rows "
+    "(batch x beam, shrinking as windows finish; launches and overlay switches included)"
+)
 
 
 @dataclass
@@ -45,8 +53,10 @@ class NpuSetup:
 
     # -- model.whisper.MatmulRouter -----------------------------------------
     def select(self, graph: str, node: str) -> bool:
-        """Encoder weight matmuls go through dispatch; decoder ones stay native (DECODER_POLICY)."""
-        return graph == "encoder" and bool(ENCODER_MATMULS.match(node))
+        """Encoder and decoder weight matmuls go through dispatch (which routes decoder ones per step)."""
+        if graph == "encoder":
+            return bool(ENCODER_MATMULS.match(node))
+        return graph == "decoder" and bool(DECODER_MATMULS.match(node))
 
     def register(self, node: str, weight: np.ndarray) -> None:
         self.dispatcher.register_matmul(node, weight)
@@ -82,6 +92,7 @@ class NpuSetup:
             "routed_ops": len(self.routed),
             "disabled_kernels": dict(self.dispatcher.disabled),
             "decoder": DECODER_POLICY,
+            "decoder_routing": self.dispatcher.decoder_summary(),
         }
 
 

@@ -19,18 +19,25 @@ product.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
 
 from whisper_npu.npu.designs import (
+    DECODER_ROWS,
+    DECODER_TILE_M,
+    DECODER_VOCAB,
     FRAMES_PER_WINDOW,
     HWCTX_LIMIT,
+    LOGITS_BLOCK_N,
+    LOGITS_BLOCKS,
     MEL_FRAMES_PER_WINDOW,
+    N_AIE_ROWS,
     WHISPER_DIMS,
     ModelDims,
     Target,
+    decoder_gemm_calls,
     encoder_gemm_calls,
     encoder_gemms,
     make_config,
@@ -60,7 +67,11 @@ GEMM_FLOPS_K64_RATIO = 386 / 1409
 #: (whisper-xdna, research/xrt_aie.md §6). With map, the host's own copy — measured here — is the cost.
 BO_READ_S_PER_BYTE = 0.350e-3 / 7.86e6
 
-DECODER_VOCAB = 51865  # multilingual vocabulary (tiny.en: 51864); the logits GEMM reads d × vocab weights
+#: Streaming rate of the shim DMAs between host memory and the array, from the same table's K=64 row
+#: (1536×64×1536 at 386 GFLOP/s): that GEMM is bound by writing C, 1536·1536·4 B in 2·1536·64·1536/386e9 s
+#: = 0.78 ms → 12.1 GB/s. A GEMM with few rows is bound by streaming its weight B (bf16) at this rate, once per
+#: row of tiles (whole_array re-streams B for every 4·m rows of A).
+NPU_DMA_BYTES_S = 1536 * 1536 * 4 / (2 * 1536 * 64 * 1536 / 386e9)
 
 
 @dataclass(frozen=True)
@@ -73,20 +84,50 @@ class HostRates:
     elementwise_s_per_elem: float  # np.exp over f32: softmax/GELU-class work
     mem_bw_bytes_s: float  # streaming read bandwidth (what a batch-of-beams decoder step is bound by)
     source: str = "measured here"
+    #: onnxruntime's cost per graph node on a tiny tensor (kernel dispatch): a decoder step runs ~30 nodes
+    #: per layer on a few rows, so this is a visible part of it.
+    node_s: float = 5e-6
+    #: onnxruntime MatMul with few rows (a decoder step's) over a float32 weight past the caches, fitted as
+    #: t(M) = weight bytes x ``weight_s_per_byte`` + 2·M·K·N / ``skinny_gemm_flops`` from M = 4 and M = 40.
+    skinny_gemm_flops: float | None = None
+    weight_s_per_byte: float | None = None
+    #: onnxruntime's decoder cross attention per layer: per window (reading its K/V) and per query row, measured
+    #: for d = 384 over 1500 frames; scaled by d / 384 for other widths.
+    cross_window_s: float | None = None
+    cross_row_s: float | None = None
+    clock: str = "wall"  # "cpu": rates per CPU-second of this process (see calibrate)
+
+
+_CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = time.perf_counter
 
 
 def _best_of(fn, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
     best = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = _clock()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, _clock() - t0)
     return best
 
 
-@lru_cache(maxsize=1)
-def calibrate() -> HostRates:
-    """Measure the host rates (~0.3 s). Cached: one calibration per process."""
+@lru_cache(maxsize=2)
+def calibrate(clock: str = "wall") -> HostRates:
+    """Measure the host rates (~0.5 s). Cached: one calibration per process and clock (``calibrate.cache_clear()``).
+
+    ``clock="cpu"`` times the same work in this process's CPU seconds (all its threads): rates per CPU-second,
+    which other processes on a shared machine do not change (they only delay the work); they predict stage
+    times measured the same way (``RunCounter.cpu_seconds``).
+    """
+    global _clock
+    _clock = _CLOCKS[clock]
+    try:
+        return replace(_calibrate(), source=f"measured here ({clock} clock)", clock=clock)
+    finally:
+        _clock = time.perf_counter
+
+
+def _calibrate() -> HostRates:
     rng = np.random.default_rng(0)
     a = rng.standard_normal((1536, 384), dtype=np.float32)
     b = rng.standard_normal((384, 1536), dtype=np.float32)
@@ -95,7 +136,7 @@ def calibrate() -> HostRates:
     big = rng.standard_normal(4 << 20, dtype=np.float32)  # 16 MB: past the caches
     dst = np.empty_like(big)
     copy_s = _best_of(lambda: np.copyto(dst, big)) / big.nbytes
-    gemm_s = _best_of(lambda: a @ b)
+    gemm_s = _best_of(lambda: a @ b, repeats=5)
     exp_s = _best_of(lambda: np.exp(big[: 1 << 20], out=dst[: 1 << 20])) / (1 << 20)
     read_s = _best_of(lambda: float(big.sum()))
     return HostRates(
@@ -104,7 +145,105 @@ def calibrate() -> HostRates:
         cpu_gemm_flops=2 * a.shape[0] * a.shape[1] * b.shape[1] / gemm_s,
         elementwise_s_per_elem=exp_s,
         mem_bw_bytes_s=big.nbytes / read_s,
+        node_s=_node_seconds(),
+        **_skinny_gemm(),
     )
+
+
+#: Rows up to which a CPU GEMM is costed with the skinny (decoder-step) rates when they were measured.
+SKINNY_ROWS = 64
+
+
+def _ort_session(nodes: list, inputs: list, outputs: list, inits: list):  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "probe", inputs, outputs, inits)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    opts.log_severity_level = 3
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _line(run, points: tuple[int, int]) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(intercept, slope) of the time of ``run(n)`` through two sizes (best of 3 each, 3 calls per timing)."""
+    t = {}
+    for n in points:
+        run(n)()
+        t[n] = _best_of(lambda n=n: [run(n)() for _ in range(3)], repeats=3) / 3
+    slope = max((t[points[1]] - t[points[0]]) / (points[1] - points[0]), 1e-12)
+    return max(t[points[0]] - points[0] * slope, 1e-12), slope
+
+
+def _skinny_gemm() -> dict[str, float]:
+    """The decoder step's own kernels on synthetic data, on 2 threads, each timed at two sizes:
+
+    * the logits product as the graph runs it (Gemm, transB, a [16384, 384] float32 weight past the caches)
+      at M = 4 and 40 rows: the line through both gives the weight-read and per-row costs;
+    * the cross attention (com.microsoft.MultiHeadAttention, 6 heads of 64, one window's K/V [1, 6, 1500, 64])
+      at 4 and 40 query rows: the per-window and per-row costs (per layer).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    K, N = 384, 16384
+    w = rng.standard_normal((N, K), dtype=np.float32)
+    gemm = _ort_session(
+        [helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["M", K])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["M", N])], [numpy_helper.from_array(w, "w")],
+    )  # fmt: skip
+    weight, per_row = _line(lambda m: lambda: gemm.run(None, {"x": np.ones((m, K), np.float32)}), (4, 40))
+    S, H, hd = FRAMES_PER_WINDOW, 6, 64
+    kv = rng.standard_normal((1, H, S, hd), dtype=np.float32)
+    mha = _ort_session(
+        [helper.make_node("MultiHeadAttention", ["q", "k", "v"], ["o"], domain="com.microsoft", num_heads=H,
+                          scale=1.0)],
+        [helper.make_tensor_value_info("q", TensorProto.FLOAT, [1, "R", H * hd]),
+         helper.make_tensor_value_info("k", TensorProto.FLOAT, [1, H, S, hd]),
+         helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, H, S, hd])],
+        [helper.make_tensor_value_info("o", TensorProto.FLOAT, [1, "R", H * hd])], [],
+    )  # fmt: skip
+    window, row = _line(
+        lambda r: lambda: mha.run(None, {"q": np.ones((1, r, H * hd), np.float32), "k": kv, "v": kv}), (4, 40)
+    )
+    return {
+        "skinny_gemm_flops": 2 * K * N / per_row,
+        "weight_s_per_byte": weight / (K * N * 4),
+        # per window and per row of one layer's cross attention, for d = 384 (scaled by d where used)
+        "cross_window_s": window,
+        "cross_row_s": row,
+    }
+
+
+def _node_seconds() -> float:
+    """Seconds per onnxruntime node on a [1, 8] tensor: a chain of 64 Adds, minus a chain of 1, over 63."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    def session(n: int):  # type: ignore[no-untyped-def]
+        names = ["x"] + [f"y{i}" for i in range(n)]
+        nodes = [helper.make_node("Add", [names[i], names[i]], [names[i + 1]]) for i in range(n)]
+        graph = helper.make_graph(
+            nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+            [helper.make_tensor_value_info(names[-1], TensorProto.FLOAT, [1, 8])],
+        )  # fmt: skip
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        opts.intra_op_num_threads = 1
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+    x = {"x": np.ones((1, 8), np.float32)}
+    long, short = session(64), session(1)
+
+    def run(sess, times: int = 20):  # type: ignore[no-untyped-def]
+        return lambda: [sess.run(None, x) for _ in range(times)]
+
+    return max((_best_of(run(long)) - _best_of(run(short))) / 20 / 63, 1e-7)
 
 
 # -- one op --------------------------------------------------------------------------------------------------
@@ -144,31 +283,202 @@ def predict(
     resident_weights: bool = True,
     use_map: bool = True,
     in_place: bool = False,
+    tile_m: int | None = None,
 ) -> Prediction:
     """NPU vs CPU time for C[M,N] = A[M,K] @ B[K,N] (B a weight, resident on the device unless told otherwise).
 
-    NPU: launch + (overlay switch) + padded GEMM at the published rate + host work (pack A to bf16, copy C out
+    NPU: launch + (overlay switch) + the padded GEMM, at the published rate or, when B's stream takes longer
+    (few rows: B is streamed once per 4·m rows), at the DMA rate + host work (pack A to bf16, copy C out
     unless the result is consumed ``in_place`` from the mapped BO; pack B too when it is not resident).
-    CPU: the logical GEMM at the measured rate.
+    CPU: the logical GEMM at the measured rate + reading the float32 weight once: the weight read is shared
+    by all M rows of the call (a batched decoder step reads each weight once for every window and beam).
     """
     r = rates or calibrate()
-    cfg = make_config(M, K, N, target)
+    cfg = make_config(M, K, N, target, m=tile_m)
     launch = RUNLIST_LAUNCH_S if runlist else LAUNCH_S
     rate = gemm_flops_rate(cfg.K, target)
     compute = cfg.flops / rate
+    tile_rows = cfg.M // (cfg.m * N_AIE_ROWS)
+    stream = tile_rows * cfg.K * cfg.N * 2 / NPU_DMA_BYTES_S
     pack = r.pack_s_per_elem * (M * K + (0 if resident_weights else K * N))
     read = 0.0 if in_place else M * N * 4 * (r.copy_s_per_byte if use_map else BO_READ_S_PER_BYTE)
     sw = SWITCH_S if switch else 0.0
-    npu = launch + sw + compute + pack + read
-    cpu = 2 * M * K * N / r.cpu_gemm_flops
+    npu = launch + sw + max(compute, stream) + pack + read
+    flops = 2 * M * K * N
+    weight_read = K * N * 4 / r.mem_bw_bytes_s
+    cpu = flops / r.cpu_gemm_flops + weight_read
+    if M <= SKINNY_ROWS and r.skinny_gemm_flops and r.weight_s_per_byte:  # a decoder step's shape, measured
+        cpu = flops / r.skinny_gemm_flops + K * N * 4 * r.weight_s_per_byte
+    bound = "" if compute >= stream else f", B stream {tile_rows}x{cfg.K * cfg.N * 2 / 1e6:.2f}MB {stream * 1e3:.3f}ms"
     formula = (
         f"npu = launch {launch * 1e6:.1f}us{f' + switch {sw * 1e3:.2f}ms' if switch else ''}"
-        f" + 2*{cfg.M}*{cfg.K}*{cfg.N}/{rate / 1e12:.2f}TFLOP/s ({compute * 1e3:.3f}ms)"
+        f" + max(2*{cfg.M}*{cfg.K}*{cfg.N}/{rate / 1e12:.2f}TFLOP/s ({compute * 1e3:.3f}ms){bound})"
         f" + pack {'A+B' if not resident_weights else 'A'} {pack * 1e3:.3f}ms"
         f" + {'C in place (mapped BO)' if in_place else f'read C {read * 1e3:.3f}ms'}"
-        f" = {npu * 1e3:.3f}ms; cpu = 2*{M}*{K}*{N}/{r.cpu_gemm_flops / 1e9:.0f}GFLOP/s = {cpu * 1e3:.3f}ms"
+        f" = {npu * 1e3:.3f}ms; cpu = 2*{M}*{K}*{N}/{r.cpu_gemm_flops / 1e9:.0f}GFLOP/s"
+        f" + weight {K * N * 4 / 1e6:.2f}MB once/{r.mem_bw_bytes_s / 1e9:.1f}GB/s = {cpu * 1e3:.3f}ms"
     )
     return Prediction(op, npu, cpu, npu < cpu, formula, pack)
+
+
+# -- the decoder step ----------------------------------------------------------------------------------------
+
+#: onnxruntime nodes of the float32 decoder graph (``graph.build_decoder``): per layer and once per step.
+DECODER_NODES_PER_LAYER = 21
+DECODER_NODES_FIXED = 16
+#: Host work of one beam-search step outside onnxruntime (logit rules, top-k, KV cache reorder), per step.
+BEAM_STEP_S = 2e-3
+#: Overlay groups of a decoder step: the ops one overlay serves (``designs.decoder_overlay_shapes``).
+DECODER_GROUPS: dict[str, tuple[str, ...]] = {
+    "dxd": ("self_attn.qkv", "self_attn.out", "cross_attn.q", "cross_attn.out", "mlp.fc1"),
+    "fc2": ("mlp.fc2",),
+    "logits": ("logits",),
+}
+
+
+def decoder_group(node: str) -> str | None:
+    """The overlay group of a decoder node name (``decoder.layer3.mlp.fc2`` -> "fc2"), None if not a decoder GEMM."""
+    if node == "decoder.logits":
+        return "logits"
+    if not node.startswith("decoder.layer"):
+        return None
+    kind = node.split(".", 2)[2]
+    return next((g for g, ops in DECODER_GROUPS.items() if kind in ops), None)
+
+
+@dataclass(frozen=True)
+class DecoderCall:
+    """The shape of one decoder call: ``rows`` = windows x hypotheses x ``tokens``, after ``cached`` positions."""
+
+    rows: int
+    tokens: int = 1
+    windows: int = 1
+    cached: int = 50
+
+
+def decoder_gemms_cpu(dims: ModelDims, rows: int, rates: HostRates, vocab: int = DECODER_VOCAB) -> dict[str, float]:
+    """CPU seconds of one call's weight GEMMs per overlay group: each weight is read once for all ``rows``."""
+    out = dict.fromkeys(DECODER_GROUPS, 0.0)
+    for g in decoder_gemm_calls(dims, vocab):
+        group = next(k for k, ops in DECODER_GROUPS.items() if g.op in ops)
+        times = dims.decoder_layers if g.per_layer else 1
+        out[group] += times * predict(g.op, rows, g.K, g.N, rates=rates).cpu_s
+    return out
+
+
+def decoder_gemms_npu(
+    dims: ModelDims, rows: int, target: Target, rates: HostRates, vocab: int = DECODER_VOCAB
+) -> dict[str, float]:
+    """NPU seconds (launches, weight streams, host packing and copies; no switches) of one call's GEMMs per group.
+
+    Each op runs in column blocks of its overlay's N (qkv 3, fc1 4, the logits ``LOGITS_BLOCKS``); its A is
+    converted once for all blocks; the rows run in chunks of the ``DECODER_ROWS``-row overlay.
+    """
+    overlay_n = {"dxd": dims.d_model, "fc2": dims.d_model, "logits": LOGITS_BLOCK_N}
+    out = dict.fromkeys(DECODER_GROUPS, 0.0)
+    for g in decoder_gemm_calls(dims, vocab):
+        group = next(k for k, ops in DECODER_GROUPS.items() if g.op in ops)
+        nb = overlay_n[group]
+        blocks = -(-g.N // nb)
+        chunks = -(-rows // DECODER_ROWS)
+        p = predict(g.op, min(rows, DECODER_ROWS), g.K, nb, target, rates=rates, tile_m=DECODER_TILE_M)
+        times = dims.decoder_layers if g.per_layer else 1
+        out[group] += times * chunks * (blocks * (p.npu_s - p.pack_s) + p.pack_s)
+    return out
+
+
+def decoder_switches(on_npu: frozenset[str] | set[str], layers: int) -> int:
+    """Overlay switches per decoder step when the groups ``on_npu`` run on the NPU (steps repeat: cyclic).
+
+    The step's GEMMs in graph order are L x (dxd x5, fc2) then logits; CPU ops leave the loaded overlay as it is.
+    """
+    seq = [grp for _ in range(layers) for grp in ("dxd", "fc2") if grp in on_npu]
+    seq += ["logits"] if "logits" in on_npu else []
+    if len(set(seq)) < 2:
+        return 0
+    return sum(a != b for a, b in zip(seq, seq[1:] + seq[:1], strict=True))
+
+
+def decoder_cpu_seconds(
+    dims: ModelDims, call: DecoderCall, rates: HostRates, vocab: int = DECODER_VOCAB
+) -> dict[str, float]:
+    """Predicted CPU seconds of one decoder call (onnxruntime, float32), by part.
+
+    gemm: every weight read once per call + 2·rows·K·N FLOPs; cross attention: 4·rows·S·d FLOPs per layer and
+    each window's cross K/V (2·S·d floats) read once; self attention: 4·rows·(P+T)·d FLOPs and each row's cache
+    read; softmax over rows·H·S scores; element-wise (3 LayerNorms, GELU over 4d, adds) ~14·d per row; and
+    onnxruntime's per-node dispatch.
+    """
+    d, L, S = dims.d_model, dims.decoder_layers, FRAMES_PER_WINDOW
+    heads = d // 64
+    seqs = call.rows // max(call.tokens, 1)
+    span = call.cached + call.tokens
+    flops = rates.cpu_gemm_flops
+    if rates.cross_window_s is not None and rates.cross_row_s is not None:  # measured: softmax included
+        cross = L * d / 384 * (call.windows * rates.cross_window_s + call.rows * rates.cross_row_s)
+        softmax = 0.0
+    else:
+        cross = L * (4 * call.rows * S * d / flops + call.windows * 2 * S * d * 4 / rates.mem_bw_bytes_s)
+        softmax = L * call.rows * heads * S * rates.elementwise_s_per_elem
+    return {
+        "gemm": sum(decoder_gemms_cpu(dims, call.rows, rates, vocab).values()),
+        "cross_attention": cross,
+        "softmax": softmax,
+        "self_attention": L * (4 * call.rows * span * d / flops + seqs * 2 * span * d * 4 / rates.mem_bw_bytes_s),
+        "elementwise": L * call.rows * 14 * d * rates.elementwise_s_per_elem,
+        "nodes": (L * DECODER_NODES_PER_LAYER + DECODER_NODES_FIXED) * rates.node_s,
+    }
+
+
+@dataclass(frozen=True)
+class DecoderRoute:
+    """Which decoder overlay groups a step of ``rows`` rows puts on the NPU, and why each other one stays."""
+
+    rows: int
+    on_npu: frozenset[str]
+    switches: int
+    npu_step_s: float  # the step's GEMMs with this choice (NPU groups + switches + CPU groups)
+    cpu_step_s: float  # the step's GEMMs all on the CPU
+    group_npu_s: dict[str, float]
+    group_cpu_s: dict[str, float]
+    reasons: dict[str, str]  # group -> sentence (kept on the CPU: why)
+
+
+@lru_cache(maxsize=4096)
+def route_decoder(
+    model: str | ModelDims,
+    rows: int,
+    target: Target = "npu1",
+    rates: HostRates | None = None,
+    vocab: int = DECODER_VOCAB,
+) -> DecoderRoute:
+    """The routing policy for a decoder step of ``rows`` rows: the set of overlay groups that minimises the step's
+    predicted GEMM time, switches included (every subset of the three groups is tried)."""
+    r = rates or calibrate()
+    dims = WHISPER_DIMS[model] if isinstance(model, str) else model
+    npu = decoder_gemms_npu(dims, rows, target, r, vocab)
+    cpu = decoder_gemms_cpu(dims, rows, r, vocab)
+    best: tuple[float, frozenset[str], int] | None = None
+    groups = list(DECODER_GROUPS)
+    for mask in range(1 << len(groups)):
+        chosen = frozenset(g for i, g in enumerate(groups) if mask >> i & 1)
+        sw = decoder_switches(chosen, dims.decoder_layers)
+        total = sum(npu[g] if g in chosen else cpu[g] for g in groups) + sw * SWITCH_S
+        if best is None or total < best[0] - 1e-12:
+            best = (total, chosen, sw)
+    assert best is not None
+    total, chosen, sw = best
+    reasons = {}
+    for g in groups:
+        if g in chosen:
+            continue
+        with_g = chosen | {g}
+        sw_g = decoder_switches(with_g, dims.decoder_layers)
+        reasons[g] = (
+            f"policy: cost model keeps decoder {g} on CPU at M={rows} rows: NPU {npu[g] * 1e3:.2f} ms + "
+            f"{sw_g - sw} more switches x {SWITCH_S * 1e3:.2f} ms vs CPU {cpu[g] * 1e3:.2f} ms per step"
+        )
+    return DecoderRoute(rows, chosen, sw, total, sum(cpu.values()), npu, cpu, reasons)
 
 
 # -- a whole model -------------------------------------------------------------------------------------------
@@ -184,10 +494,23 @@ class Projection:
     npu_ops_s: float  # mel GEMMs + encoder GEMMs + cross K/V on the NPU, including host work and switches
     cpu_side_s: float  # encoder work that stays on the CPU either way (conv stem, attention, element-wise, log)
     cpu_gemm_s: float  # the offloaded GEMMs, had they run on the CPU
-    decoder_s: float  # greedy/beam decoding on the CPU
+    decoder_s: float  # the decoder on the CPU (onnxruntime steps + beam bookkeeping)
     switches: int
     formula: str
     setup_s: float = 0.0  # once per process: one hw_context per overlay (not part of the per-window figures)
+    decoder_npu_s: float | None = None  # the decoder with the routed GEMMs on the NPU (None: same as decoder_s)
+    decoder_route: DecoderRoute | None = None
+    parts: dict[str, float] = field(default_factory=dict)  # seconds of the NPU path per batch, by what bounds it
+    lifts: dict[str, float] = field(default_factory=dict)  # design change -> projected x realtime with it
+
+    @property
+    def bound(self) -> str:
+        """The largest part of the NPU path's time, with its share."""
+        if not self.parts:
+            return "-"
+        total = sum(self.parts.values())
+        name = max(self.parts, key=self.parts.__getitem__)
+        return f"{name} {100 * self.parts[name] / total:.0f}%"
 
     @property
     def encoder_npu_s(self) -> float:
@@ -199,7 +522,8 @@ class Projection:
 
     @property
     def x_realtime_npu(self) -> float:
-        return 30.0 * self.windows / (self.encoder_npu_s + self.decoder_s)
+        dec = self.decoder_s if self.decoder_npu_s is None else self.decoder_npu_s
+        return 30.0 * self.windows / (self.encoder_npu_s + dec)
 
     @property
     def x_realtime_cpu(self) -> float:
@@ -223,6 +547,7 @@ def project(
     switches_per_layer: int | None = None,
     tokens_per_window: int = 100,
     beam: int = 5,
+    beam_step_s: float | None = None,
 ) -> Projection:
     """Project one batch of ``batch`` 30 s windows of ``model``.
 
@@ -233,6 +558,7 @@ def project(
     """
     r = rates or calibrate()
     dims: ModelDims = WHISPER_DIMS[model]
+    beam_step_s = BEAM_STEP_S if beam_step_s is None else beam_step_s
     if switches_per_layer is None:
         switches_per_layer = 2
     T, F, d, L = batch * FRAMES_PER_WINDOW, batch * MEL_FRAMES_PER_WINDOW, dims.d_model, dims.encoder_layers
@@ -253,21 +579,121 @@ def project(
     conv_flops = 2 * F * 3 * dims.n_mels * d + 2 * T * 3 * d * d
     elementwise = L * batch * (heads * FRAMES_PER_WINDOW**2 + FRAMES_PER_WINDOW * (4 * d + 4 * d)) + F * dims.n_mels
     cpu_side = (attn_flops + conv_flops) / r.cpu_gemm_flops + elementwise * r.elementwise_s_per_elem
-    decoder_params = dims.decoder_layers * 14 * d * d + d * DECODER_VOCAB
-    step = decoder_params * 4 / r.mem_bw_bytes_s + 2 * beam * decoder_params / r.cpu_gemm_flops
-    decoder = batch * tokens_per_window * step
+    # Decoder: the batch's windows advance together, one step of batch x beam rows per token, so a step reads
+    # each weight once for all of them (not once per window).
+    rows = batch * beam
+    call = DecoderCall(rows, 1, batch, tokens_per_window // 2 + 4)
+    step_parts = decoder_cpu_seconds(dims, call, r)
+    step_cpu = sum(step_parts.values()) + beam_step_s
+    decoder = tokens_per_window * step_cpu
+    route = route_decoder(model, rows, target, r)
+    step_npu = step_cpu - route.cpu_step_s + route.npu_step_s
+    # Per batch: into the decoder's overlays and back to the encoder's; contexts beyond the driver's limit are
+    # re-created each time (research/xrt_aie.md §1: one hw_context per overlay).
+    dec_overlays = len(route.on_npu)
+    churn = max(0, overlays_needed(model, target, batch) + dec_overlays - HWCTX_LIMIT[target]) * 2 * HWCTX_CREATE_S
+    per_batch = (2 * SWITCH_S + churn) if dec_overlays else 0.0
+    decoder_npu = tokens_per_window * step_npu + per_batch
+    kept = [g for g in DECODER_GROUPS if g not in route.on_npu]
+    parts = {
+        "encoder GEMMs (NPU)": npu - switches * SWITCH_S,
+        "encoder attention/softmax/LN (CPU)": cpu_side,
+        "decoder attention/softmax (CPU)": tokens_per_window
+        * (step_parts["cross_attention"] + step_parts["softmax"] + step_parts["self_attention"]),
+        "decoder LN/GELU/node dispatch (CPU)": tokens_per_window * (step_parts["elementwise"] + step_parts["nodes"]),
+        "beam bookkeeping (CPU)": tokens_per_window * beam_step_s,
+        "decoder GEMMs (NPU)": tokens_per_window * sum(route.group_npu_s[g] for g in route.on_npu),
+        "decoder GEMMs kept on CPU": tokens_per_window * sum(route.group_cpu_s[g] for g in kept),
+        "overlay switches": switches * SWITCH_S + tokens_per_window * route.switches * SWITCH_S + per_batch,
+    }
+    enc_npu = npu + cpu_side
+    lifts = _lifts(dims, rows, target, r, tokens_per_window, step_parts, step_npu, route, enc_npu, decoder_npu, batch)
     formula = (
         f"encoder(npu) = sum over GEMMs of predict().npu_s ({n_kinds} kinds, A packed once per input, C in place) "
         f"+ {switches} switches x "
         f"{SWITCH_S * 1e3:.2f}ms + cpu-side (attention 4*T^2*d*L, conv stem, softmax/GELU/LayerNorm at measured "
-        f"rates); decoder = {tokens_per_window} tokens x (f32 weights {decoder_params * 4 / 1e6:.0f}MB / "
-        f"{r.mem_bw_bytes_s / 1e9:.1f}GB/s + beam {beam} FLOPs); x realtime = 30s x {batch} / (encoder + decoder)"
+        f"rates); decoder = {tokens_per_window} steps of {rows} rows (batch {batch} x beam {beam}; each weight read "
+        f"once per step) x (GEMMs + attention + softmax + element-wise + {rates_nodes(dims)} nodes + bookkeeping "
+        f"{beam_step_s * 1e3:.2f}ms); NPU decoder: routed groups {sorted(route.on_npu) or 'none'} "
+        f"({route.switches} switches/step); x realtime = 30s x {batch} / (encoder + decoder)"
     )
     setup = min(overlays_needed(model, target, batch), HWCTX_LIMIT[target]) * HWCTX_CREATE_S
     formula += f"; once per process: contexts {setup * 1e3:.1f}ms"
-    return Projection(model, target, batch, npu, cpu_side, cpu_gemm, decoder, switches, formula, setup)
+    return Projection(
+        model, target, batch, npu, cpu_side, cpu_gemm, decoder, switches, formula, setup,
+        decoder_npu, route, parts, lifts,
+    )  # fmt: skip
+
+
+def rates_nodes(dims: ModelDims) -> int:
+    return dims.decoder_layers * DECODER_NODES_PER_LAYER + DECODER_NODES_FIXED
+
+
+def _lifts(
+    dims: ModelDims,
+    rows: int,
+    target: Target,
+    r: HostRates,
+    tokens: int,
+    step_parts: dict[str, float],
+    step_npu: float,
+    route: DecoderRoute,
+    enc_npu: float,
+    decoder_npu: float,
+    batch: int,
+) -> dict[str, float]:
+    """Projected x realtime of design changes that would lift the NPU path's bound.
+
+    * fused layer overlay: one overlay computing a decoder layer's six GEMMs in one launch (weights resident,
+      the intermediate products kept on the array), the logits in their 8 blocks: no switches inside a step and
+      L + 8 launches instead of 10·L + 8; every decoder GEMM on the NPU.
+    * attention on the NPU: the decoder's cross attention (QKᵀ and AV over the window's 1500 frames, per layer)
+      and its softmax as two more GEMM launches per layer, at the GEMM rate or the K/V stream, whichever binds.
+    """
+    L, d, S = dims.decoder_layers, dims.d_model, FRAMES_PER_WINDOW
+    all_npu = decoder_gemms_npu(dims, rows, target, r)
+    launches_now = L * (3 + 1 + 1 + 1 + 4 + 1) + LOGITS_BLOCKS
+    launches_fused = L + LOGITS_BLOCKS
+    fused_gemm = sum(all_npu.values()) - (launches_now - launches_fused) * LAUNCH_S
+    gemm_now = route.npu_step_s
+    fused_step = step_npu - gemm_now + fused_gemm
+    out = {"fused layer overlay": 30.0 * batch / (enc_npu + tokens * fused_step)}
+    per_layer = 2 * (LAUNCH_S + max(4 * rows * S * d / 2 / GEMM_FLOPS[target], batch * 2 * S * d * 2 / NPU_DMA_BYTES_S))
+    attn_cpu = step_parts["cross_attention"] + step_parts["softmax"]
+    attn_step = fused_step - attn_cpu + L * per_layer
+    out["fused layer overlay + cross attention on the NPU"] = 30.0 * batch / (enc_npu + tokens * attn_step)
+    del decoder_npu
+    return out
 
 
 def built_overlay_names(target: Target) -> list[str]:
     """Names of the overlays the build script builds for ``target`` (for reports)."""
     return [c.name for c in whisper_configs(target)]
+
+
+# -- calibration against measured stage times ----------------------------------------------------------------
+
+
+def encoder_cpu_seconds(model: str | ModelDims, windows: int, rates: HostRates) -> float:
+    """Predicted CPU seconds of one encoder call over ``windows`` windows (float32 onnxruntime graph)."""
+    name = model if isinstance(model, str) else model.name
+    p = project(name, rates=rates, batch=windows, tokens_per_window=0)
+    return p.encoder_cpu_s
+
+
+def predict_stage_seconds(
+    model: str,
+    encoder_windows: dict[int, int],
+    decoder_shapes: dict[tuple[int, int, int, int], int],
+    rates: HostRates,
+    vocab: int = DECODER_VOCAB,
+) -> tuple[float, float]:
+    """Predicted CPU (encoder, decoder) seconds for the calls a run made: ``encoder_windows`` maps windows per
+    call to calls, ``decoder_shapes`` (rows, tokens, windows, cached // 32) to calls (``RunCounter``)."""
+    dims = WHISPER_DIMS[model]
+    enc = sum(n * encoder_cpu_seconds(model, w, rates) for w, n in encoder_windows.items())
+    dec = 0.0
+    for (rows, tokens, windows, cached32), n in decoder_shapes.items():
+        call = DecoderCall(rows, tokens, windows, cached32 * 32 + 16)
+        dec += n * sum(decoder_cpu_seconds(dims, call, rates, vocab).values())
+    return enc, dec

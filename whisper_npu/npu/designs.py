@@ -312,6 +312,53 @@ def encoder_gemms(dims: ModelDims) -> dict[str, tuple[int, int]]:
     return {g.op: (g.K, g.N) for g in encoder_gemm_calls(dims)}
 
 
+#: Rows of the decoder's overlays: one step multiplies batch x beam rows (8 x 5 = 40 on the default VAD path,
+#: fewer as windows finish) by each weight, padded to the design's 4·m rows; m = 16 (the smallest tile the bf16
+#: kernel takes, see static_check.KERNEL_MULTIPLE) makes that 64 rows, not 256. More rows (a first step's
+#: prompt tokens) run in chunks of 64.
+DECODER_ROWS = 64
+DECODER_TILE_M = 16
+#: Vocabulary of the multilingual models (tiny.en/base.en: 51864); the logits GEMM is d x vocab.
+DECODER_VOCAB = 51865
+#: The logits run in this many column blocks: one d x vocab overlay would need C's row-block stride
+#: 4·m·N words > 2^20, which the shim DMA cannot address (static_check "dma"); 8 blocks of 6528 columns
+#: (51 x 128, a multiple of n x columns on both targets) pad the vocabulary by 0.7 %.
+LOGITS_BLOCKS = 8
+LOGITS_BLOCK_N = _up(-(-DECODER_VOCAB // LOGITS_BLOCKS), 128)
+
+
+@dataclass(frozen=True)
+class DecoderGemm:
+    """One weight GEMM of a decoder step (``graph.build_decoder(route_logits=True)`` node names), per layer or
+    once per step (``per_layer=False``: the logits)."""
+
+    op: str
+    K: int
+    N: int
+    per_layer: bool = True
+
+
+def decoder_gemm_calls(dims: ModelDims, vocab: int = DECODER_VOCAB) -> list[DecoderGemm]:
+    """The decoder's weight GEMMs per step, in graph order (self-attention QKV fused, MLP fc1 whole)."""
+    d = dims.d_model
+    return [
+        DecoderGemm("self_attn.qkv", d, 3 * d),
+        DecoderGemm("self_attn.out", d, d),
+        DecoderGemm("cross_attn.q", d, d),
+        DecoderGemm("cross_attn.out", d, d),
+        DecoderGemm("mlp.fc1", d, dims.d_ff),
+        DecoderGemm("mlp.fc2", dims.d_ff, d),
+        DecoderGemm("logits", d, vocab, per_layer=False),
+    ]
+
+
+def decoder_overlay_shapes(dims: ModelDims, vocab: int = DECODER_VOCAB) -> dict[str, tuple[int, int]]:
+    """(K, N) of the overlays a decoder step needs: one ``d x d`` serves qkv/out/q/out/fc1 in d-wide column
+    blocks (as the encoder's), ``4d x d`` serves fc2, ``d x LOGITS_BLOCK_N`` the logits in LOGITS_BLOCKS blocks."""
+    d = dims.d_model
+    return {"decoder.dxd": (d, d), "decoder.fc2": (dims.d_ff, d), "decoder.logits": (d, LOGITS_BLOCK_N)}
+
+
 def mel_gemms(n_mels: int) -> dict[str, tuple[int, int]]:
     """(K, N) of mel as two GEMMs: frames × [cos | sin] basis, then power × mel filterbank."""
     return {"mel.dft": (N_FFT * MEL_DFT_SPLIT, 2 * N_FREQ), "mel.filterbank": (N_FREQ, n_mels)}
@@ -328,17 +375,18 @@ def _tile_for(N: int, target: Target) -> tuple[int, int, int, int]:
 
 
 def make_config(
-    M: int, K: int, N: int, target: Target = "npu1", *, name: str | None = None, uses: tuple = ()
+    M: int, K: int, N: int, target: Target = "npu1", *, name: str | None = None, uses: tuple = (), m: int | None = None
 ) -> GemmConfig:
     """A whole_array configuration for a logical (M, K, N), padded to the design's multiples.
 
     The host zero-pads A's rows/columns and B's rows/columns; padded K adds zeros to the sum, padded M/N rows
-    and columns of C are dropped.
+    and columns of C are dropped. ``m`` overrides the per-core tile rows (the decoder's overlays use 16).
     """
-    m, k, n, cols = _tile_for(N, target)
+    _, k, n, cols = _tile_for(N, target)
+    m = m or 64
     Mp, Kp, Np = _up(M, m * N_AIE_ROWS), _up(K, k), _up(N, n * cols)
-    if (m, k, n, cols) != _tile_for(Np, target):
-        m, k, n, cols = _tile_for(Np, target)
+    if (k, n, cols) != _tile_for(Np, target)[1:]:
+        _, k, n, cols = _tile_for(Np, target)
     return GemmConfig(
         name=name or f"gemm_{Mp}x{Kp}x{Np}",
         M=Mp, K=Kp, N=Np, m=m, k=k, n=n, n_aie_cols=cols, target=target, uses=uses,
@@ -346,23 +394,28 @@ def make_config(
 
 
 def whisper_configs(target: Target = "npu1", models: tuple[str, ...] = BUILT_MODELS) -> list[GemmConfig]:
-    """Every overlay the build script builds for ``target``: encoder + cross K/V + mel, per window batch."""
+    """Every overlay the build script builds for ``target``: encoder + cross K/V + mel per window batch, and
+    the decoder step's (``DECODER_ROWS`` rows)."""
     return list(_whisper_configs(target, tuple(models)))
 
 
 @lru_cache(maxsize=8)
 def _whisper_configs(target: Target, models: tuple[str, ...]) -> tuple[GemmConfig, ...]:
     found: dict[tuple, GemmConfig] = {}
-    for batch in BATCH_WINDOWS:
+    for batch in (*BATCH_WINDOWS, None):  # None: the decoder step's overlays, after the encoder's
         for model in models:
             dims = WHISPER_DIMS[model]
-            wanted = [(batch * FRAMES_PER_WINDOW, op, kn) for op, kn in encoder_gemms(dims).items()]
-            wanted += [(batch * MEL_FRAMES_PER_WINDOW, op, kn) for op, kn in mel_gemms(dims.n_mels).items()]
+            if batch is None:
+                wanted = [(DECODER_ROWS, op, kn) for op, kn in decoder_overlay_shapes(dims).items()]
+            else:
+                wanted = [(batch * FRAMES_PER_WINDOW, op, kn) for op, kn in encoder_gemms(dims).items()]
+                wanted += [(batch * MEL_FRAMES_PER_WINDOW, op, kn) for op, kn in mel_gemms(dims.n_mels).items()]
             for M, op, (K, N) in wanted:
-                cfg = make_config(M, K, N, target)
+                tile_m = DECODER_TILE_M if op.startswith("decoder.") and M == DECODER_ROWS else None
+                cfg = make_config(M, K, N, target, m=tile_m)
                 key = (cfg.shape, cfg.tile, cfg.n_aie_cols)
                 prior = found.get(key)
-                use = (f"{model} x{batch}", op)
+                use = (f"{model} decoder" if M == DECODER_ROWS else f"{model} x{batch}", op)
                 found[key] = replace(
                     prior or cfg,
                     name=cfg.stem,

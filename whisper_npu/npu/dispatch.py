@@ -42,7 +42,11 @@ from whisper_npu.report import RunReport
 
 MATMUL_CHECK_TOLERANCE = 0.02  # relative Frobenius error of the bf16 result vs float32 (bf16 ~ 2^-9 per operand)
 MEL_CHECK_TOLERANCE = 0.02  # max abs error of log10 mel above the max-8 floor
-MIN_NPU_ROWS = 64  # below this many rows a matmul stays on the CPU (policy)
+MIN_NPU_ROWS = 64  # below this many rows an encoder matmul stays on the CPU (policy)
+MAX_BLOCKS = 8  # most column blocks (launches) an overlay narrower than a weight may serve it in
+MAX_BLOCK_PADDING = 0.02
+#: Rows of the decoder step the plan-time prediction is made for: the default VAD batch (8) x beam 5.
+DECODER_REFERENCE_ROWS = 40
 FRAMES_PER_WINDOW = 1500
 
 
@@ -58,6 +62,7 @@ class MatmulOp:
     gemm: GemmOp | None = None
     plan_reason: str | None = None  # why it will not use the NPU, None when it may
     checked: bool = False
+    decoder: bool = False  # a decoder weight GEMM: routed per call by the decoder policy
 
 
 @dataclass
@@ -81,6 +86,10 @@ class Dispatcher:
     #: ``--device auto``: an op goes to the NPU only where the cost model predicts a win (``npu`` forces it).
     use_cost_model: bool = False
     predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Host rates the decoder policy uses (None: calibrate on first use; tests pass fixed ones).
+    rates: Any = None
+    decoder_steps: dict[int, list[str]] = field(default_factory=dict)  # rows -> groups on the NPU, this run
+    _dec_dims: Any = None
 
     def run_switches(self) -> int:
         """Overlay switches since the current run started."""
@@ -94,6 +103,7 @@ class Dispatcher:
         """A new run: report to ``report`` and start the host accounting afresh."""
         self.report = report
         self.host = {}
+        self.decoder_steps = {}
         if self.session is not None:
             self.session.a_contents.clear()  # never reuse a previous run's (possibly freed) input
             self._switches0 = self.session.switches
@@ -132,10 +142,16 @@ class Dispatcher:
         return f"no overlay for {what}; {NOT_BUILT}"
 
     def _covers(self, family: tuple[int, int], k: int, n: int) -> bool:
-        """An overlay (Kf, Nf) serves a [k, n] weight when Kf is k padded to the design, and Nf divides padded n."""
+        """An overlay (Kf, Nf) serves a [k, n] weight when Kf is k padded to the design, and Nf divides padded n
+        — or, for a weight wider than the overlay, n padded to whole blocks of Nf costs at most
+        ``MAX_BLOCKS`` launches and ``MAX_BLOCK_PADDING`` extra columns (the logits: vocab in 8 blocks)."""
         kf, nf = family
         want = make_config(1, k, n, self.session.target if self.session else "npu1")
-        return kf == want.K and want.N % nf == 0
+        if kf != want.K:
+            return False
+        blocks = -(-n // nf)
+        blocked = n > nf and blocks <= MAX_BLOCKS and blocks * nf <= n * (1 + MAX_BLOCK_PADDING)
+        return want.N % nf == 0 or blocked
 
     def plan(self) -> None:
         """Assign every registered matmul an overlay family, covering all of them with as few as possible."""
@@ -164,9 +180,26 @@ class Dispatcher:
                     self._predict(name, op)
 
     def _predict(self, name: str, op: MatmulOp) -> None:
-        """Cost-model prediction for one window (M = 1500 rows); under ``--device auto`` a loss stays on the CPU."""
-        from whisper_npu.npu.costmodel import predict
+        """Cost-model prediction for one window (M = 1500 rows); under ``--device auto`` a loss stays on the CPU.
 
+        Decoder matmuls are decided per call instead (:meth:`_decoder_reason`: their rows change every step);
+        their plan-time entry is the route at ``DECODER_REFERENCE_ROWS``.
+        """
+        from whisper_npu.npu.costmodel import decoder_group, predict
+
+        if decoder_group(name) is not None:
+            route = self._decoder_route(DECODER_REFERENCE_ROWS)
+            group = decoder_group(name)
+            self.predictions[name] = {
+                "rows": DECODER_REFERENCE_ROWS,
+                "group": group,
+                "npu_step_ms": round(route.group_npu_s[group] * 1e3, 3),
+                "cpu_step_ms": round(route.group_cpu_s[group] * 1e3, 3),
+                "npu_wins": group in route.on_npu,
+                "formula": route.reasons.get(group, f"routed: groups {sorted(route.on_npu)}, "
+                                             f"{route.switches} switches per step"),
+            }  # fmt: skip
+            return
         k, n = op.weight.shape
         target = self.session.target if self.session is not None else "npu1"
         try:
@@ -194,9 +227,55 @@ class Dispatcher:
         return sorted(names)
 
     # -- matmul ------------------------------------------------------------
+    # -- decoder routing ----------------------------------------------------
+    def _decoder_dims(self) -> Any:
+        """The decoder's dimensions, read off its registered weights (d from the output projection, layers
+        counted, vocab from the logits)."""
+        if self._dec_dims is None:
+            from whisper_npu.npu.designs import DECODER_VOCAB, ModelDims
+
+            layers = {n.split(".")[1] for n in self._ops if n.startswith("decoder.layer")}
+            d = next(op.weight.shape[0] for n, op in self._ops.items() if n.startswith("decoder."))
+            logits = self._ops.get("decoder.logits")
+            vocab = logits.weight.shape[1] if logits is not None else DECODER_VOCAB
+            self._dec_dims = (ModelDims(f"d{d}", d, 0, max(len(layers), 1)), vocab)
+        return self._dec_dims
+
+    def _decoder_route(self, rows: int) -> Any:
+        from whisper_npu.npu.costmodel import route_decoder
+
+        dims, vocab = self._decoder_dims()
+        target = self.session.target if self.session is not None else "npu1"
+        return route_decoder(dims, rows, target, self.rates, vocab)  # type: ignore[arg-type]
+
+    def _decoder_reason(self, name: str, rows: int) -> str | None:
+        """None when the routing policy puts this op's overlay group on the NPU for a step of ``rows`` rows."""
+        from whisper_npu.npu.costmodel import decoder_group
+
+        route = self._decoder_route(rows)
+        group = decoder_group(name)
+        self.decoder_steps.setdefault(rows, sorted(route.on_npu))
+        return None if group in route.on_npu else route.reasons[group]
+
+    def decoder_summary(self) -> dict[str, Any]:
+        """The routing policy as the run applied it: groups on the NPU per step size seen, and the reference."""
+        if not any(op.decoder for op in self._ops.values()):
+            return {}
+        ref = self._decoder_route(DECODER_REFERENCE_ROWS)
+        return {
+            "reference_rows": DECODER_REFERENCE_ROWS,
+            "reference_on_npu": sorted(ref.on_npu),
+            "reference_switches_per_step": ref.switches,
+            "reference_kept_on_cpu": dict(ref.reasons),
+            "on_npu_by_rows": {str(k): v for k, v in sorted(self.decoder_steps.items())},
+        }
+
     def register_matmul(self, name: str, weight: np.ndarray) -> MatmulOp:
         """Keep the weight; the plan (and the one-time bf16 upload) happens on first use."""
-        op = MatmulOp(name, np.ascontiguousarray(weight, dtype=np.float32))
+        from whisper_npu.npu.costmodel import decoder_group
+
+        op = MatmulOp(name, np.ascontiguousarray(weight, dtype=np.float32), decoder=decoder_group(name) is not None)
+        self._dec_dims = None
         self._ops[name] = op
         self._planned = False
         return op
@@ -223,7 +302,9 @@ class Dispatcher:
         reason = op.plan_reason
         if reason is None and op.gemm is not None:
             reason = self._disabled_reason(op.gemm)
-        if reason is None and rows < self.min_rows:
+        if reason is None and op.decoder:
+            reason = self._decoder_reason(name, rows)
+        elif reason is None and rows < self.min_rows:
             reason = f"policy: {rows} rows < {self.min_rows} (skinny matmul is faster on CPU)"
         if reason is None:
             t0 = time.perf_counter()

@@ -392,6 +392,18 @@ class bo:  # noqa: N801
         #: NPU a ``host_only`` BO lives in host memory the NPU reads by DMA: a sync is a cache flush, not this
         #: copy, so host accounting subtracts it (``runtime.XdnaSession.to_device``).
         self.emulated_sync_seconds = 0.0
+        #: Bumped whenever the device side may change (sync to device, a run writing it): keys the emulator's
+        #: float32 copy of a resident weight (:meth:`device_f32`), not a pyxrt attribute.
+        self.generation = 0
+        self._f32: tuple[int, tuple, np.ndarray] | None = None
+
+    def device_f32(self, shape: tuple[int, int]) -> np.ndarray:
+        """The device side as bf16 bits [shape] widened to float32, cached until the device side changes (a
+        resident weight is converted once, not on every launch; the arithmetic is the same)."""
+        if self._f32 is None or self._f32[:2] != (self.generation, shape):
+            bits = np.frombuffer(self._dev, dtype=np.uint16, count=shape[0] * shape[1]).reshape(shape)
+            self._f32 = (self.generation, shape, kernels.bf16_to_f32(bits))
+        return self._f32[2]
 
     def write(self, data: Any, seek: int) -> None:
         raw = memoryview(np.ascontiguousarray(data)).cast("B") if not isinstance(data, bytes) else memoryview(data)
@@ -413,6 +425,7 @@ class bo:  # noqa: N801
         host, dev = memoryview(self._host), memoryview(self._dev)
         if direction == xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE:
             dev[offset:end] = host[offset:end]
+            self.generation += 1
         elif direction == xclBOSyncDirection.XCL_BO_SYNC_BO_FROM_DEVICE:
             host[offset:end] = dev[offset:end]
         else:
@@ -575,9 +588,10 @@ class kernel:  # noqa: N801
                 raise ValueError(f"{role} buffer is {b.size()} bytes, the design moves {sizes[role]}")
         a = np.frombuffer(a_bo._dev, dtype=np.uint16, count=cfg.M * cfg.K).reshape(cfg.M, cfg.K)
         b_shape = (cfg.N, cfg.K) if cfg.b_col_maj else (cfg.K, cfg.N)
-        b = np.frombuffer(b_bo._dev, dtype=np.uint16, count=cfg.K * cfg.N).reshape(b_shape)
-        c = kernels.whole_array_gemm(a, b, cfg.k, b_col_maj=cfg.b_col_maj)
+        b = b_bo.device_f32(b_shape)
+        c = kernels.whole_array_gemm(a, b, cfg.k, b_col_maj=cfg.b_col_maj, b_is_f32=True)
         np.frombuffer(c_bo._dev, dtype=np.float32, count=cfg.M * cfg.N)[...] = c.reshape(-1)
+        c_bo.generation += 1
 
 
 def enumerate_devices() -> int:

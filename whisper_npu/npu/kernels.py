@@ -243,13 +243,16 @@ def split_bf16(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hi, round_bf16(x - hi)
 
 
-def whole_array_gemm(a_bits: np.ndarray, b: np.ndarray, k_chunk: int, *, b_col_maj: bool = False) -> np.ndarray:
+def whole_array_gemm(
+    a_bits: np.ndarray, b: np.ndarray, k_chunk: int, *, b_col_maj: bool = False, b_is_f32: bool = False
+) -> np.ndarray:
     """C = A @ B as the overlay computes it: bf16 operands, f32 partial sums per k-chunk, in K order.
 
-    ``a_bits`` is A [M, K] as bf16 bits; ``b`` is B as bf16 bits, [K, N] or, with ``b_col_maj``, [N, K].
+    ``a_bits`` is A [M, K] as bf16 bits; ``b`` is B as bf16 bits, [K, N] or, with ``b_col_maj``, [N, K]
+    (``b_is_f32``: B's bf16 values already widened to float32).
     """
     a = bf16_to_f32(a_bits)
-    bf = bf16_to_f32(b)
+    bf = b if b_is_f32 else bf16_to_f32(b)
     if b_col_maj:
         bf = bf.T
     M, K = a.shape

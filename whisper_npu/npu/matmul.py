@@ -186,8 +186,17 @@ class GemmOp:
         return bos
 
     def pick(self, m: int) -> KernelSpec:
-        """The compiled M that pads ``m`` rows least (ties: fewer launches)."""
-        return min(self.specs, key=lambda s: (-(-m // s.config.M) * s.config.M, -(-m // s.config.M)))
+        """The compiled M that runs ``m`` rows fastest by the cost model's terms: launches x launch cost + padded
+        rows at the published GEMM rate (40 decoder rows take the 64-row overlay, 6000 encoder rows the
+        6144-row one in one launch, not 94 launches of 64)."""
+        from whisper_npu.npu.costmodel import GEMM_FLOPS, LAUNCH_S
+
+        def seconds(spec: KernelSpec) -> float:
+            cfg = spec.config
+            launches = -(-m // cfg.M)
+            return launches * LAUNCH_S + launches * cfg.flops / GEMM_FLOPS.get(cfg.target, GEMM_FLOPS["npu1"])
+
+        return min(self.specs, key=lambda s: (seconds(s), s.config.M))
 
     def own_c_bytes(self) -> int:
         """Bytes of the C BOs this op holds for zero-copy results (beyond the shared scratch BOs)."""

@@ -5,6 +5,9 @@ the CPU and on the emulated NPU (every encoder GEMM, the cross-attention K/V
 and mel-as-GEMMs on upstream-shaped bf16 overlays), print WER per backend and
 the NPU path's host ms per 30 s window (conversion, syncs, copies, launch
 overhead; the emulated overlay compute excluded) per op, and write JSON.
+``--long SECONDS`` adds a long-form file built from the same recordings
+(default path: VAD batches, so decoder steps of up to 8 windows x 5 beams);
+every file reports which decoder GEMMs the routing policy put on the NPU.
 
 Host work is measured twice: as the emulated path runs (the overlays' numpy
 arithmetic on the same thread, its cost subtracted but its cache evictions
@@ -47,7 +50,49 @@ def _fixtures(models: list[str]) -> Path:
     return directory
 
 
-def bench_model(model: str, repeat: int) -> dict:
+def _decoder_routing(result) -> dict:  # type: ignore[no-untyped-def]
+    """Decoder GEMMs the run put on the (emulated) NPU, calls per op, and the policy's choice per step size."""
+    from whisper_npu.npu.costmodel import decoder_group
+
+    ops = result.report.to_dict()["ops"]
+    routed = {
+        op: v["backends"]["npu-emulated"]["calls"]
+        for op, v in ops.items()
+        if decoder_group(op) is not None and "npu-emulated" in v["backends"]
+    }
+    info = result.report.info["npu"]
+    return {"routed_calls": routed, "policy": info.get("decoder_routing", {})}
+
+
+def _long_form(cpu, npu, seconds: float) -> dict:  # type: ignore[no-untyped-def]
+    """A long-form file (bench/corpus.py: English recordings back to back) on the default path (VAD batches
+    of 8 windows x beam 5 = 40 decoder rows), CPU vs emulated NPU."""
+    import soundfile as sf
+
+    import whisper_npu
+    from whisper_npu.bench.corpus import SR, continuous_english
+
+    audio = continuous_english(min_seconds=seconds, seed=0, max_piece_s=25)
+    directory = Path(tempfile.mkdtemp(prefix="whisper-npu-long-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    path = directory / "long.wav"
+    sf.write(path, audio.audio, SR)
+    cpu_text = whisper_npu.transcribe(path, model=cpu).text
+    result = whisper_npu.transcribe(path, model=npu)
+    host = result.report.info["npu"]["host"]
+    return {
+        "file": f"long-form {audio.duration:.0f} s (continuous_english seed 0)",
+        "reference": audio.reference,
+        "cpu": cpu_text,
+        "npu": result.text,
+        "decoder": _decoder_routing(result),
+        "host_ms_per_window": host["host_ms_per_window"],
+        "launches_per_window": host["launches_per_window"],
+        "fallbacks": {op: v["fallbacks"] for op, v in result.report.to_dict()["ops"].items() if v["fallbacks"]},
+    }
+
+
+def bench_model(model: str, repeat: int, long_s: float = 0.0, host_off: bool = True) -> dict:
     import whisper_npu
     from whisper_npu.bench.runner import find_reference, manifest_files, word_error_rate
 
@@ -79,14 +124,21 @@ def bench_model(model: str, repeat: int) -> dict:
         # a real NPU, whose arithmetic neither takes the host's time nor evicts its caches. Text is meaningless.
         emulator.set_compute(False)
         try:
-            for _ in range(repeat):
+            for _ in range(repeat if host_off else 0):
                 host = whisper_npu.transcribe(path, model=npu).report.info["npu"]["host"]
                 _keep_best(host, off_best, {})
         finally:
             emulator.set_compute(True)
         npu_text.append(best_text)
         rel = str(path.relative_to(AUDIO_DIR))
-        files.append({"file": rel, "cpu": cpu_text[-1], "npu": best_text, "fallbacks": fallbacks})
+        files.append({"file": rel, "cpu": cpu_text[-1], "npu": best_text, "fallbacks": fallbacks,
+                      "decoder": _decoder_routing(result)})  # fmt: skip
+    long_form = _long_form(cpu, npu, long_s) if long_s else None
+    if long_form is not None:
+        refs.append(long_form.pop("reference"))
+        cpu_text.append(long_form["cpu"])
+        npu_text.append(long_form["npu"])
+        files.append(long_form)
     cpu_wer = word_error_rate(" ".join(refs), " ".join(cpu_text))
     npu_wer = word_error_rate(" ".join(refs), " ".join(npu_text))
     jfk = next((f for f in files if "jfk" in f["file"]), None)
@@ -173,10 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
     parser.add_argument("--repeat", type=int, default=1, help="NPU runs per file (best host time per op is kept)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--long", type=float, default=0.0, metavar="SECONDS",
+                        help="also a long-form file of at least SECONDS (default path: VAD batches), 0: none")
+    parser.add_argument("--skip-host-off", action="store_true",
+                        help="skip the second pass with the emulated arithmetic off (WER and routing only)")
     args = parser.parse_args(argv)
     os.environ.setdefault("WHISPER_NPU_XCLBINS", str(_fixtures(args.models)))
     before = machine_reference()
-    rows = [bench_model(m, args.repeat) for m in args.models]
+    rows = [bench_model(m, args.repeat, args.long, not args.skip_host_off) for m in args.models]
     after = machine_reference()
     for r in rows:
         r["machine_reference"] = {"before": before, "after": after}
@@ -192,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     for r in rows:
         _print_ops(r)
+    for r in rows:
+        for f in r["files"]:
+            routed = f["decoder"]["routed_calls"]
+            by_rows = f["decoder"]["policy"].get("on_npu_by_rows", {})
+            print(f"{r['model']} {f['file']}: decoder GEMM ops on the NPU (EMULATED) {len(routed)}, calls "
+                  f"{sum(routed.values())}; groups by step rows {by_rows}")
     print("host ms per window = sum over ops of each op's best run (thread CPU time of conversion, sync and launch")
     print("calls, copies out of C; EMULATED path: the emulator's compute and host<->device copies are not counted).")
     print("'arithmetic off host': the same calls with the emulated arithmetic switched off (emulator.set_compute),")

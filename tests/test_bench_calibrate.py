@@ -1,0 +1,64 @@
+"""`bench --project npu --calibrate`: usage errors, and predictions made from the calls a run recorded."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+
+from whisper_npu.npu.costmodel import (
+    DecoderCall,
+    HostRates,
+    decoder_cpu_seconds,
+    encoder_cpu_seconds,
+    predict_stage_seconds,
+)
+from whisper_npu.npu.designs import WHISPER_DIMS
+
+RATES = HostRates(3e-9, 1.5e-10, 35e9, 5e-10, 12e9, "test", node_s=5e-6)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "whisper_npu", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_calibrate_without_project_is_a_usage_error() -> None:
+    proc = _cli("bench", "--calibrate")
+    assert proc.returncode == 2
+    assert "--calibrate needs --project npu" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_calibrate_without_audio_says_so() -> None:
+    proc = _cli("bench", "--project", "npu", "--calibrate")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --calibrate needs audio files")
+
+
+def test_stage_prediction_sums_the_recorded_calls() -> None:
+    """Each recorded (rows, tokens, windows, cached // 32) shape is predicted once per call, then summed."""
+    shapes = {(40, 1, 8, 1): 30, (5, 1, 1, 2): 50, (1, 90, 1, 0): 2}
+    enc, dec = predict_stage_seconds("tiny", {1: 3, 4: 1}, shapes, RATES)
+    dims = WHISPER_DIMS["tiny"]
+    expected = sum(
+        n * sum(decoder_cpu_seconds(dims, DecoderCall(r, t, w, c * 32 + 16), RATES).values())
+        for (r, t, w, c), n in shapes.items()
+    )
+    assert math.isclose(dec, expected)
+    assert math.isclose(enc, 3 * encoder_cpu_seconds("tiny", 1, RATES) + encoder_cpu_seconds("tiny", 4, RATES))
+    # the prompt call (90 tokens of one row) counts as 90 rows, not one
+    one_row = sum(decoder_cpu_seconds(dims, DecoderCall(1, 1, 1, 16), RATES).values())
+    prompt = sum(decoder_cpu_seconds(dims, DecoderCall(90, 90, 1, 16), RATES).values())
+    assert prompt > one_row
+
+
+def test_run_counter_records_decoder_shapes_and_cpu_seconds(tiny_model) -> None:
+    tiny_model.counter.decoder_shapes.clear()
+    before = tiny_model.counter.cpu_seconds["decoder"]
+    mel = np.zeros((2, 80, 3000), np.float32)
+    enc = tiny_model.encode(mel)
+    _, cache = tiny_model.decode(np.full((4, 3), 440, np.int64), enc)
+    tiny_model.decode(np.full((4, 1), 440, np.int64), enc, cache)
+    assert dict(tiny_model.counter.decoder_shapes) == {(4, 3, 2, 0): 1, (4, 1, 2, 0): 1}
+    assert tiny_model.counter.cpu_seconds["decoder"] > before
