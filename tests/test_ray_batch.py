@@ -67,21 +67,43 @@ def archive(tmp_path_factory) -> Path:
     return root
 
 
-def _tree(out: Path) -> dict[str, str]:
-    files = {}
+def _tree(out: Path) -> dict[str, object]:
+    """Every output by relative path: text files as text, JSON transcripts parsed, without their timing report."""
+    files: dict[str, object] = {}
     for path in sorted(out.rglob("*")):
         if path.is_file() and path.name != "batch_report.json" and not path.name.startswith("."):
-            text = path.read_text()
             if path.suffix == ".json":
-                data = json.loads(text)
+                data = json.loads(path.read_text())
                 data.pop("report")  # timings differ run to run; everything else must not
-                text = json.dumps(data, sort_keys=True)
-            files[str(path.relative_to(out))] = text
+                files[str(path.relative_to(out))] = data
+            else:
+                files[str(path.relative_to(out))] = path.read_text()
     return files
 
 
+# Word/segment probabilities are sums of exponentials: two processes running the same model and thread
+# count can differ in the 4th decimal (buffer alignment picks the SIMD tail path). Everything else is exact.
+_SCORES = {"probability", "avg_logprob", "no_speech_prob", "compression_ratio", "language_probability"}
+
+
+def _same(a: object, b: object, key: str = "") -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k], k) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y, key) for x, y in zip(a, b, strict=True))
+    if key in _SCORES and isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= 2e-3
+    return a == b
+
+
+def _assert_same_tree(got: dict[str, object], want: dict[str, object]) -> None:
+    assert got.keys() == want.keys() and want
+    for name in want:
+        assert _same(got[name], want[name]), name
+
+
 @pytest.fixture(scope="module")
-def local_tree(archive, tmp_path_factory) -> dict[str, str]:
+def local_tree(archive, tmp_path_factory) -> dict[str, object]:
     # 1 thread, as each of the 2 workers on 2 CPUs: onnxruntime's sums (word probabilities) depend on it
     loaded = api.load_model("tiny.en", device="cpu", threads=1)
     out = tmp_path_factory.mktemp("local")
@@ -131,7 +153,7 @@ def ray_run(cluster, archive, tmp_path_factory):
 def test_ray_outputs_equal_the_local_batch(ray_run, local_tree):
     summary, out, _, executor = ray_run
     assert summary.count("ok") == 4 and summary.count("failed") == 0
-    assert _tree(out) == local_tree
+    _assert_same_tree(_tree(out), local_tree)
     report = json.loads((out / "batch_report.json").read_text())
     backend = report["backend"]
     assert backend["name"] == "ray" and len(backend["workers"]) == 2
@@ -179,7 +201,7 @@ def test_killed_worker_loses_and_duplicates_nothing(cluster, archive, local_tree
     assert by_path[LONG].attempts == 2 and {o.attempts for k, o in by_path.items() if k != LONG} == {1}
     assert str(killed[0]) not in by_path[LONG].worker  # the answer came from another process
     assert executor.sent.count(str(archive / LONG)) == 2
-    assert _tree(out) == local_tree
+    _assert_same_tree(_tree(out), local_tree)
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     report = json.loads((out / "batch_report.json").read_text())
     assert report["backend"]["worker_replacements"] == 1 and report["files_ok"] == 4
@@ -198,7 +220,7 @@ def test_ctrl_c_finishes_the_files_in_flight_and_a_rerun_the_rest(cluster, archi
         second = run_batch([archive], None, out, FORMATS, executor=executor)
     assert second.count("skipped") == 2 and second.count("ok") == 2 and not second.interrupted
     assert sorted(executor.sent + first_executor.sent) == sorted(map(str, archive.rglob("*.wav")))
-    assert _tree(out) == local_tree
+    _assert_same_tree(_tree(out), local_tree)
 
 
 def test_cli_unreachable_address_is_one_line_before_any_work(tmp_path, archive):
