@@ -152,7 +152,7 @@ def ray_run(cluster, archive, tmp_path_factory):
 
 def test_ray_outputs_equal_the_local_batch(ray_run, local_tree):
     summary, out, _, executor = ray_run
-    assert summary.count("ok") == 4 and summary.count("failed") == 0
+    assert summary.count("ok") == 4 and summary.count("failed") == 0, [o.reason for o in summary.outcomes]
     _assert_same_tree(_tree(out), local_tree)
     report = json.loads((out / "batch_report.json").read_text())
     backend = report["backend"]

@@ -306,6 +306,8 @@ class RayExecutor:
         idle: deque[_Slot] = deque(s for s in self.slots if s.alive)
         source = iter(jobs)
         exhausted = False
+        # Ray's memory monitor kills a task when the node runs low on memory: a lost call like a dead worker
+        lost = (ray.exceptions.RayActorError, getattr(ray.exceptions, "OutOfMemoryError", ray.exceptions.RayActorError))
         while True:
             while idle and not self._stopped:
                 if retry:
@@ -333,7 +335,7 @@ class RayExecutor:
                 job, attempts, slot = inflight.pop(ref)
                 try:
                     answer = ray.get(ref)
-                except ray.exceptions.RayActorError as exc:  # the worker process died under this file
+                except lost as exc:  # the worker process died (or was killed) under this file
                     self._replace(slot)
                     if slot.alive:
                         idle.append(slot)
