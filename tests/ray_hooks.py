@@ -7,7 +7,7 @@ import os
 
 def record_writes() -> None:
     """Log every writer call a Ray worker process makes to ``$WNPU_WORKER_WRITE_LOG`` (there must be none)."""
-    import whisper_npu.writers as w
+    import whisper_npu.writers.store as w  # every output, record and report is written through it
 
     original = w.atomic_write_text
 

@@ -201,14 +201,14 @@ def _fake_ray_executor(fake: FakeRay, workers: int = 2) -> ray_batch.RayExecutor
 def test_a_killed_workers_file_is_retried_once_written_once(tmp_path, monkeypatch):
     src = _archive(tmp_path)
     written: list[str] = []
-    original = writers.atomic_write_text
+    original = writers.store.atomic_write_text
 
     def once(path, text):  # single-writer rule: each output is written once, by this (the driver) process
         assert Path(path).name.startswith(".") or str(path) not in written, f"written twice: {path}"
         written.append(str(path))
         return original(path, text)
 
-    monkeypatch.setattr(writers, "atomic_write_text", once)
+    monkeypatch.setattr(writers.store, "atomic_write_text", once)
     fake = FakeRay(die_on={"f2.wav": 1})
     executor = _fake_ray_executor(fake)
     summary = run_batch([src], None, tmp_path / "out", ["txt", "json"], executor=executor)
@@ -220,7 +220,7 @@ def test_a_killed_workers_file_is_retried_once_written_once(tmp_path, monkeypatc
     assert len(tried) == 2 and tried[0] != tried[1]  # sent again to another (new) worker process
     assert executor.replacements == 1
     assert len([p for p in written if not Path(p).name.startswith(".")]) == 2 * 5 + 1  # + batch_report.json
-    monkeypatch.setattr(writers, "atomic_write_text", original)
+    monkeypatch.setattr(writers.store, "atomic_write_text", original)
     assert _tree(tmp_path / "out") == _tree_of_local(src, tmp_path / "local")
 
 

@@ -133,7 +133,7 @@ def ray_run(cluster, archive, tmp_path_factory):
     """One batch on 2 workers, with every driver write recorded (path, pid, thread)."""
     out = tmp_path_factory.mktemp("ray_out")
     writes: list[tuple[str, int, int]] = []
-    original = writers.atomic_write_text
+    original = writers.store.atomic_write_text
 
     def recorded(path, text):
         if not Path(path).name.startswith(".") and any(w[0] == str(path) for w in writes):
@@ -141,12 +141,12 @@ def ray_run(cluster, archive, tmp_path_factory):
         writes.append((str(path), os.getpid(), threading.get_ident()))
         return original(path, text)
 
-    writers.atomic_write_text = recorded
+    writers.store.atomic_write_text = recorded
     try:
         with CountingExecutor(SPEC, workers=2) as executor:
             summary = run_batch([archive], None, out, FORMATS, executor=executor)
     finally:
-        writers.atomic_write_text = original
+        writers.store.atomic_write_text = original
     return summary, out, writes, executor
 
 
