@@ -30,6 +30,7 @@ from whisper_npu.bench import corpus  # noqa: E402
 OPTIONS = {"beam_size": 1, "word_timestamps": True}
 FORMATS = ["txt", "srt", "vtt", "tsv", "json"]
 SPEC = ray_batch.WorkerSpec(model="tiny.en", device="cpu", threads=0, options=OPTIONS)
+ROOT = Path(__file__).resolve().parents[1]
 LONG = "a/00_long.wav"  # long enough (~45 s of speech) that a kill 0.5 s after it is sent lands mid-file
 
 
@@ -45,7 +46,10 @@ def cluster(tmp_path_factory):
         object_store_memory=ray_batch.LOCAL_OBJECT_STORE,
         runtime_env={
             "worker_process_setup_hook": "tests.ray_hooks.record_writes",
-            "env_vars": {"WNPU_WORKER_WRITE_LOG": str(log)},
+            "env_vars": {  # the repository root on the workers' path: the hook is tests.ray_hooks
+                "WNPU_WORKER_WRITE_LOG": str(log),
+                "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+            },
         },
     )
     yield log
