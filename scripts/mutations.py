@@ -63,6 +63,7 @@ _VAL = "whisper_npu/validation.py"
 _P = "whisper_npu/progress.py"
 _GG = "whisper_npu/model/ggml.py"
 _BL = "whisper_npu/bench/systems.py"
+_RAY = "whisper_npu/app/ray_batch.py"
 
 _LP = "whisper_npu/live/policy.py"
 _LT = "whisper_npu/live/transcriber.py"
@@ -1097,6 +1098,43 @@ MUTATIONS: list[Mutation] = [
         '"outputs": [], "written": written}',
         T_BATCH_RERUN,
         "the sidecar lists no outputs, so a re-run redoes every finished file",
+    ),
+    # -- batch on Ray (tests/test_ray_batch.py runs only where the ray extra is installed) ------------
+    _m(
+        "ray-killed-worker-not-retried",
+        "ray_batch",
+        _RAY,
+        "if attempts < MAX_ATTEMPTS:",
+        "if False:",
+        "tests/test_batch_executor.py tests/test_ray_batch.py",
+        "a file whose worker was killed mid-file is reported failed instead of sent to another worker",
+    ),
+    _m(
+        "ray-retry-duplicates",
+        "ray_batch",
+        _RAY,
+        "retry.append((job, attempts))\n                        continue",
+        'retry.append((job, attempts))\n                        answer = Failure("worker died", attempts=attempts)',
+        "tests/test_batch_executor.py tests/test_ray_batch.py",
+        "a killed worker's file is retried and also reported failed: listed twice in batch_report.json",
+    ),
+    _m(
+        "ray-answer-written-twice",
+        "ray_batch",
+        _RAY,
+        "job, attempts, slot = inflight.pop(ref)",
+        "job, attempts, slot = inflight[ref]",
+        "tests/test_batch_executor.py tests/test_ray_batch.py",
+        "an answered call stays in flight: the driver writes the same file again and again",
+    ),
+    _m(
+        "batch-executor-rerun-resends",
+        "batch",
+        _B,
+        "elif not overwrite and is_done(item, output_dir, fmts):",
+        "elif not overwrite and False:",
+        "tests/test_batch_executor.py tests/test_ray_batch.py",
+        "a re-run sends finished files to the workers again (no skip on re-run)",
     ),
     # -- bench ---------------------------------------------------------------------------------------
     _m(

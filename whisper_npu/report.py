@@ -57,6 +57,14 @@ class RunReport:
     uncovered_speech_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    # -- pickling (a Ray worker sends its report to the batch driver) --
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # -- recording -----------------------------------------------------
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

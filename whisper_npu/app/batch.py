@@ -8,6 +8,13 @@ were made from and which outputs this program wrote; it is written last). An
 existing file this program did not write is never replaced: that input fails
 with a one-line reason. A file that fails is recorded with a one-line reason
 and the batch goes on; the exit status says whether any failed.
+
+Who transcribes is pluggable (an :class:`Executor`): :class:`LocalExecutor` runs
+the model in this process, one file after another; ``whisper_npu.app.ray_batch``
+sends files to model actors on a Ray cluster. Either way the executor only
+returns each file's transcript: discovery, skip-on-rerun, every write (outputs,
+sidecars, ``batch_report.json``), progress and the summary stay here, in the one
+driver process, so two workers never write the same file.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from whisper_npu import writers
 from whisper_npu.audio import AUDIO_SUFFIXES
@@ -56,6 +63,8 @@ class FileOutcome:
     audio_s: float = 0.0
     wall_s: float = 0.0
     outputs: list[str] = field(default_factory=list)
+    worker: str = ""  # which worker transcribed it (executor's label), "" when none did
+    attempts: int = 0  # transcription attempts: more than 1 when a worker died under it
 
 
 @dataclass
@@ -66,6 +75,7 @@ class BatchSummary:
     report: RunReport
     report_error: str = ""  # why batch_report.json could not be written, if it could not
     stop_reason: str = ""  # why the batch stopped before the end (e.g. the output disk is full)
+    backend: dict[str, Any] = field(default_factory=dict)  # the executor's description (name, workers)
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -87,6 +97,7 @@ class BatchSummary:
             "wall_s": round(self.wall_s, 3),
             "rtf": round(self.rtf, 3),
             "interrupted": self.interrupted,
+            "backend": self.backend,
             "files": [asdict(o) for o in self.outcomes],
             "report": self.report.to_dict(),
         }
@@ -260,9 +271,102 @@ class _StopFlag:
 Transcriber = Callable[[Path], Any]  # path -> Result (has .to_dict(), .report, .duration)
 
 
+@dataclass(frozen=True)
+class Job:
+    """One file handed to an executor; ``index`` is its place in the discovered order."""
+
+    index: int
+    path: Path
+
+
+@dataclass
+class Transcript:
+    """A worker's answer for one file: the JSON dict the writers render, its audio length and run report."""
+
+    data: dict[str, Any]
+    duration: float
+    report: RunReport
+    worker: str = ""
+    attempts: int = 1
+    wall_s: float = 0.0  # the worker's time on this file
+
+
+@dataclass
+class Failure:
+    """A file that could not be transcribed: the one-line reason (and a batch stop reason, if any)."""
+
+    reason: str
+    stop: str = ""
+    worker: str = ""
+    attempts: int = 1
+    wall_s: float = 0.0
+
+
+Answer = Transcript | Failure
+
+
+class Executor(Protocol):
+    """Transcribes jobs and yields ``(job, answer)`` as they finish; never writes a file.
+
+    ``run`` pulls jobs lazily (the driver decides skip and stop between files),
+    may hold several in flight and yields every pulled job exactly once, except
+    after ``stop()``: then it yields what finishes and drops what a stop cut short.
+    """
+
+    def describe(self) -> dict[str, Any]: ...  # {"name": ..., "workers": [...]} for batch_report.json
+
+    def run(self, jobs: Iterator[Job]) -> Iterator[tuple[Job, Answer]]: ...
+
+    def stop(self) -> None: ...  # no new job is started; the ones in flight finish
+
+
+def failure_reason(exc: BaseException) -> Failure | None:
+    """The one-line failure of a file for an expected error (None: a bug, let it propagate)."""
+    if isinstance(exc, OutputError):
+        stop = "the output location cannot be written" if exc.errno in _STOP_ERRNOS else ""
+        return Failure(str(exc), stop)
+    if isinstance(exc, WhisperNpuError):
+        return Failure(str(exc))
+    if isinstance(exc, (OSError, ValueError, RuntimeError, MemoryError)):
+        return Failure(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    return None
+
+
+def transcribe_to_answer(transcriber: Transcriber, path: Path, worker: str = "") -> Answer:
+    """Run ``transcriber`` on one file and turn its result or expected error into an answer."""
+    t0 = time.perf_counter()
+    try:
+        result = transcriber(path)
+    except Exception as exc:
+        failure = failure_reason(exc)
+        if failure is None:
+            raise
+        failure.worker = worker
+        failure.wall_s = time.perf_counter() - t0
+        return failure
+    return Transcript(result.to_dict(), float(result.duration), result.report, worker, wall_s=time.perf_counter() - t0)
+
+
+class LocalExecutor:
+    """The model in this process: one file at a time, in order."""
+
+    def __init__(self, transcriber: Transcriber) -> None:
+        self.transcriber = transcriber
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": "local", "workers": [{"name": "local", "pid": os.getpid()}]}
+
+    def run(self, jobs: Iterator[Job]) -> Iterator[tuple[Job, Answer]]:
+        for job in jobs:
+            yield job, transcribe_to_answer(self.transcriber, job.path, "local")
+
+    def stop(self) -> None:
+        """Nothing to do: ``run`` asks for the next job only after the current one is answered."""
+
+
 def run_batch(
     inputs: Iterable[str | Path],
-    transcriber: Transcriber,
+    transcriber: Transcriber | None,
     output_dir: Path,
     formats: Iterable[str] = ("txt", "srt", "vtt", "json"),
     overwrite: bool = False,
@@ -270,14 +374,21 @@ def run_batch(
     on_file: Callable[[FileOutcome], None] | None = None,
     layout: SubtitleLayout | None = None,
     discovered: tuple[list[BatchItem], list[FileOutcome]] | None = None,
+    executor: Executor | None = None,
 ) -> BatchSummary:
     """Transcribe every discovered file; ``progress`` is an optional rich Progress, ``layout`` the SRT/VTT lines.
 
-    Raises ``OutputError`` before any work when the output folder cannot be
-    written or its batch report would replace an input. Per-file problems
-    (including an output that would replace an input) are failures in the summary.
-    ``discovered`` is :func:`discover`'s answer when the caller already asked it.
+    ``executor`` transcribes (default: ``LocalExecutor(transcriber)``); this
+    function alone writes. Raises ``OutputError`` before any work when the
+    output folder cannot be written or its batch report would replace an input.
+    Per-file problems (including an output that would replace an input) are
+    failures in the summary. ``discovered`` is :func:`discover`'s answer when
+    the caller already asked it.
     """
+    if executor is None:
+        if transcriber is None:
+            raise ValueError("run_batch needs a transcriber or an executor")
+        executor = LocalExecutor(transcriber)
     output_dir = writers.check_output_dir(Path(output_dir))
     fmts = expand_formats(formats)
     items, outcomes = discovered if discovered is not None else discover(inputs)
@@ -293,35 +404,64 @@ def run_batch(
     total = RunReport()
     flag = _StopFlag()
     t0 = time.perf_counter()
-    audio_done = 0.0
+    done: dict[int, FileOutcome] = {}
+    state = {"audio": 0.0, "stop_reason": "", "interrupted": False}
+    records: dict[int, dict[str, Any]] = {}
     task = progress.add_task("transcribing", total=len(items)) if progress is not None else None
-    interrupted = False
-    stop_reason = ""
-    with flag.installed():
-        for item in items:
+
+    def finish(index: int, outcome: FileOutcome) -> None:
+        done[index] = outcome
+        state["audio"] += outcome.audio_s if outcome.status == "ok" else 0.0
+        if on_file:
+            on_file(outcome)
+        if progress is not None:
+            elapsed = time.perf_counter() - t0
+            rtf = state["audio"] / elapsed if elapsed > 0 else 0.0
+            description = f"{state['audio'] / 3600:.2f} h audio, {rtf:.1f}x realtime"
+            progress.update(task, advance=1, description=description)
+
+    def jobs() -> Iterator[Job]:
+        """The files still to transcribe, decided one at a time (Ctrl-C and a full disk stop the stream)."""
+        for index, item in enumerate(items):
             if flag.stop:
-                interrupted = True
-                break
-            if stop_reason:
-                outcome = FileOutcome(str(item.path), "failed", f"not attempted: {stop_reason}")
+                state["interrupted"] = True
+                executor.stop()
+                return
+            if state["stop_reason"]:
+                finish(index, FileOutcome(str(item.path), "failed", f"not attempted: {state['stop_reason']}"))
             elif not overwrite and is_done(item, output_dir, fmts):
-                outcome = FileOutcome(str(item.path), "skipped", "outputs are up to date")
+                finish(index, FileOutcome(str(item.path), "skipped", "outputs are up to date"))
             else:
-                outcome, stop = _transcribe_one(item, transcriber, output_dir, fmts, total, sources, layout)
-                audio_done += outcome.audio_s
-                stop_reason = stop
-            outcomes.append(outcome)
-            if on_file:
-                on_file(outcome)
-            if progress is not None:
-                elapsed = time.perf_counter() - t0
-                rtf = audio_done / elapsed if elapsed > 0 else 0.0
-                progress.update(
-                    task,
-                    advance=1,
-                    description=f"{audio_done / 3600:.2f} h audio, {rtf:.1f}x realtime",
-                )
-    summary = BatchSummary(outcomes, time.perf_counter() - t0, interrupted, total, stop_reason=stop_reason)
+                prepared = _prepare(item, output_dir, fmts, sources)
+                if isinstance(prepared, Failure):
+                    state["stop_reason"] = prepared.stop
+                    finish(index, FileOutcome(str(item.path), "failed", prepared.reason))
+                    continue
+                records[index] = prepared
+                yield Job(index, item.path)
+
+    with flag.installed():
+        for job, answer in executor.run(jobs()):
+            if flag.stop and not state["interrupted"]:
+                state["interrupted"] = True
+                executor.stop()
+            item = items[job.index]
+            outcome, stop = _write_one(item, answer, records.pop(job.index), output_dir, fmts, total, layout)
+            if stop and not state["stop_reason"]:
+                state["stop_reason"] = stop
+                executor.stop()
+            finish(job.index, outcome)
+    if flag.stop:
+        state["interrupted"] = True
+    outcomes.extend(done[i] for i in sorted(done))  # discovery failures first, then files in discovered order
+    summary = BatchSummary(
+        outcomes,
+        time.perf_counter() - t0,
+        bool(state["interrupted"]),
+        total,
+        stop_reason=str(state["stop_reason"]),
+        backend=executor.describe(),
+    )
     try:
         writers.write_owned(output_dir, REPORT_STEM, [(report_path, json.dumps(summary.to_dict(), indent=2) + "\n")])
     except OutputError as exc:
@@ -337,39 +477,66 @@ def check_report_path(output_dir: Path, items: list[BatchItem]) -> None:
     writers.refuse_foreign(Path(output_dir), REPORT_STEM, [report])
 
 
-def _transcribe_one(
-    item: BatchItem,
-    transcriber: Transcriber,
-    output_dir: Path,
-    formats: list[str],
-    total: RunReport,
-    sources: writers.InputGuard,
-    layout: SubtitleLayout | None = None,
-) -> tuple[FileOutcome, str]:
-    """One file: transcribe, write its outputs, then its sidecar; returns the outcome and a stop reason."""
-    t0 = time.perf_counter()
+def _prepare(
+    item: BatchItem, output_dir: Path, formats: list[str], sources: writers.InputGuard
+) -> dict[str, Any] | Failure:
+    """Before the work: refuse outputs that would replace an input or a file this program did not write.
+
+    Returns the input's source record (path, size, mtime as seen before transcribing) or the failure.
+    """
     folder = output_dir / item.relative.parent
     try:
         outputs = _outputs(item, output_dir, formats)
         writers.guard_inputs([*outputs, _sidecar(item, output_dir)], sources)
-        writers.refuse_foreign(folder, item.stem, outputs)  # before the work, not after it
-        record = _source_record(item.path)
-        result = transcriber(item.path)
-        outputs = write_outputs(result.to_dict(), folder, item.stem, formats, layout=layout, record=record)
+        writers.refuse_foreign(folder, item.stem, outputs)
+        return _source_record(item.path)
+    except Exception as exc:
+        failure = failure_reason(exc)
+        if failure is None:
+            raise
+        return failure
+
+
+def _write_one(
+    item: BatchItem,
+    answer: Answer,
+    record: dict[str, Any],
+    output_dir: Path,
+    formats: list[str],
+    total: RunReport,
+    layout: SubtitleLayout | None = None,
+) -> tuple[FileOutcome, str]:
+    """One answered file: write its outputs, then its sidecar; returns the outcome and a stop reason."""
+    t0 = time.perf_counter()
+    if isinstance(answer, Failure):
+        outcome = FileOutcome(
+            str(item.path),
+            "failed",
+            answer.reason,
+            wall_s=answer.wall_s,
+            worker=answer.worker,
+            attempts=answer.attempts,
+        )
+        return outcome, answer.stop
+    folder = output_dir / item.relative.parent
+    try:
+        outputs = write_outputs(answer.data, folder, item.stem, formats, layout=layout, record=record)
     except OutputError as exc:
-        stop = "the output location cannot be written" if exc.errno in _STOP_ERRNOS else ""
-        return FileOutcome(str(item.path), "failed", str(exc), wall_s=time.perf_counter() - t0), stop
-    except WhisperNpuError as exc:
-        return FileOutcome(str(item.path), "failed", str(exc), wall_s=time.perf_counter() - t0), ""
-    except (OSError, ValueError, RuntimeError, MemoryError) as exc:
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        return FileOutcome(str(item.path), "failed", reason, wall_s=time.perf_counter() - t0), ""
-    total.merge(result.report)
+        failure = failure_reason(exc)
+        assert failure is not None
+        wall_s = answer.wall_s + time.perf_counter() - t0
+        outcome = FileOutcome(
+            str(item.path), "failed", failure.reason, wall_s=wall_s, worker=answer.worker, attempts=answer.attempts
+        )
+        return outcome, failure.stop
+    total.merge(answer.report)
     outcome = FileOutcome(
         str(item.path),
         "ok",
-        audio_s=float(result.duration),
-        wall_s=time.perf_counter() - t0,
+        audio_s=float(answer.duration),
+        wall_s=answer.wall_s + time.perf_counter() - t0,
         outputs=[str(p) for p in outputs],
+        worker=answer.worker,
+        attempts=answer.attempts,
     )
     return outcome, ""

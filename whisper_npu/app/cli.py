@@ -122,6 +122,14 @@ def transcribe(
     highlight_words: Annotated[
         bool, typer.Option(help="SRT/VTT: underline each word as it is spoken (turns on word timestamps).")
     ] = False,
+    ray: Annotated[bool, typer.Option("--ray", help="Batch on a Ray cluster (ray extra).")] = False,
+    address: Annotated[
+        str | None,
+        typer.Option(envvar="RAY_ADDRESS", help="--ray: join this cluster (HOST:PORT); default a local instance."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="--ray: model workers (default: the cluster's CPUs / threads).", min=1)
+    ] = None,
 ) -> None:
     """Transcribe a file (prints a run report) or a whole folder (batch mode)."""
     from whisper_npu import api
@@ -147,7 +155,11 @@ def transcribe(
     stdin = paths == [STDIN]
     if stdin and (align or diarize):
         raise WhisperNpuError("--align/--diarize read the audio twice: give a file, not - (standard input)")
-    single = stdin or (len(paths) == 1 and Path(paths[0]).is_file())
+    if (address or workers) and not ray:
+        raise WhisperNpuError("--address and --workers are for a Ray batch: add --ray")
+    if stdin and ray:
+        raise WhisperNpuError("--ray transcribes files and folders, not - (standard input)")
+    single = not ray and (stdin or (len(paths) == 1 and Path(paths[0]).is_file()))
     if not single and len(paths) == 1 and not Path(paths[0]).exists() and not has_glob(paths[0]):
         raise WhisperNpuError(f"file not found: {paths[0]}")
     # Everything that can be checked without the model is checked before loading it.
@@ -158,6 +170,15 @@ def transcribe(
         guard_inputs([output_dir / f"{Path(paths[0]).stem}.{f}" for f in expand_formats(formats)], [Path(paths[0])])
     else:
         discovered = _discover_or_fail(paths, output_dir)
+    if ray:
+        from whisper_npu.app import ray_batch
+
+        spec = ray_batch.WorkerSpec(model, device.value, npu_runtime.value, threads, compute_type.value, options)
+        with _ray_executor(ray_batch, spec, workers, address) as executor:
+            _transcribe_batch(
+                api, paths, None, options, output_dir, formats, overwrite, quiet, layout, discovered, executor
+            )
+        return
     from whisper_npu.validation import bounded_threads
 
     threads, note = bounded_threads(threads)
@@ -321,6 +342,30 @@ class _FileCount(MofNCompleteColumn):
         return Text("") if "label" in task.fields else super().render(task)
 
 
+def _ray_executor(ray_batch, spec, workers: int | None, address: str | None):
+    """Connect (or start a local instance) and load the model on every worker, before any file is touched."""
+    from contextlib import contextmanager
+
+    ray_batch.require_ray()
+    executor = ray_batch.RayExecutor(spec, workers=workers, address=address)
+
+    @contextmanager
+    def started():
+        with err.status("starting Ray workers (loading the model on each)"):
+            executor.start()
+        info = executor.describe()
+        _say(
+            f"ray: {len(info['workers'])} worker(s) x {info['threads_per_worker']} thread(s) on {info['address']}, "
+            f"ready in {info['startup_s']:.1f} s"
+        )
+        try:
+            yield executor
+        finally:
+            executor.close()
+
+    return started()
+
+
 def _transcribe_batch(
     api,
     paths: list[str],
@@ -332,8 +377,9 @@ def _transcribe_batch(
     quiet: bool,
     layout=None,
     discovered=None,
+    executor=None,
 ) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from whisper_npu.app.batch import run_batch
 
@@ -359,12 +405,22 @@ def _transcribe_batch(
         _FileCount(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=err, disable=quiet) as progress:
-        if not quiet and err.is_terminal:
+        if not quiet and err.is_terminal and executor is None:
             file_task = progress.add_task("", total=1.0, label="file")
         summary = run_batch(
-            paths, transcriber, output_dir, formats, overwrite, progress, on_file, layout=layout, discovered=discovered
+            paths,
+            transcriber if executor is None else None,  # Ray workers: no per-file progress row here
+            output_dir,
+            formats,
+            overwrite,
+            progress,
+            on_file,
+            layout=layout,
+            discovered=discovered,
+            executor=executor,
         )
     table = Table(title="Batch summary")
     for col in ("ok", "failed", "skipped", "audio", "wall", "x realtime"):

@@ -104,6 +104,32 @@ def continuous_english(min_seconds: float = 90.0, seed: int = 0, max_piece_s: fl
     return join(order, seed=seed)
 
 
+def archive_folder(
+    dest: Path, min_seconds: float, piece_s: tuple[float, float] = (40.0, 120.0), seed: int = 0
+) -> list[Path]:
+    """A folder of 16 kHz WAV files (English recordings joined, each ``piece_s`` long) totalling ``min_seconds``.
+
+    Files go into two sub-folders so a batch's mirrored output tree is exercised; names are
+    ``NN_....wav`` in the order they were built. Returns the paths written.
+    """
+    recs = [r for r in recordings("en") if r.duration <= piece_s[1] / 2]  # no piece far past its target length
+    rng = np.random.default_rng(seed)
+    paths: list[Path] = []
+    total = 0.0
+    while total < min_seconds:
+        target = rng.uniform(*piece_s)
+        order: list[Recording] = []
+        while sum(r.duration for r in order) < target:
+            order.append(recs[int(rng.integers(len(recs)))])
+        audio = join(order, seed=int(rng.integers(1 << 30)))
+        path = Path(dest) / f"part{len(paths) % 2}" / f"{len(paths):02d}_{order[0].path.stem}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, audio.audio, SR, subtype="PCM_16")
+        paths.append(path)
+        total += audio.duration
+    return paths
+
+
 def build_meeting(repeats: int = 2) -> tuple[np.ndarray, str, list[tuple[float, float]]]:
     """Audio, its reference text, and the silent spans (seconds) between recordings."""
     from whisper_npu.bench.runner import find_reference
