@@ -123,11 +123,14 @@ def validate(loaded: LoadedModel | None = None, **options: Any) -> Any:
     on an English-only model) instead of silently ignoring it.
     """
     from whisper_npu.longform import TranscribeOptions
-    from whisper_npu.validation import check_decoding, check_language
+    from whisper_npu.validation import check_decoding, check_language, check_option_types, normalize_language
 
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(TranscribeOptions)})
     if unknown:
         raise WhisperNpuError(f"bad transcription option: unknown {', '.join(unknown)}")
+    check_option_types(options)
+    if options.get("language") is not None:
+        options = {**options, "language": normalize_language(options["language"])}
     defaults = TranscribeOptions()
     temps = check_decoding(
         options.get("beam_size", defaults.beam_size),
@@ -254,6 +257,9 @@ def transcribe(
     _, threads_note = bounded_threads(threads)
     if model is not None and not isinstance(model, (str, Path, LoadedModel)):
         raise WhisperNpuError(f"model must be a registry name, a model folder or a LoadedModel, got {model!r}")
+    from whisper_npu.validation import check_progress
+
+    check_progress(progress)
     validate(None, **options)
 
     preloaded = isinstance(model, LoadedModel)
@@ -280,6 +286,8 @@ def transcribe(
             decoded = decode_audio(audio)
             samples = decoded.samples
             report.info["decoder"] = decoded.decoder
+            if decoded.warnings:
+                report.info["warnings"] = list(decoded.warnings)
     report.audio_s = len(samples) / SAMPLE_RATE
     tracker = Tracker(progress, report.audio_s, started=t_start) if progress else None
     if tracker is not None:

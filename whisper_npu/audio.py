@@ -25,7 +25,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,7 +40,13 @@ SAMPLE_RATE = 16000
 STDIN = "-"
 AUDIO_SUFFIXES = frozenset(
     {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm", ".wma", ".aiff", ".aif", ".mp4",
-     ".mov", ".mkv", ".m4v", ".avi", ".3gp", ".amr", ".ac3", ".caf", ".mka", ".weba"}
+     ".mov", ".mkv", ".m4v", ".avi", ".3gp", ".amr", ".ac3", ".caf", ".mka", ".weba",
+     # the rest of what PyAV (FFmpeg) and libsndfile read; compared in lower case
+     ".m4b", ".m4r", ".mpg", ".mpeg", ".mpga", ".mp2", ".mp1", ".m2a", ".mpa", ".au", ".snd", ".w64", ".rf64",
+     ".aifc", ".wv", ".ape", ".tta", ".mpc", ".spx", ".gsm", ".voc", ".ircam", ".sf", ".nist", ".sph", ".paf",
+     ".pvf", ".xi", ".htk", ".avr", ".sd2", ".mat", ".wve", ".svx", ".8svx", ".dts", ".eac3", ".mlp", ".thd",
+     ".ts", ".mts", ".m2ts", ".vob", ".flv", ".f4v", ".f4a", ".wmv", ".asf", ".3g2", ".ogv", ".ogx", ".qt",
+     ".ra", ".rm", ".dv", ".mxf", ".nut", ".aa3", ".oma", ".tak", ".dsf", ".dff", ".adts", ".loas"}
 )  # fmt: skip
 _BLOCK_FRAMES = 1 << 20  # decode/resample in ~1 M frame blocks to bound memory on long files
 
@@ -51,6 +57,7 @@ class DecodedAudio:
 
     samples: np.ndarray
     decoder: str  # "soundfile" | "pyav"
+    warnings: list[str] = field(default_factory=list)  # one line each: cut short, absurd peaks
 
 
 def _looks_like_libsndfile(head: bytes) -> bool:
@@ -216,28 +223,41 @@ def _decode(source_for: Callable[[], str | BinaryIO], head: bytes, name: str, sr
         except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError) as exc:
             reasons.append(_short_reason(exc))
             continue
-        return DecodedAudio(_validate(samples, name), decoder)
+        return _with_checks(DecodedAudio(_validate(samples, name), decoder), source_for, name, sr)
     raise AudioError(f"cannot decode {name}: {reasons[0]}")
 
 
+def _with_checks(decoded: DecodedAudio, source_for: Callable[[], str | BinaryIO], name: str, sr: int) -> DecodedAudio:
+    """Warnings the decoders do not give: a source cut short of its declared length, absurd float peaks."""
+    from whisper_npu.audio_checks import normalise_peaks, truncation_note
+
+    source = source_for()
+    raw = source.getvalue() if isinstance(source, io.BytesIO) else source
+    cut = truncation_note(raw, len(decoded.samples) / sr, name)
+    decoded.samples, loud = normalise_peaks(decoded.samples, name)
+    decoded.warnings += [w for w in (cut, loud) if w]
+    return decoded
+
+
 def read_stdin() -> bytes:
-    """All of standard input (binary); an empty pipe is an error, not silence."""
-    if sys.stdin is None or sys.stdin.isatty():
-        raise AudioError("'-' reads audio from standard input, but it is a terminal: pipe a file in (cat x.m4a | ...)")
-    stream = getattr(sys.stdin, "buffer", sys.stdin)
-    data = stream.read()
-    if not data:
-        raise AudioError("standard input is empty (0 bytes): pipe an audio file into '-'")
-    return data
+    """All of standard input (binary); closed, a terminal, empty or endless is an error, not silence."""
+    from whisper_npu.audio_checks import read_stdin_bytes
+
+    return read_stdin_bytes()
 
 
 def decode_audio(path: str | Path | bytes, sr: int = SAMPLE_RATE) -> DecodedAudio:
-    """Decode a file path, ``-`` (standard input) or raw bytes; the result names its decoder."""
+    """Decode a file path, ``-`` (standard input), a pipe or device (read like ``-``) or raw bytes."""
+    from whisper_npu.audio_checks import is_stream, read_stream_path
+
     if isinstance(path, (bytes, bytearray)) or str(path) == STDIN:
         data = bytes(path) if isinstance(path, (bytes, bytearray)) else read_stdin()
         name = "standard input" if not isinstance(path, (bytes, bytearray)) else "audio bytes"
         return _decode(lambda: io.BytesIO(data), data[:12], name, sr)
     path = Path(path)
+    if is_stream(path):
+        streamed = read_stream_path(path)
+        return _decode(lambda: io.BytesIO(streamed), streamed[:12], str(path), sr)
     _check_path(path)
     try:
         with open(path, "rb") as f:

@@ -7,7 +7,9 @@ for bugs only.
 
 from __future__ import annotations
 
+import functools
 import sys
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -28,6 +30,24 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 out = Console()
+
+
+def _interruptible(command):
+    """Ctrl-C inside a command prints the one ``interrupted`` line and exits 130.
+
+    typer turns a KeyboardInterrupt escaping the command into a silent exit 130 before ``main`` could see
+    it, so the line has to be printed here, inside the command.
+    """
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            err.print("interrupted", markup=False, highlight=False)
+            raise typer.Exit(130) from None
+
+    return run
 
 
 class Device(str, Enum):
@@ -77,6 +97,7 @@ ComputeOpt = Annotated[
 
 
 @app.command()
+@_interruptible
 def transcribe(
     paths: Annotated[list[str], typer.Argument(help="Audio/video files, folders, glob patterns, or - (stdin).")],
     model: ModelOpt = None,
@@ -127,7 +148,9 @@ def transcribe(
     from whisper_npu import api
 
     formats = [f.value for f in output_format]
-    layout = _subtitle_layout(max_line_width, max_line_count, highlight_words, word_level)
+    with _usage_errors():
+        layout = _subtitle_layout(max_line_width, max_line_count, highlight_words, word_level)
+        temperatures = parse_temperatures(temperature, temperature_increment_on_fallback)
     options = {
         "beam_size": beam_size,
         "language": language,
@@ -138,24 +161,34 @@ def transcribe(
         "initial_prompt": initial_prompt,
         "hotwords": hotwords,
         "condition_on_previous_text": condition_on_previous_text,
-        "temperatures": parse_temperatures(temperature, temperature_increment_on_fallback),
+        "temperatures": temperatures,
     }
     post = _whisperx_postprocess(align, diarize)
     from whisper_npu.app.batch import has_glob
-    from whisper_npu.writers import check_output_dir, expand_formats, guard_inputs
+    from whisper_npu.app.inputs import check_stdin_args, is_stream_input, single_file_stem
+    from whisper_npu.writers import check_output_dir, remove_stale_temp_files
 
+    with _usage_errors():
+        check_stdin_args(paths)
     stdin = paths == [STDIN]
-    if stdin and (align or diarize):
-        raise WhisperNpuError("--align/--diarize read the audio twice: give a file, not - (standard input)")
-    single = stdin or (len(paths) == 1 and Path(paths[0]).is_file())
+    stream = stdin or (len(paths) == 1 and is_stream_input(paths[0]))
+    if stream and (align or diarize):
+        raise WhisperNpuError("--align/--diarize read the audio twice: give a file, not - (standard input) or a pipe")
+    single = stream or (len(paths) == 1 and Path(paths[0]).is_file())
     if not single and len(paths) == 1 and not Path(paths[0]).exists() and not has_glob(paths[0]):
         raise WhisperNpuError(f"file not found: {paths[0]}")
     # Everything that can be checked without the model is checked before loading it.
-    api.validate(None, **options)
+    with _usage_errors():
+        api.validate(None, **options)
     check_output_dir(output_dir)
     discovered = None
+    stem = ""
     if single:
-        guard_inputs([output_dir / f"{Path(paths[0]).stem}.{f}" for f in expand_formats(formats)], [Path(paths[0])])
+        stem, note = single_file_stem(paths[0], formats)
+        if note:
+            _say(note)
+        _check_single_outputs(output_dir, stem, formats, [] if stream else [Path(paths[0])])
+        remove_stale_temp_files(output_dir)
     else:
         discovered = _discover_or_fail(paths, output_dir)
     from whisper_npu.validation import bounded_threads
@@ -169,9 +202,34 @@ def transcribe(
     api.validate(loaded, **options)
     if single:
         views = _FileViews(quiet=quiet, verbose=verbose)
-        _transcribe_file(api, Path(paths[0]), loaded, options, output_dir, formats, views, word_level, post, layout)
+        _transcribe_file(
+            api, Path(paths[0]), loaded, options, output_dir, formats, views, word_level, post, layout, stem, stream
+        )
         return
-    _transcribe_batch(api, paths, loaded, options, output_dir, formats, overwrite, quiet, layout, discovered)
+    _transcribe_batch(
+        api, paths, loaded, options, output_dir, formats, overwrite, quiet, layout, discovered, verbose=verbose
+    )
+
+
+def _check_single_outputs(output_dir: Path, stem: str, formats: list[str], inputs: list[Path]) -> None:
+    """A single file's outputs, checked before any work as the batch does: none may be an input or a file
+    this program did not write."""
+    from whisper_npu.writers import guard_inputs, output_paths, refuse_foreign, sidecar_path
+
+    paths = output_paths(output_dir, stem, formats)
+    guard_inputs([*paths, sidecar_path(output_dir, stem)], inputs)
+    refuse_foreign(output_dir, stem, paths)
+
+
+@contextmanager
+def _usage_errors():
+    """Bad flag values are usage errors (exit 2, click's ``Invalid value`` line), wherever they are found."""
+    from whisper_npu.errors import OptionError
+
+    try:
+        yield
+    except OptionError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 STDIN = "-"
@@ -184,12 +242,14 @@ def parse_temperatures(text: str, increment: float) -> tuple[float, ...]:
     One value T with increment I > 0 gives T, T+I, ... up to 1.0 (the fallback
     ladder); a comma list is used as given (faster-whisper's list form).
     """
+    from whisper_npu.errors import OptionError
+
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise WhisperNpuError(f"--temperature {text!r}: expected a number or a comma list of numbers") from None
+        raise OptionError(f"--temperature {text!r}: expected a number or a comma list of numbers") from None
     if not values or any(not 0 <= v < float("inf") for v in values):
-        raise WhisperNpuError(f"--temperature {text!r}: temperatures must be numbers >= 0")
+        raise OptionError(f"--temperature {text!r}: temperatures must be numbers >= 0")
     if len(values) > 1 or increment <= 0:
         return tuple(values)
     ladder, t = [], values[0]
@@ -200,13 +260,14 @@ def parse_temperatures(text: str, increment: float) -> tuple[float, ...]:
 
 
 def _subtitle_layout(width: int | None, count: int | None, highlight: bool, word_level: bool):
+    from whisper_npu.errors import OptionError
     from whisper_npu.writers import SubtitleLayout
 
     if count is not None and width is None:
-        raise WhisperNpuError("--max-line-count needs --max-line-width (lines are cut by width first)")
+        raise OptionError("--max-line-count needs --max-line-width (lines are cut by width first)")
     layout = SubtitleLayout(width, count, highlight)
     if layout.active and word_level:
-        raise WhisperNpuError(
+        raise OptionError(
             "--word-level makes one cue per word: it cannot be combined with line limits or --highlight-words"
         )
     return layout
@@ -244,7 +305,8 @@ def _discover_or_fail(paths: list[str], output_dir: Path):
     items, failures = discover(paths)
     if not items:
         for failed in failures:
-            _say(f"failed {failed.path}: {failed.reason}")
+            if failed.status == "failed":
+                _say(f"failed {failed.path}: {failed.reason}")
         raise WhisperNpuError("nothing to transcribe: no audio file among the inputs")
     check_report_path(output_dir, items)
     return items, failures
@@ -287,17 +349,20 @@ def _transcribe_file(
     word_level: bool,
     post,
     layout,
+    stem: str,
+    stream: bool = False,
 ) -> None:
     from whisper_npu.writers import write_outputs
 
     source = STDIN if str(path) == STDIN else path
     with views.open() as progress:
         result = api.transcribe(source, model=loaded, progress=progress, **options)
+    for warning in result.report.info.get("warnings") or []:
+        _say(warning)
     data = result.to_dict()
     if post is not None:
         data = post(data, path)
-    stem = STDIN_STEM if source == STDIN else path.stem
-    protect = [] if source == STDIN else [path]
+    protect = [] if stream else [path]
     written = write_outputs(data, output_dir, stem, formats, word_level=word_level, layout=layout, protect=protect)
     if not views.quiet:
         if not views.verbose:  # --verbose already printed every segment
@@ -331,10 +396,12 @@ def _transcribe_batch(
     quiet: bool,
     layout=None,
     discovered=None,
+    verbose: bool = False,
 ) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from whisper_npu.app.batch import run_batch
+    from whisper_npu.progress import SegmentPrinter, combine
 
     file_task = None
 
@@ -345,12 +412,19 @@ def _transcribe_batch(
             description = f"{event.done_s:.0f}/{event.total_s:.0f} s{speed}"
             progress.update(file_task, completed=event.fraction, description=description)
 
+    printer = SegmentPrinter(out) if verbose else None
+
     def transcriber(path: Path):
-        return api.transcribe(path, model=loaded, progress=on_progress if file_task is not None else None, **options)
+        if printer is not None:  # --verbose: each file's segments under a line naming the file
+            _say(f"== {path}", out)
+        listener = combine(printer, on_progress if file_task is not None else None)
+        return api.transcribe(path, model=loaded, progress=listener, **options)
 
     def on_file(outcome) -> None:
         if outcome.status == "failed":
             _say(f"failed {outcome.path}: {outcome.reason}")
+        for warning in outcome.warnings:
+            _say(warning)
 
     columns = (
         _RowLabel(),
@@ -377,6 +451,8 @@ def _transcribe_batch(
         f"{summary.rtf:.1f}x",
     )
     err.print(table)
+    if summary.left_out:
+        _say(_left_out_line(summary.left_out))
     if summary.stop_reason:
         _say(f"stopped early: {summary.stop_reason}")
     if summary.report_error:
@@ -390,7 +466,14 @@ def _transcribe_batch(
         raise typer.Exit(1)
 
 
+def _left_out_line(left_out: list[str], shown: int = 5) -> str:
+    """One line naming the files of the given folders that were not taken as audio."""
+    names = ", ".join(left_out[:shown]) + (f", ... ({len(left_out) - shown} more)" if len(left_out) > shown else "")
+    return f"left out {len(left_out)} file(s) not recognised as audio or video: {names}"
+
+
 @app.command()
+@_interruptible
 def bench(
     paths: Annotated[list[Path] | None, typer.Argument(help="Audio files to benchmark.")] = None,
     model: ModelOpt = None,
@@ -427,6 +510,12 @@ def bench(
             why = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else "not a UTF-8 text file"
             raise WhisperNpuError(f"cannot read reference transcript {reference}: {why}") from None
     check_output_dir(output_dir)
+    if project is None:
+        from whisper_npu.bench.runner import BENCH_STEM, bench_outputs
+        from whisper_npu.writers import guard_inputs, refuse_foreign
+
+        guard_inputs(bench_outputs(output_dir), [*(paths or []), *([reference] if reference else [])])
+        refuse_foreign(output_dir, BENCH_STEM, bench_outputs(output_dir))
     threads, note = bounded_threads(threads)
     if note:
         _say(note)
@@ -449,7 +538,7 @@ def bench(
         vad_modes=(None, False) if no_vad else (None,),
     )
     result = run_bench(config)
-    render(result, out)
+    render(result, _full_width(out))
 
 
 def _bench_project(project: str, paths: list[Path], runs: int, threads: int) -> None:
@@ -462,10 +551,19 @@ def _bench_project(project: str, paths: list[Path], runs: int, threads: int) -> 
         if not p.exists():
             raise WhisperNpuError(f"file not found: {p}")
     measured = measure_cpu_rows(paths, runs=runs, threads=threads) if paths else {}
-    render_npu_projection(out, measured)
+    render_npu_projection(_full_width(out), measured)
+
+
+def _full_width(console: Console) -> Console:
+    """Tables for a pipe or file at their natural width: a terminal's width is the terminal's, but a pipe has
+    none, and rich's 80-column default would cut the cells with "…"."""
+    if console.is_terminal:
+        return console
+    return Console(file=console.file, width=1000, color_system=None, soft_wrap=True)
 
 
 @app.command()
+@_interruptible
 def doctor(
     selftest: Annotated[
         bool, typer.Option("--selftest", help="Run every built overlay and the encoder NPU vs CPU; write JSON.")
@@ -479,6 +577,9 @@ def doctor(
     from whisper_npu.app import doctor as npu_doctor
 
     if selftest:
+        from whisper_npu.writers import check_output_file
+
+        check_output_file(output)  # before the self-test runs, not after
         result = npu_doctor.selftest(output, runtime=npu_runtime.value)
         label = " (EMULATED)" if result.get("emulated") else ""
         out.print(f"self-test{label}: {result['verdict']}; wrote {output}", markup=False)
