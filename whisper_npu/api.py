@@ -307,13 +307,14 @@ def transcribe(
         chunks = merge_chunks(samples, speech_regions(samples, probs=probs), probs=probs) if use_vad else []
     report.record_op("vad (silero)", "cpu", report.stages["vad"])
     if use_vad:
+        from whisper_npu.chunk_mels import ChunkMels
         from whisper_npu.longform import transcribe_chunks
 
-        with report.stage("mel"):
-            mels = [log_mel_spectrogram(c.audio, n_mels=n_mels, padding=N_SAMPLES, mel_op=mel_op) for c in chunks]
+        mels = ChunkMels(chunks, lambda a: log_mel_spectrogram(a, n_mels=n_mels, padding=N_SAMPLES, mel_op=mel_op),
+                         report)  # fmt: skip
         output = transcribe_chunks(loaded.model, mels, chunks, opts, report, listener=tracker)
         report.info["vad_chunks"] = len(chunks)
-        report.info["speech_s"] = round(sum(len(c.audio) for c in chunks) / SAMPLE_RATE, 3)
+        report.info["speech_s"] = round(sum(c.n_samples for c in chunks) / SAMPLE_RATE, 3)
     else:
         with report.stage("mel"):
             mel = log_mel_spectrogram(samples, n_mels=n_mels, padding=N_SAMPLES, mel_op=mel_op)
