@@ -49,6 +49,7 @@ AUDIO_SUFFIXES = frozenset(
      ".ra", ".rm", ".dv", ".mxf", ".nut", ".aa3", ".oma", ".tak", ".dsf", ".dff", ".adts", ".loas"}
 )  # fmt: skip
 _BLOCK_FRAMES = 1 << 20  # decode/resample in ~1 M frame blocks to bound memory on long files
+_PREALLOC_MAX = 1 << 30  # samples: a header claiming more (a corrupt one) gets no buffer of that size
 
 
 @dataclass
@@ -119,7 +120,7 @@ def _short_reason(exc: Exception) -> str:
 class _Mono:
     """Accumulates decoded blocks as mono float32 at the target rate (soxr streaming)."""
 
-    def __init__(self, rate: int, target: int, name: str = "the input") -> None:
+    def __init__(self, rate: int, target: int, name: str = "the input", frames: int = 0) -> None:
         if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:  # before soxr sizes its buffers from it
             raise AudioError(
                 f"{name} declares an implausible sample rate ({rate} Hz, expected "
@@ -128,22 +129,37 @@ class _Mono:
         self.rate = rate
         self.resampler = soxr.ResampleStream(rate, target, 1, dtype="float32") if rate != target else None
         self.pieces: list[np.ndarray] = []
+        # With the length known up front (soundfile), blocks go straight into one array: no second copy of
+        # the whole recording when the pieces are joined at the end.
+        expected = -(-frames * target // rate) + 64 if frames > 0 else 0
+        self.buffer = np.empty(expected, np.float32) if 0 < expected <= _PREALLOC_MAX else None
+        self.filled = 0
 
     def add(self, block: np.ndarray, last: bool = False) -> None:
         """``block`` is (frames, channels) float32."""
         mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
         if self.resampler is not None:
             mono = self.resampler.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)
-        if len(mono):
-            self.pieces.append(np.ascontiguousarray(mono, dtype=np.float32))
+        if not len(mono):
+            return
+        if self.buffer is not None and self.filled + len(mono) <= len(self.buffer):
+            self.buffer[self.filled : self.filled + len(mono)] = mono
+            self.filled += len(mono)
+            return
+        if self.buffer is not None:  # longer than the header said: go on in pieces
+            self.pieces.append(self.buffer[: self.filled])
+            self.buffer = None
+        self.pieces.append(np.ascontiguousarray(mono, dtype=np.float32))
 
     def result(self) -> np.ndarray:
+        if self.buffer is not None:
+            return self.buffer[: self.filled]
         return np.concatenate(self.pieces) if self.pieces else np.zeros(0, np.float32)
 
 
 def _read_soundfile(source: str | BinaryIO, sr: int) -> np.ndarray:
     with sf.SoundFile(source) as f:
-        mono = _Mono(f.samplerate, sr)
+        mono = _Mono(f.samplerate, sr, frames=f.frames if f.seekable() else 0)
         while True:
             block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
             last = len(block) < _BLOCK_FRAMES
