@@ -87,7 +87,9 @@ def clip(path: Path, seconds: float = 3.0, sr: int = 16000, channels: int = 1, f
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt is None and path.suffix.lower() not in (".wav", ".flac", ".ogg", ".mp3"):
         fmt = "WAV"  # audio under a misleading name (rec.json)
-    sf.write(path, audio, sr, format=fmt) if fmt else sf.write(path, audio, sr)
+    ascii_path = path.with_name(f".clip-{os.getpid()}{path.suffix}")  # libsndfile wants a UTF-8 path
+    sf.write(ascii_path, audio, sr, format=fmt) if fmt else sf.write(ascii_path, audio, sr)
+    os.replace(ascii_path, path)
     return path
 
 
