@@ -82,6 +82,20 @@ def test_streams_empty_zero_and_endless_are_one_line_errors():
     assert read_stream(io.BytesIO(b"RIFFxx"), "pipe") == b"RIFFxx"
 
 
+def test_an_endless_zero_stream_is_refused_after_its_first_block():
+    class Zeros:  # /dev/zero: never ends
+        reads = 0
+
+        def read(self, n: int) -> bytes:
+            self.reads += 1
+            return bytes(n)
+
+    zeros = Zeros()
+    with pytest.raises(AudioError, match="zero bytes"):
+        read_stream(zeros, "/dev/zero", limit=64 << 20)
+    assert zeros.reads == 1
+
+
 def test_a_named_pipe_is_a_stream(tmp_path: Path):
     import os
 
