@@ -666,7 +666,8 @@ def _fifo(d: Path) -> list[str]:
     src = clip(d / "src" / "a.wav", 2)
     pipe = d / "pipe"
     os.mkfifo(pipe)
-    subprocess.Popen(["sh", "-c", f"cat '{src}' > '{pipe}'"])  # the writer blocks until the CLI opens the pipe
+    # the writer blocks until the CLI opens the pipe (and gives up after a minute if it never does)
+    subprocess.Popen(["timeout", "60", "sh", "-c", f"cat '{src}' > '{pipe}'"])
     return T(str(pipe), "-o", "out", *FAST)
 
 
@@ -680,9 +681,11 @@ def _interrupt_says_so(d: Path, proc: subprocess.CompletedProcess) -> str:
     import signal
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "whisper_npu", *T(str(d / "a.wav"), "-o", "out2", *FAST)]
+    audio, rate = sf.read(JFK, dtype="float32")
+    sf.write(d / "long.wav", np.tile(audio, 60), rate)  # 11 min: still at work when the signal comes
+    cmd = [sys.executable, "-m", "whisper_npu", *T(str(d / "long.wav"), "-o", "out2", *FAST)]
     child = subprocess.Popen(cmd, cwd=d, env=env, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # inside start-up or the model load
+    time.sleep(4.0)  # inside start-up, the model load or the decoding
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=120)
     if child.returncode != 130 or "interrupted" not in err:

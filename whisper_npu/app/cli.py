@@ -44,10 +44,28 @@ def _interruptible(command):
         try:
             return command(*args, **kwargs)
         except KeyboardInterrupt:
-            err.print("interrupted", markup=False, highlight=False)
+            _say_interrupted()
             raise typer.Exit(130) from None
 
     return run
+
+
+_interrupt_said = False
+
+
+def _say_interrupted() -> None:
+    """The one ``interrupted`` line, printed once however many places see the same Ctrl-C."""
+    global _interrupt_said
+    if not _interrupt_said:
+        _interrupt_said = True
+        sys.stderr.write("interrupted\n")
+        sys.stderr.flush()
+
+
+def _on_sigint(signum, frame) -> None:
+    """Ctrl-C outside a command body (typer's own start-up and parsing) says so too, then stops as usual."""
+    _say_interrupted()
+    raise KeyboardInterrupt
 
 
 class Device(str, Enum):
@@ -616,13 +634,19 @@ def main() -> None:
     typer/click handle usage errors (exit 2) and Ctrl-C themselves; our own
     errors propagate out of the standalone app and are printed here.
     """
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, _on_sigint)
+    except ValueError:  # not the main thread (embedded use): keep the caller's handler
+        pass
     try:
         app()
     except WhisperNpuError as exc:
         _say(f"error: {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
-        err.print("interrupted")
+        _say_interrupted()
         sys.exit(130)
 
 
