@@ -796,6 +796,7 @@ def run_case(case: Case, folder: Path) -> Outcome:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     if proc.returncode == 2:
         one_line = any("Invalid value" in line or "No such option" in line or "Missing" in line for line in lines)
+        one_line = one_line or (len(lines) == 1 and lines[0].startswith("error: "))
     else:
         errors = [line for line in lines if line.startswith(("error: ", "failed "))]
         one_line = bool(errors) and not tb

@@ -1479,7 +1479,7 @@ MUTATIONS: list[Mutation] = [
         "flag-errors-exit-1",
         "cli",
         _CLI,
-        "        raise typer.BadParameter(str(exc)) from None\n",
+        "        raise typer.Exit(2) from None\n",
         "        raise\n",
         "tests/test_cli_inputs.py",
         "bad flag values exit 1 like runtime errors instead of 2 (usage)",

@@ -118,7 +118,7 @@ def normalize_language(language: Any) -> str | None:
     by_name = {name: code for code, name in LANGUAGES.items()} | LANGUAGE_ALIASES
     if key in by_name:
         return by_name[key]
-    raise OptionError(f"unsupported language {language!r}: give a code such as 'en' or 'de', or a name such as 'german'")
+    raise OptionError(f"unsupported language {language!r}: give a code ('en', 'de') or a name ('german')")
 
 
 #: TranscribeOptions fields and the types a caller may give them (None allowed where the field's default is None).

@@ -241,13 +241,14 @@ def _check_single_outputs(output_dir: Path, stem: str, formats: list[str], input
 
 @contextmanager
 def _usage_errors():
-    """Bad flag values are usage errors (exit 2, click's ``Invalid value`` line), wherever they are found."""
+    """Bad flag values are usage errors: one ``error:`` line and exit 2, wherever they are found."""
     from whisper_npu.errors import OptionError
 
     try:
         yield
     except OptionError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        _say(f"error: {exc}")
+        raise typer.Exit(2) from None
 
 
 STDIN = "-"
