@@ -211,7 +211,7 @@ def test_folders_without_audio_are_failures_that_say_what_was_found(tmp_path, mo
     reasons = {Path(o.path).name: o.reason for o in summary.outcomes}
     assert summary.count("failed") == 3 and summary.count("ok") == 0
     assert "it is empty" in reasons["empty"]
-    assert "1 other file(s), none with an audio suffix" in reasons["docs"]
+    assert "1 other file(s), none of them audio or video" in reasons["docs"]
     assert "permission denied" in reasons["locked"]
 
 
