@@ -337,10 +337,12 @@ def tiny():
     return api.load_model("tiny.en", device="cpu", threads=2)
 
 
-@pytest.mark.parametrize("options", [{"language": "de"}, {"language": "xx"}, {"task": "translate"}])
+@pytest.mark.parametrize("options", [{"language": "de"}, {"language": "German"}, {"task": "translate"}])
 def test_english_only_model_rejects_language_and_translate(tiny, options):
     with pytest.raises(OptionError, match="English-only.*base"):
         whisper_npu.transcribe(JFK, model=tiny, **options)
+    with pytest.raises(OptionError, match="unsupported language 'xx'"):  # not a language at all
+        whisper_npu.transcribe(JFK, model=tiny, language="xx")
     api.validate(tiny, language="en")  # English itself is fine
 
 
