@@ -37,11 +37,15 @@ _D = "whisper_npu/decoding.py"
 _L = "whisper_npu/longform.py"
 _V = "whisper_npu/vad.py"
 _AL = "whisper_npu/alignment.py"
-_WR = "whisper_npu/writers/__init__.py"
+_WRF = "whisper_npu/writers/formats.py"
+_WRS = "whisper_npu/writers/store.py"
 _B = "whisper_npu/app/batch.py"
 _BE = "whisper_npu/bench/runner.py"
+_BX = "whisper_npu/bench/__init__.py"
 _R = "whisper_npu/report.py"
 _API = "whisper_npu/api.py"
+_PL = "whisper_npu/pipeline.py"
+_OPT = "whisper_npu/options.py"
 _CLI = "whisper_npu/app/cli.py"
 _MM = "whisper_npu/npu/matmul.py"
 _K = "whisper_npu/npu/kernels.py"
@@ -60,13 +64,13 @@ _AC = "whisper_npu/audio_checks.py"
 _DISC = "whisper_npu/app/discovery.py"
 _CMEL = "whisper_npu/chunk_mels.py"
 
-GAPS_AUDIO = "tests/test_gaps_audio.py"
-GAPS_DEC = "tests/test_gaps_decoding.py"
-GAPS_VAD = "tests/test_gaps_vad.py"
-GAPS_BATCH = "tests/test_gaps_batch.py"
-GAPS_UNITS = "tests/test_gaps_units.py"
-GAPS_NPU = "tests/test_npu_gaps.py"
-GAPS_MORE = "tests/test_gaps_more.py"
+T_AUDIO = "tests/test_audio.py"
+T_DEC_RULES = "tests/test_decoding_rules.py"
+T_VAD = "tests/test_vad.py"
+T_BATCH_RERUN = "tests/test_batch_rerun.py"
+T_ALIGN = "tests/test_alignment.py"
+T_NPU_PRECISION = "tests/test_npu_precision.py"
+T_LONGFORM = "tests/test_longform.py"
 
 MUTATIONS: list[Mutation] = [
     # -- audio: file decoding, mixdown, resampling ------------------------------------------------
@@ -76,7 +80,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]",
         "mono = block[:, 0]",
-        GAPS_AUDIO,
+        T_AUDIO,
         "multichannel files keep only the left channel",
     ),
     _m(
@@ -85,7 +89,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]",
         "mono = (block[:, 0] - block[:, -1]) / 2 if block.shape[1] > 1 else block[:, 0]",
-        GAPS_AUDIO,
+        T_AUDIO,
         "stereo mixdown with a sign error (L - R)",
     ),
     _m(
@@ -94,7 +98,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]",
         "mono = block.sum(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]",
-        GAPS_AUDIO,
+        T_AUDIO,
         "channels summed instead of averaged (6-channel file 6x too loud, clips)",
     ),
     _m(
@@ -103,7 +107,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "mono = self.resampler.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)",
         "mono = self.resampler.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=False)",
-        GAPS_AUDIO,
+        T_AUDIO,
         "resampler never flushed: the last tens of ms of a 44.1/48/8 kHz file are lost",
     ),
     _m(
@@ -112,7 +116,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         'soxr.ResampleStream(rate, target, 1, dtype="float32")',
         'soxr.ResampleStream(target, rate, 1, dtype="float32")',
-        GAPS_AUDIO,
+        T_AUDIO,
         "resampler built with input and output rates swapped",
     ),
     _m(
@@ -121,7 +125,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "scale = float(np.iinfo(arr.dtype).max) + 1.0",
         "scale = 1.0",
-        GAPS_AUDIO,
+        T_AUDIO,
         "integer PCM arrays are not scaled to [-1, 1]",
     ),
     _m(
@@ -130,7 +134,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "if arr.shape[0] < arr.shape[1] and arr.shape[0] <= 8:",
         "if arr.shape[0] > arr.shape[1] and arr.shape[1] <= 8:",
-        GAPS_AUDIO,
+        T_AUDIO,
         "(channels, samples) arrays are averaged over time instead of channels",
     ),
     _m(
@@ -139,7 +143,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "audio = np.where(finite, audio, 0.0).astype(np.float32)",
         "audio = audio.astype(np.float32)",
-        GAPS_AUDIO,
+        T_AUDIO,
         "NaN samples in a file or array are passed on to the model",
     ),
     _m(
@@ -157,7 +161,7 @@ MUTATIONS: list[Mutation] = [
         _VAL,
         "if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:",
         "if not MIN_SAMPLE_RATE <= sample_rate:",
-        GAPS_MORE,
+        "tests/test_validation.py",
         "an array sample rate above the maximum reaches soxr instead of a one-line error",
     ),
     _m(
@@ -240,7 +244,7 @@ MUTATIONS: list[Mutation] = [
         _CT2,
         "        name = self.aliases.get(name, name)\n        try:",
         "        try:",
-        GAPS_UNITS,
+        "tests/test_ct2.py",
         "aliased variables (shared embeddings) are not followed by raw reads",
     ),
     _m(
@@ -249,7 +253,7 @@ MUTATIONS: list[Mutation] = [
         _CT2,
         "return (value.astype(np.uint32) << 16).view(np.float32)",
         "return (value.astype(np.uint32) << 8).view(np.float32)",
-        GAPS_UNITS,
+        "tests/test_ct2.py",
         "bfloat16 weights widened to float32 with the wrong shift",
     ),
     _m(
@@ -458,7 +462,7 @@ MUTATIONS: list[Mutation] = [
         _T,
         'self.transcribe if self.task == "transcribe" else self.translate',
         "self.transcribe",
-        "tests/test_tokenizer.py " + GAPS_UNITS,
+        "tests/test_tokenizer.py",
         "--task translate still sends <|transcribe|>",
     ),
     _m(
@@ -467,7 +471,7 @@ MUTATIONS: list[Mutation] = [
         _T,
         'parts.append(f"<|{(t - self.timestamp_begin) * TIME_PRECISION:.2f}|>")',
         'parts.append(f"<|{(t - self.timestamp_begin) * TIME_PRECISION * 2:.2f}|>")',
-        GAPS_UNITS,
+        "tests/test_tokenizer.py",
         "timestamps rendered at twice their time (0.04 s per token)",
     ),
     _m(
@@ -476,7 +480,7 @@ MUTATIONS: list[Mutation] = [
         _T,
         "punct = word.strip() in string.punctuation",
         "punct = False",
-        GAPS_UNITS,
+        "tests/test_tokenizer.py",
         "punctuation glued to the previous word before alignment (its time is lost)",
     ),
     # -- decoding ----------------------------------------------------------------------------------
@@ -486,7 +490,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "if self.options.suppress_blank and n_sampled == 0:",
         "if self.options.suppress_blank and n_sampled == 1:",
-        GAPS_DEC,
+        T_DEC_RULES,
         "blank suppression applied at the second token, not the first",
     ),
     _m(
@@ -495,7 +499,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "suppress.add(int(t))",
         "suppress.discard(int(t))",
-        GAPS_DEC,
+        T_DEC_RULES,
         "user-given suppress token ids are ignored",
     ),
     _m(
@@ -504,7 +508,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "logits[:, :ts] = NEG_INF  # a window starts with a timestamp",
         "pass",
-        GAPS_DEC,
+        T_DEC_RULES,
         "a window may start with text instead of a timestamp",
     ),
     _m(
@@ -522,7 +526,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "if self.max_initial is not None:",
         "if False:",
-        GAPS_DEC,
+        T_DEC_RULES,
         "max_initial_timestamp has no effect",
     ),
     _m(
@@ -558,7 +562,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "return sum_lp / (((5 + length) / 6) ** penalty)",
         "return sum_lp / max(length, 1)",
-        GAPS_DEC,
+        T_DEC_RULES,
         "--length-penalty has no effect on ranking",
     ),
     _m(
@@ -567,7 +571,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "return sum_lp / max(length, 1)",
         "return sum_lp",
-        GAPS_DEC,
+        T_DEC_RULES,
         "hypotheses ranked by raw log-prob (short ones always win)",
     ),
     _m(
@@ -585,7 +589,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "max_finished = max(1, round(beam * options.patience))",
         "max_finished = 1",
-        GAPS_DEC,
+        T_DEC_RULES,
         "beam search stops at the first finished hypothesis (patience ignored)",
     ),
     _m(
@@ -594,7 +598,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "tokens = [tokenizer.sot_prev, *options.prompt[-(n_ctx // 2 - 1) :]]",
         "tokens = [tokenizer.sot_prev, *options.prompt[: n_ctx // 2 - 1]]",
-        GAPS_DEC,
+        T_DEC_RULES,
         "a long previous-text prompt keeps its oldest tokens instead of the newest",
     ),
     _m(
@@ -648,7 +652,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "nxt = np.argmax(logits / options.temperature + gumbel, axis=-1)",
         "nxt = np.argmax(logits * options.temperature + gumbel, axis=-1)",
-        GAPS_DEC,
+        T_DEC_RULES,
         "sampling multiplies by the temperature (low T = nearly uniform noise)",
     ),
     # -- long-form and the chunk path --------------------------------------------------------------
@@ -705,7 +709,7 @@ MUTATIONS: list[Mutation] = [
         "            suppress_blank=options.suppress_blank,\n"
         "            without_timestamps=options.without_timestamps,",
         "suppress_blank=options.suppress_blank,\n            without_timestamps=options.without_timestamps,",
-        GAPS_DEC,
+        T_DEC_RULES,
         "suppress_tokens option not passed from transcribe to the window decoder",
     ),
     _m(
@@ -714,7 +718,7 @@ MUTATIONS: list[Mutation] = [
         _L,
         "max_initial_timestamp=options.max_initial_timestamp,\n        )\n        result = decode_window(",
         "max_initial_timestamp=1.0,\n        )\n        result = decode_window(",
-        GAPS_DEC,
+        T_DEC_RULES,
         "max_initial_timestamp option not passed to the window decoder",
     ),
     _m(
@@ -723,7 +727,7 @@ MUTATIONS: list[Mutation] = [
         _L,
         "chunk = chunks[first + i]",
         "chunk = chunks[i]",
-        GAPS_VAD,
+        T_VAD,
         "a later decoder batch's results get the first batch's chunk times",
     ),
     _m(
@@ -732,7 +736,7 @@ MUTATIONS: list[Mutation] = [
         _L,
         "for first in range(0, len(mels), options.batch_size):",
         "for first in range(0, len(mels) - 1, options.batch_size):",
-        GAPS_VAD,
+        T_VAD,
         "a last chunk alone in its decoder batch is never decoded",
     ),
     _m(
@@ -741,7 +745,7 @@ MUTATIONS: list[Mutation] = [
         _L,
         "enc = encode_windows(model, batch_mels)",
         "enc = encode_windows(model, [batch_mels[0]] * len(batch_mels))",
-        GAPS_VAD,
+        T_VAD,
         "every chunk of a batch is decoded from the batch's first window",
     ),
     _m(
@@ -777,7 +781,7 @@ MUTATIONS: list[Mutation] = [
         _L,
         "and heard < SILENT_WINDOW_SPEECH_S",
         "and heard < 0.0",
-        GAPS_MORE,
+        T_LONGFORM,
         'a window the model calls silent and the VAD hears nothing in is kept ("Thank you." on silence)',
     ),
     # -- VAD -----------------------------------------------------------------------------------------
@@ -787,7 +791,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "while end - start > limit:",
         "if end - start > limit:",
-        GAPS_VAD,
+        T_VAD,
         "a region longer than 60 s yields a chunk longer than 30 s",
     ),
     _m(
@@ -796,7 +800,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "if chunks and size + length <= limit and piece[0] - chunks[-1][-1][1] <= max_gap:",
         "if chunks and size + length <= limit:",
-        GAPS_VAD,
+        T_VAD,
         "regions minutes apart share one chunk (a segment spans the silence)",
     ),
     _m(
@@ -805,7 +809,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "            size = length\n",
         "            size += length\n",
-        GAPS_VAD,
+        T_VAD,
         "chunk size keeps counting across chunks (chunks get ever shorter)",
     ),
     _m(
@@ -814,7 +818,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "if triggered and len(audio) - start >= min_speech:",
         "if False:",
-        GAPS_VAD,
+        T_VAD,
         "speech running to the end of the file is dropped",
     ),
     _m(
@@ -823,7 +827,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "region[0] = max(0, region[0] - pad) if i == 0 else region[0]",
         "region[0] = region[0]",
-        GAPS_VAD,
+        T_VAD,
         "the first region loses its leading padding",
     ),
     _m(
@@ -832,7 +836,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "original = start + (sample - self.offsets[idx])",
         "original = start + sample",
-        GAPS_VAD,
+        T_VAD,
         "chunk-local times are not shifted by the piece's offset",
     ),
     _m(
@@ -859,7 +863,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "parts = [self.probs[a // FRAME : -(-b // FRAME)] for a, b in regions]",
         "parts = [self.probs[: -(-(b - a) // FRAME)] for a, b in regions]",
-        GAPS_MORE,
+        T_VAD,
         "a chunk's speech oracle reads the file's first seconds instead of the chunk's regions",
     ),
     # -- alignment (word timestamps) -----------------------------------------------------------------
@@ -878,7 +882,7 @@ MUTATIONS: list[Mutation] = [
         _AL,
         "max_duration = median * 2",
         "max_duration = median * 20",
-        GAPS_UNITS,
+        T_ALIGN,
         "implausibly long words are not clamped",
     ),
     _m(
@@ -887,14 +891,14 @@ MUTATIONS: list[Mutation] = [
         _AL,
         'if not prev.word.endswith(" ") and cur.word in APPEND_PUNCTUATIONS:',
         "if False:",
-        GAPS_UNITS,
+        T_ALIGN,
         "trailing punctuation becomes its own timed word",
     ),
     # -- writers -------------------------------------------------------------------------------------
     _m(
         "wr-truncate-ms",
         "writers",
-        _WR,
+        _WRF,
         "millis = max(0, int(round(seconds * 1000.0)))",
         "millis = max(0, int(seconds * 1000.0))",
         "tests/test_writers.py",
@@ -903,7 +907,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-srt-dot",
         "writers",
-        _WR,
+        _WRF,
         "blocks.append(f\"{i}\\n{format_timestamp(start, ',')} --> {format_timestamp(end, ',')}",
         'blocks.append(f"{i}\\n{format_timestamp(start)} --> {format_timestamp(end)}',
         "tests/test_writers.py",
@@ -912,7 +916,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-srt-index-zero",
         "writers",
-        _WR,
+        _WRF,
         "enumerate(_cues(result, word_level), start=1)",
         "enumerate(_cues(result, word_level), start=0)",
         "tests/test_writers.py",
@@ -921,7 +925,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-vtt-header",
         "writers",
-        _WR,
+        _WRF,
         'blocks = ["WEBVTT\\n"]\n    for start',
         "blocks = []\n    for start",
         "tests/test_writers.py",
@@ -930,7 +934,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-stale-temp-live-pid",
         "writers",
-        _WR,
+        _WRS,
         'if match is None or _pid_alive(int(match["pid"])):',
         "if match is None:",
         "tests/test_safety.py",
@@ -939,16 +943,16 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-pid-eperm-dead",
         "writers",
-        _WR,
+        _WRS,
         "    except PermissionError:  # someone else's live process\n        return True",
         "    except PermissionError:  # someone else's live process\n        return False",
-        GAPS_MORE,
+        "tests/test_writers.py",
         "another user's live writer is taken as dead and its temp files deleted",
     ),
     _m(
         "wr-temp-name-too-long",
         "writers",
-        _WR,
+        _WRS,
         "room = NAME_MAX - 1 - len(tail.encode())",
         "room = NAME_MAX - len(tail.encode())",
         "tests/test_safety.py",
@@ -957,7 +961,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-guard-by-path",
         "writers",
-        _WR,
+        _WRS,
         "src = self._ids.get((st.st_dev, st.st_ino))",
         "src = next((p for p in self._ids.values() if p == out), None)",
         "tests/test_safety.py",
@@ -970,7 +974,7 @@ MUTATIONS: list[Mutation] = [
         _B,
         "if any(record.get(k) != v for k, v in current.items()):",
         'if record.get("source") != current["source"]:',
-        GAPS_BATCH,
+        T_BATCH_RERUN,
         "an input edited after its transcript was written is skipped",
     ),
     _m(
@@ -979,7 +983,7 @@ MUTATIONS: list[Mutation] = [
         _B,
         "if not overwrite and is_done(item, output_dir, fmts):",
         "if is_done(item, output_dir, fmts):",
-        GAPS_BATCH,
+        T_BATCH_RERUN,
         "--overwrite does not redo finished files",
     ),
     _m(
@@ -988,7 +992,7 @@ MUTATIONS: list[Mutation] = [
         _B,
         "return all(out.name in written and out.is_file() for out in _outputs(item, output_dir, formats))",
         "return any(out.name in written and out.is_file() for out in _outputs(item, output_dir, formats))",
-        GAPS_BATCH,
+        T_BATCH_RERUN,
         "a file with only some of its outputs is taken as done",
     ),
     _m(
@@ -997,16 +1001,16 @@ MUTATIONS: list[Mutation] = [
         _B,
         "if key not in seen:",
         "if True:",
-        GAPS_BATCH,
+        T_BATCH_RERUN,
         "a file given twice (folder + glob) is transcribed twice",
     ),
     _m(
         "batch-sidecar-no-outputs",
         "batch",
-        _WR,
+        _WRS,
         '"outputs": [p.name for p in paths], "written": written}',
         '"outputs": [], "written": written}',
-        GAPS_BATCH,
+        T_BATCH_RERUN,
         "the sidecar lists no outputs, so a re-run redoes every finished file",
     ),
     # -- bench ---------------------------------------------------------------------------------------
@@ -1016,7 +1020,7 @@ MUTATIONS: list[Mutation] = [
         _BE,
         "return sr.rtf / max(same_path) if same_path and sr.rtf else None",
         "return max(same_path) / sr.rtf if same_path and sr.rtf else None",
-        GAPS_UNITS,
+        "tests/test_bench.py",
         "speed ratio vs faster-whisper inverted",
     ),
     _m(
@@ -1025,7 +1029,7 @@ MUTATIONS: list[Mutation] = [
         _BE,
         "return statistics.median(self.seconds) if self.seconds else None",
         "return min(self.seconds) if self.seconds else None",
-        GAPS_UNITS,
+        "tests/test_bench.py",
         "RTF from the best run instead of the median",
     ),
     _m(
@@ -1062,7 +1066,7 @@ MUTATIONS: list[Mutation] = [
         _R,
         "self.record_fallback(op, reason, n)",
         "self.record_fallback(op, reason)",
-        GAPS_UNITS,
+        "tests/test_report.py",
         "batch totals count each fallback reason once per file",
     ),
     _m(
@@ -1080,14 +1084,14 @@ MUTATIONS: list[Mutation] = [
         _P,
         "self.done_s = min(max(self.done_s, float(done_s)), self.total_s)",
         "self.done_s = min(float(done_s), self.total_s)",
-        "tests/test_flags_progress.py",
+        "tests/test_progress.py",
         "the progress bar jumps back when a window is re-decoded",
     ),
-    # -- api / cli -----------------------------------------------------------------------------------
+    # -- pipeline / options / api / cli -------------------------------------------------------------
     _m(
         "api-duration-wrong-rate",
-        "api",
-        _API,
+        "pipeline",
+        _PL,
         "report.audio_s = len(samples) / SAMPLE_RATE",
         "report.audio_s = len(samples) / sample_rate",
         "tests/test_api.py",
@@ -1095,12 +1099,48 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "api-text-first-segment",
-        "api",
-        _API,
-        'text = "".join(s.text for s in segments).strip()',
-        'text = segments[0].text.strip() if segments else ""',
-        GAPS_VAD,
+        "pipeline",
+        _PL,
+        'text="".join(s.text for s in output.segments).strip(),',
+        'text=output.segments[0].text.strip() if output.segments else "",',
+        T_VAD,
         "result text keeps only the first segment",
+    ),
+    _m(
+        "bench-extra-unchecked",
+        "bench",
+        _BX,
+        "    if missing:",
+        "    if False:",
+        "tests/test_bench.py::test_bench_without_its_extra_says_what_to_install",
+        "`whisper-npu bench` without faster-whisper/jiwer/matplotlib dies in a traceback, not one line",
+    ),
+    _m(
+        "pipeline-vad-options-dropped",
+        "pipeline",
+        _PL,
+        "chunks = merge_chunks(samples, regions, opts.vad_options, probs=probs)",
+        "chunks = merge_chunks(samples, regions, None, probs=probs)",
+        "tests/test_pipeline.py",
+        "vad_options given to transcribe() are silently ignored when chunking",
+    ),
+    _m(
+        "pipeline-vad-auto-inverted",
+        "pipeline",
+        _PL,
+        "use_vad = opts.vad if opts.vad is not None else report.audio_s > VAD_AUTO_SECONDS",
+        "use_vad = opts.vad if opts.vad is not None else report.audio_s < VAD_AUTO_SECONDS",
+        "tests/test_pipeline.py",
+        "VAD chunking on for short clips and off for long recordings",
+    ),
+    _m(
+        "options-vad-dict-unchecked",
+        "options",
+        _OPT,
+        "            if value is not None and value > 1:",
+        "            if False:",
+        "tests/test_options.py",
+        "a VAD threshold above 1 (never reached: no speech found) accepted without a word",
     ),
     _m(
         "cli-error-exit-zero",
@@ -1111,10 +1151,10 @@ MUTATIONS: list[Mutation] = [
         "tests/test_cli.py",
         "a failed run exits 0",
     ),
-    # -- npu_ops -------------------------------------------------------------------------------------
+    # -- npu -----------------------------------------------------------------------------------------
     _m(
         "npu-bf16-round-up",
-        "npu_ops",
+        "npu",
         _K,
         "rounded = (bits + (np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1)))) >> 16",
         "rounded = (bits + np.uint32(0x8000)) >> 16",
@@ -1123,34 +1163,34 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-bf16-truncate",
-        "npu_ops",
+        "npu",
         _K,
         "rounded = (bits + (np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1)))) >> 16",
         "rounded = bits >> 16",
-        GAPS_NPU,
+        T_NPU_PRECISION,
         "float32 -> bf16 truncates instead of rounding to nearest (a one-sided bias on every operand)",
     ),
     _m(
         "npu-split-lo-dropped",
-        "npu_ops",
+        "npu",
         _K,
         "return hi, round_bf16(x - hi)",
         "return hi, np.zeros_like(hi)",
-        GAPS_NPU,
+        T_NPU_PRECISION,
         "split_bf16 drops the lo part: the hi+lo pair is no more accurate than one bf16",
     ),
     _m(
         "npu-kchunk-overwrites",
-        "npu_ops",
+        "npu",
         _K,
         "        c += partial\n",
         "        c[...] = partial\n",
-        GAPS_NPU,
+        T_NPU_PRECISION,
         "overlay GEMM reference keeps only the last k-chunk's partial sum",
     ),
     _m(
         "npu-emu-sync-whole-bo",
-        "npu_ops",
+        "npu",
         _EM,
         "        end = offset + size\n",
         "        offset, end = 0, self._size\n",
@@ -1159,7 +1199,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-timeout-is-success",
-        "npu_ops",
+        "npu",
         _RT,
         "if state != self.xrt.ert_cmd_state.ERT_CMD_STATE_COMPLETED:",
         "if state == self.xrt.ert_cmd_state.ERT_CMD_STATE_ERROR:",
@@ -1168,25 +1208,25 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-sha-unchecked",
-        "npu_ops",
+        "npu",
         _MF,
         "if sha256_file(path) != expected:",
         "if False:",
-        GAPS_MORE,
+        "tests/test_npu_manifest.py",
         "a corrupted xclbin is loaded despite its sha256 mismatch",
     ),
     _m(
         "npu-self-check-tolerance",
-        "npu_ops",
+        "npu",
         _DI,
         "if not np.isfinite(err) or err > MATMUL_CHECK_TOLERANCE:",
         "if not np.isfinite(err):",
-        GAPS_MORE,
+        "tests/test_npu_pipeline.py",
         "a kernel returning finite but wrong numbers passes its first-use self-check",
     ),
     _m(
         "cost-switches-ignored",
-        "npu_ops",
+        "npu",
         _CM,
         "    npu += switches * SWITCH_S\n",
         "",
@@ -1195,7 +1235,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "cost-switches-default-one",
-        "npu_ops",
+        "npu",
         _CM,
         "        switches_per_layer = 2\n",
         "        switches_per_layer = 1\n",
@@ -1204,17 +1244,17 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "static-l1-no-stack",
-        "npu_ops",
+        "npu",
         _SC,
         "if p.l1_bytes > budget:",
         "if p.l1_bytes > CORE_MEMORY:",
-        GAPS_MORE,
+        "tests/test_npu_static.py",
         "core memory check forgets the stack: a tile that fills L1 exactly passes",
     ),
     # -- NPU host path: in-place results, result slots, the per-call cast ------------------------------
     _m(
         "npu-slot-reused-while-live",
-        "npu_ops",
+        "npu",
         _SEG,
         "free = next((k for k, until in enumerate(busy_until) if until < i), None)",
         "free = next((k for k, until in enumerate(busy_until) if until <= i + 1), None)",
@@ -1223,7 +1263,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-concat-not-absorbed",
-        "npu_ops",
+        "npu",
         _SEG,
         "            found.add(i)\n",
         "            pass\n",
@@ -1232,7 +1272,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-cast-ties-down",
-        "npu_ops",
+        "npu",
         _K,
         "np.add(u[r0 : r0 + step], np.uint32(0x8000), out=t)",
         "np.add(u[r0 : r0 + step], np.uint32(0x7FFF), out=t)",
@@ -1241,7 +1281,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-cast-last-chunk-skipped",
-        "npu_ops",
+        "npu",
         _K,
         "    for r0 in range(0, rows, step):\n",
         "    for r0 in range(0, rows - step, step):\n",
@@ -1250,7 +1290,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-fused-graph-on-npu",
-        "npu_ops",
+        "npu",
         _W,
         "return build_encoder(ct2, dims, plan, split_linears=router is not None)",
         "return build_encoder(ct2, dims, plan)",
@@ -1259,7 +1299,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-batched-no-zero-copy",
-        "npu_ops",
+        "npu",
         _MM,
         "return fits and (slot is not None or cfg.M <= ZERO_COPY_MAX_ROWS)",
         "return fits and cfg.M <= ZERO_COPY_MAX_ROWS",
@@ -1268,7 +1308,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-prepared-run-ignores-c",
-        "npu_ops",
+        "npu",
         _RT,
         "        key = (id(a), id(b), id(c))\n",
         "        key = (id(a), id(b), 0)\n",
@@ -1277,7 +1317,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-prepared-run-never-restarted",
-        "npu_ops",
+        "npu",
         _RT,
         "            run.start()\n",
         "            pass\n",
@@ -1286,7 +1326,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-mel-result-copied",
-        "npu_ops",
+        "npu",
         "whisper_npu/npu/dispatch.py",
         "parts.append(GemmOp(name, families[fam], w, strided_ok=True))",
         "parts.append(GemmOp(name, families[fam], w))",
@@ -1351,7 +1391,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-foreign-file-replaced",
         "writers",
-        _WR,
+        _WRS,
         "        if fingerprint is not None and path.name not in pending and written.get(path.name) != fingerprint:",
         "        if False:",
         "tests/test_safety.py",
@@ -1360,7 +1400,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-claim-ignored",
         "writers",
-        _WR,
+        _WRS,
         '    pending = set(record.get("pending") or [])\n',
         "    pending = set()\n",
         "tests/test_safety.py",
@@ -1417,7 +1457,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "        batch.keep({g for g in range(n_windows) if not done[g]})\n",
         "        batch.keep(set(range(n_windows)))\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "batched beam search keeps decoding windows that have finished (wasted rows, slower VAD path)",
     ),
     _m(
@@ -1426,7 +1466,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "            self.enc = self.enc.select(slice(stay[0], stay[0] + n))\n",
         "            self.enc = self.enc.select(slice(stay[0] - 1, stay[0] + n - 1))\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "the windows still decoding attend to a neighbouring window's audio once another one ends",
     ),
     _m(
@@ -1435,7 +1475,7 @@ MUTATIONS: list[Mutation] = [
         _G,
         '    pv = g.op("Mul", [p, f"cross_v_scale{layer}"])\n',
         "    pv = p\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "int8 cross-attention forgets V's per-frame scales: every frame's value counts alike (wrong text)",
     ),
     _m(
@@ -1444,7 +1484,7 @@ MUTATIONS: list[Mutation] = [
         _G,
         "        if self.cross_int8:\n",
         "        if False:\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "plans differing only in int8 cross-attention share a graph-cache key (stale graph, wrong inputs)",
     ),
     _m(
@@ -1453,7 +1493,7 @@ MUTATIONS: list[Mutation] = [
         _W,
         "                plan = dataclasses.replace(plan, cross_int8=False)\n",
         "                pass\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "NPU-routed int8 graphs get int8 cross K/V the NPU path does not produce",
     ),
     _m(
@@ -1462,7 +1502,7 @@ MUTATIONS: list[Mutation] = [
         _G,
         '    return p, g.op("Add", [o_hi, o_lo])\n',
         "    return p, o_hi\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "int8 cross-attention keeps only the first 8-bit part of the weights (the small ones round to 0)",
     ),
     # issue 27: the edges a hostile user finds

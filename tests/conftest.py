@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-AUDIO_DIR = Path(__file__).resolve().parents[2] / "shared" / "audio"
+from whisper_npu.bench.corpus import SHARED
+
+AUDIO_DIR = SHARED / "audio"
 
 
 def manifest() -> dict[str, str]:

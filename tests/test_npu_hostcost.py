@@ -1,6 +1,6 @@
 """Host-cost accounting of the NPU path: what is charged as host work, and the zero-copy C hand-off.
 
-The rule (``npu_ops/matmul.py``): host work is the calling thread's CPU time
+The rule (``npu/matmul.py``): host work is the calling thread's CPU time
 for conversion, sync and launch calls and copies out of C; the emulated
 overlay compute and the emulator's host<->device copies stand for NPU/DMA work
 and are never charged. These tests make the emulated work artificially slow

@@ -4,7 +4,7 @@ Full transcriptions on the emulator are slow (the overlays' arithmetic runs in
 numpy), so the model is loaded once per module and the per-op fallback cases
 run on the dispatcher with the real tiny.en shapes instead of whole files.
 WER on every shared recording, for tiny.en and base, is in
-``scripts/bench_npu_emulated.py``.
+``python scripts/bench.py --suite npu-emulated``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import whisper_npu
 from tests.conftest import words
 from whisper_npu.npu import emulator, setup
 from whisper_npu.npu.designs import whisper_configs
+from whisper_npu.npu.dispatch import MATMUL_CHECK_TOLERANCE
 from whisper_npu.npu.manifest import DEFAULT_DIR, NOT_BUILT
 from whisper_npu.report import RunReport
 
@@ -314,3 +315,16 @@ def test_split_linears_encoder_graph_computes_what_the_fused_one_does(tiny_dir, 
         outs.append(session.run(None, {"mel": mel}))
     for fused, split in zip(*outs, strict=True):
         np.testing.assert_allclose(split, fused, rtol=1e-4, atol=1e-4)
+
+
+def test_self_check_rejects_finite_but_wrong_results(npu_xclbins, monkeypatch):
+    """npu-self-check-tolerance: a result 10 % off (finite) must fail the first-use check; bf16 noise must not."""
+    npu = _dispatcher_with_tiny_weights(npu_xclbins, monkeypatch)
+    op = npu.dispatcher._ops["encoder.layer0.mlp.fc1"]
+    x = np.random.default_rng(3).standard_normal((1500, 384)).astype(np.float32)
+    npu.matmul("encoder.layer0.mlp.fc1", x)  # plans the op onto its overlay (and passes the real self-check)
+    assert op.gemm is not None
+    ref = x @ op.weight
+    assert npu.dispatcher._check_matmul(op, x, ref * np.float32(1 + MATMUL_CHECK_TOLERANCE / 4)) is None
+    why = npu.dispatcher._check_matmul(op, x, ref * np.float32(1.1))
+    assert why is not None and "self-check failed" in why

@@ -264,7 +264,7 @@ def test_full_disk_mid_batch_is_failures_not_a_traceback(tmp_path, monkeypatch):
         if len(writes) > 3:  # a's claim, a.txt and its record fit; then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(writers.os, "fsync", fsync)
+    monkeypatch.setattr(writers.store.os, "fsync", fsync)
     summary = run_batch([src], _fake(), tmp_path / "out", ["txt"])
     assert [o.status for o in summary.outcomes] == ["ok", "failed", "failed"]
     assert "no space left on device" in summary.outcomes[1].reason

@@ -20,6 +20,7 @@ from rich.progress import MofNCompleteColumn, ProgressColumn, Task
 from rich.table import Table
 from rich.text import Text
 
+from whisper_npu import options as spec
 from whisper_npu.errors import WhisperNpuError
 
 app = typer.Typer(
@@ -68,25 +69,19 @@ def _on_sigint(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    npu = "npu"
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A typer choice type with the library's values (whisper_npu/options.py declares them once)."""
+    return Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]
 
 
-class NpuRuntime(str, Enum):
-    auto = "auto"
-    xrt = "xrt"
-    emulator = "emulator"
-
-
-class Format(str, Enum):
-    txt = "txt"
-    srt = "srt"
-    vtt = "vtt"
-    tsv = "tsv"
-    json = "json"
-    all = "all"
+Device = _choices("Device", spec.DEVICES)
+NpuRuntime = _choices("NpuRuntime", spec.NPU_RUNTIMES)
+ComputeType = _choices("ComputeType", spec.COMPUTE_TYPES)
+Format = _choices("Format", (*spec.FORMATS, "all"))
+DEFAULTS = spec.TranscribeOptions()  # the library's defaults are the CLI's
+DEFAULT_DEVICE = Device(spec.DEFAULT_DEVICE)
+DEFAULT_RUNTIME = NpuRuntime(spec.DEFAULT_NPU_RUNTIME)
+DEFAULT_COMPUTE = ComputeType(spec.DEFAULT_COMPUTE_TYPE)
 
 
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Registry name or model directory.")]
@@ -101,16 +96,8 @@ RuntimeOpt = Annotated[
 ]
 BeamOpt = Annotated[int, typer.Option(help="Beam size (1 = greedy).", min=1)]
 ThreadsOpt = Annotated[int, typer.Option(help="CPU threads (0 = onnxruntime default).", min=0)]
-
-
-class ComputeType(str, Enum):
-    auto = "auto"
-    float32 = "float32"
-    int8 = "int8"
-
-
 ComputeOpt = Annotated[
-    ComputeType, typer.Option(help="CPU arithmetic: float32 (default), int8, or auto (int8 where the CPU has VNNI).")
+    ComputeType, typer.Option(help="CPU arithmetic: float32, int8, or auto (int8 where the CPU has VNNI).")
 ]
 
 
@@ -119,39 +106,43 @@ ComputeOpt = Annotated[
 def transcribe(
     paths: Annotated[list[str], typer.Argument(help="Audio/video files, folders, glob patterns, or - (stdin).")],
     model: ModelOpt = None,
-    device: DeviceOpt = Device.auto,
-    npu_runtime: RuntimeOpt = NpuRuntime.auto,
-    beam_size: BeamOpt = 5,
-    language: Annotated[str | None, typer.Option(help="Language code; detected when omitted.")] = None,
-    task: Annotated[str, typer.Option(help="transcribe or translate (to English).")] = "transcribe",
+    device: DeviceOpt = DEFAULT_DEVICE,
+    npu_runtime: RuntimeOpt = DEFAULT_RUNTIME,
+    beam_size: BeamOpt = DEFAULTS.beam_size,
+    language: Annotated[str | None, typer.Option(help="Language code; detected when omitted.")] = DEFAULTS.language,
+    task: Annotated[str, typer.Option(help="transcribe or translate (to English).")] = DEFAULTS.task,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where transcripts go.")] = Path("."),
     output_format: Annotated[list[Format], typer.Option("--format", "-f", help="Output format(s).")] = [Format.all],  # noqa: B006
-    threads: ThreadsOpt = 0,
-    compute_type: ComputeOpt = ComputeType.float32,
+    threads: ThreadsOpt = spec.DEFAULT_THREADS,
+    compute_type: ComputeOpt = DEFAULT_COMPUTE,
     overwrite: Annotated[bool, typer.Option(help="Batch: redo files whose outputs exist.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No run report.")] = False,
     vad: Annotated[
         bool | None, typer.Option("--vad/--no-vad", help="Silero VAD chunks (default: on above 30 s).")
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="VAD chunks decoded together.", min=1)] = 8,
-    word_timestamps: Annotated[bool, typer.Option(help="Word start/end/probability in JSON.")] = False,
+    ] = DEFAULTS.vad,
+    batch_size: Annotated[int, typer.Option(help="VAD chunks decoded together.", min=1)] = DEFAULTS.batch_size,
+    word_timestamps: Annotated[
+        bool, typer.Option(help="Word start/end/probability in JSON.")
+    ] = DEFAULTS.word_timestamps,
     word_level: Annotated[bool, typer.Option(help="One SRT/VTT cue per word (implies --word-timestamps).")] = False,
     align: Annotated[bool, typer.Option(help="Refine word times with WhisperX wav2vec2 (whisperx extra).")] = False,
     diarize: Annotated[bool, typer.Option(help="Speaker labels with WhisperX + pyannote (whisperx extra).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Print each segment as soon as it is final.")] = False,
     initial_prompt: Annotated[
         str | None, typer.Option(help="Text the first window continues (names, spelling, punctuation style).")
-    ] = None,
-    hotwords: Annotated[str | None, typer.Option(help="Names/jargon put in every window's prompt.")] = None,
+    ] = DEFAULTS.initial_prompt,
+    hotwords: Annotated[
+        str | None, typer.Option(help="Names/jargon put in every window's prompt.")
+    ] = DEFAULTS.hotwords,
     condition_on_previous_text: Annotated[
         bool, typer.Option(help="Prompt each window with the previous window's text.")
-    ] = True,
+    ] = DEFAULTS.condition_on_previous_text,
     temperature: Annotated[
         str, typer.Option(help="Sampling temperature, or a comma list tried in turn on fallback.")
-    ] = "0",
+    ] = f"{DEFAULTS.temperatures[0]:g}",
     temperature_increment_on_fallback: Annotated[
         float, typer.Option(help="Fallback step up to 1.0 for a single --temperature (0: no fallback).", min=0)
-    ] = 0.2,
+    ] = round(DEFAULTS.temperatures[1] - DEFAULTS.temperatures[0], 6),
     max_line_width: Annotated[
         int | None, typer.Option(help="SRT/VTT: characters per line (turns on word timestamps).", min=1)
     ] = None,
@@ -303,7 +294,8 @@ class _FileViews:
         """A context manager yielding the ``progress=`` callback (or None) for ``api.transcribe``."""
         from contextlib import contextmanager
 
-        from whisper_npu.progress import SegmentPrinter, TerminalProgress, combine
+        from whisper_npu.app.progress import SegmentPrinter, TerminalProgress
+        from whisper_npu.progress import combine
 
         @contextmanager
         def views():
@@ -496,12 +488,12 @@ def _left_out_line(left_out: list[str], shown: int = 5) -> str:
 def bench(
     paths: Annotated[list[Path] | None, typer.Argument(help="Audio files to benchmark.")] = None,
     model: ModelOpt = None,
-    beam_size: BeamOpt = 5,
+    beam_size: BeamOpt = DEFAULTS.beam_size,
     runs: Annotated[int, typer.Option(help="Timed runs per system (median reported).", min=1)] = 3,
     threads: ThreadsOpt = 2,
     reference: Annotated[Path | None, typer.Option(help="Reference transcript (txt) for WER.")] = None,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o")] = Path("."),
-    npu_runtime: RuntimeOpt = NpuRuntime.auto,
+    npu_runtime: RuntimeOpt = DEFAULT_RUNTIME,
     project: Annotated[
         str | None,
         typer.Option(
@@ -514,6 +506,7 @@ def bench(
     no_vad: Annotated[bool, typer.Option("--no-vad", help="Also bench the sequential (no VAD) path.")] = False,
 ) -> None:
     """Compare RTF, load time, memory and WER with faster-whisper on the same audio."""
+    from whisper_npu.bench import require_extra
     from whisper_npu.bench.runner import BenchConfig, render, run_bench
     from whisper_npu.validation import bounded_threads
     from whisper_npu.writers import check_output_dir
@@ -544,6 +537,7 @@ def bench(
         return
     if not paths:
         raise WhisperNpuError("bench needs audio files (or --project npu)")
+    require_extra()
     config = BenchConfig(
         paths=paths,
         model=model,
@@ -590,7 +584,7 @@ def doctor(
     output: Annotated[Path, typer.Option("--output", "-o", help="Self-test JSON file.")] = Path(
         "whisper-npu-selftest.json"
     ),
-    npu_runtime: RuntimeOpt = NpuRuntime.auto,
+    npu_runtime: RuntimeOpt = DEFAULT_RUNTIME,
 ) -> None:
     """What the NPU path would use on this machine, and why not (--selftest: check it end to end)."""
     from whisper_npu.app import doctor as npu_doctor

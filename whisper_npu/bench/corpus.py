@@ -2,7 +2,7 @@
 
 Continuous speech with short pauses (0.2-0.8 s, the gaps a VAD does not split
 on) is where a decoder that ends a window early loses whole sentences, so the
-tests and ``scripts/bench_longform.py`` build their long inputs here, from the
+tests and the benchmark suites (``whisper_npu/bench/suites/``) build their long inputs here, from the
 recordings in ``../shared/audio`` and ``../shared/audio-more`` and their
 reference transcripts (never copied into the project).
 """
@@ -16,8 +16,17 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-# The shared recordings sit beside the repository checkout; WHISPER_NPU_SHARED points elsewhere.
-SHARED = Path(os.environ.get("WHISPER_NPU_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+
+def _shared() -> Path:
+    """The shared recordings: $WHISPER_NPU_SHARED, else ``shared/`` beside the checkout or beside its folder."""
+    if "WHISPER_NPU_SHARED" in os.environ:
+        return Path(os.environ["WHISPER_NPU_SHARED"])
+    beside = [Path(__file__).resolve().parents[n] / "shared" for n in (3, 4)]
+    return next((p for p in beside if (p / "audio").is_dir()), beside[0])
+
+
+SHARED = _shared()
+AUDIO_DIR = SHARED / "audio"
 AUDIO_DIRS = (SHARED / "audio", SHARED / "audio-more")
 SR = 16000
 
@@ -93,3 +102,44 @@ def continuous_english(min_seconds: float = 90.0, seed: int = 0, max_piece_s: fl
     while sum(r.duration for r in order) < min_seconds:
         order.extend(recs[i] for i in rng.permutation(len(recs)))
     return join(order, seed=seed)
+
+
+def build_meeting(repeats: int = 2) -> tuple[np.ndarray, str, list[tuple[float, float]]]:
+    """Audio, its reference text, and the silent spans (seconds) between recordings."""
+    from whisper_npu.bench.runner import find_reference
+
+    rows = (AUDIO_DIR / "MANIFEST.tsv").read_text().splitlines()[1:]
+    paths = [AUDIO_DIR / r.split("\t")[0] for r in rows if r.strip()] * repeats
+    pieces, refs, silences = [], [], []
+    t = 0.0
+    for i, path in enumerate(paths):
+        gap = 20.0 + 4.0 * (i % 3)
+        pieces.append(np.zeros(int(gap * 16000), np.float32))
+        silences.append((t, t + gap))
+        t += gap
+        audio = sf.read(path, dtype="float32")[0]
+        pieces.append(audio)
+        t += len(audio) / 16000
+        refs.append(find_reference(path))
+    pieces.append(np.zeros(20 * 16000, np.float32))
+    silences.append((t, t + 20.0))
+    return np.concatenate(pieces), " ".join(refs), silences
+
+
+def build_long_file(minutes: float, path: Path) -> float:
+    """Concatenate the manifest's recordings with 2 s pauses up to ``minutes``."""
+    rows = (AUDIO_DIR / "MANIFEST.tsv").read_text().splitlines()[1:]
+    clips = [sf.read(AUDIO_DIR / row.split("\t")[0], dtype="float32")[0] for row in rows if row.strip()]
+    pause = np.zeros(32000, dtype=np.float32)
+    target = int(minutes * 60 * 16000)
+    pieces: list[np.ndarray] = []
+    total = 0
+    i = 0
+    while total < target:
+        clip = clips[i % len(clips)]
+        pieces += [clip, pause]
+        total += len(clip) + len(pause)
+        i += 1
+    audio = np.concatenate(pieces)[:target]
+    sf.write(path, audio, 16000, subtype="PCM_16")
+    return len(audio) / 16000

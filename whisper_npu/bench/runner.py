@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from whisper_npu.errors import WhisperNpuError
+from whisper_npu.options import TranscribeOptions
 
 
 def normalize_text(text: str) -> str:
@@ -86,7 +87,7 @@ def manifest_files(audio_dir: Path, languages: tuple[str, ...] | None = None) ->
 class BenchConfig:
     paths: list[Path]
     model: str | None = None
-    beam_size: int = 5
+    beam_size: int = TranscribeOptions.beam_size
     runs: int = 3
     threads: int = 2
     reference: Path | None = None
@@ -361,7 +362,7 @@ def render(result: BenchResult, console: Any) -> None:
             console.print(f"{s.system}: {s.note}", markup=False)
 
 
-# -- `bench --project npu` (issue 10): projected NPU rows from the cost model ----------------------------------
+# -- `bench --project npu`: projected NPU rows from the cost model -------------------------------------------
 
 PROJECTED_MODELS = ("tiny", "base", "small", "medium", "large-v3")
 
@@ -382,7 +383,7 @@ def measure_cpu_rows(paths: list[Path], runs: int = 1, threads: int = 2) -> dict
 def render_npu_projection(console: Any, measured: dict[str, float] | None = None, target: str = "npu1") -> None:
     """PROJECTED encoder time and end-to-end x realtime per Whisper size, beside measured CPU rows.
 
-    Everything in the PROJECTED columns comes from ``npu_ops.costmodel`` (published NPU measurements + host
+    Everything in the PROJECTED columns comes from ``npu.costmodel`` (published NPU measurements + host
     rates calibrated on this machine); nothing here ran on an NPU.
     """
     from rich.table import Table

@@ -24,6 +24,7 @@ from whisper_npu.npu.dispatch import Dispatcher
 from whisper_npu.npu.kernels import cast_backend
 from whisper_npu.npu.manifest import load_manifest
 from whisper_npu.npu.runtime import XdnaSession, open_xrt
+from whisper_npu.options import NPU_RUNTIMES, check_choice
 from whisper_npu.report import RunReport
 
 #: Encoder weight matmuls, plus the cross-attention K/V projection that lives in the encoder graph.
@@ -114,8 +115,7 @@ def open_session(runtime: str) -> tuple[XdnaSession | None, str | None]:
 def setup(device: str = "auto", runtime: str = "auto") -> NpuSetup | None:
     """NPU hooks for ``device`` ("auto" | "npu") on ``runtime`` ("auto" | "xrt" | "emulator")."""
     runtime = os.environ.get("WHISPER_NPU_RUNTIME", runtime) if runtime == "auto" else runtime
-    if runtime not in ("auto", "xrt", "emulator"):
-        raise WhisperNpuError(f"unknown NPU runtime {runtime!r}: choose auto, xrt or emulator")
+    check_choice(runtime, NPU_RUNTIMES, "NPU runtime")
     chosen = "emulator" if runtime == "emulator" else "xrt"
     session, reason = open_session(chosen)
     if session is None and device == "auto":

@@ -91,7 +91,7 @@ def set_compute(enabled: bool) -> None:
     A measurement aid, not a fault: on an NPU the arithmetic runs on the NPU, off the host's cores and
     caches, while here it runs on the calling thread and evicts the host's data between host steps. With it
     off, the host work of the same call sequence can be timed as the host would do it next to a real NPU
-    (``scripts/bench_npu_emulated.py`` reports both). Results are meaningless while off.
+    (``scripts/bench.py --suite npu-emulated`` reports both). Results are meaningless while off.
     """
     _compute["on"] = bool(enabled)
 

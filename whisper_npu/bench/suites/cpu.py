@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """CPU engine vs faster-whisper on the real recordings: x-realtime, WER and peak RSS, per compute type and path.
 
 Rows: ours float32 and int8, faster-whisper float32 and int8 (its ``compute_type``),
@@ -9,21 +8,18 @@ English only for ``.en`` models, every language otherwise. Timing: one warm-up
 and K interleaved runs of all files per system (median); WER pooled over the
 files; peak RSS (VmHWM) from a fresh child process per system.
 
-    python scripts/bench_cpu.py --models tiny.en base --runs 3
-    python scripts/bench_cpu.py --models tiny.en --runs 1 --limit 1 --no-memory   # smoke test
+    python scripts/bench.py --suite cpu --models tiny.en base --runs 3
+    python scripts/bench.py --suite cpu --models tiny.en --runs 1 --limit 1 --no-memory   # smoke test
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from whisper_npu.bench.corpus import SHARED
+from whisper_npu.bench.runner import BenchConfig, BenchResult, manifest_files, run_bench
 
-from whisper_npu.bench.runner import BenchConfig, BenchResult, manifest_files, run_bench  # noqa: E402
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 SYSTEMS = ("whisper-npu (cpu)", "faster-whisper")
 
 
@@ -55,7 +51,7 @@ def print_table(model: str, result: BenchResult, n_files: int, audio_s: float) -
     print("vs best fw = x-realtime / that of the faster faster-whisper row (float32 or int8) of the same path")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
     parser.add_argument("--beam-size", type=int, default=5)
@@ -66,7 +62,7 @@ def main() -> None:
     parser.add_argument("--compute-types", nargs="+", default=["float32", "int8"])
     parser.add_argument("--no-memory", action="store_true", help="Skip the per-system peak RSS child processes.")
     parser.add_argument("--paths", choices=["both", "default", "sequential"], default="both")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     vad_modes = {"both": (None, False), "default": (None,), "sequential": (False,)}[args.paths]
     for model in args.models:
@@ -80,6 +76,3 @@ def main() -> None:
         audio_s = next((s.audio_s for s in result.systems if s.status == "ok"), 0.0)
         print_table(model, result, len(files), audio_s)
 
-
-if __name__ == "__main__":
-    main()

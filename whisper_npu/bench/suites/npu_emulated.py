@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """WER and host-side cost of the emulated NPU path against the CPU, on the shared recordings.
 
 For each model: transcribe every recording in ../shared/audio/MANIFEST.tsv on
@@ -14,10 +13,10 @@ not), and for the same calls with that arithmetic switched off
 NPU. Transcripts of the second pass are not used.
 
 Exit status 1 when the NPU WER exceeds the CPU WER by more than 0.3 points or
-the jfk transcripts differ (issue 10's done-when). Timings on a shared 2-core
+the jfk transcripts differ (the path must not cost accuracy). Timings on a shared 2-core
 machine are noisy: ``--repeat`` keeps each op's best run.
 
-    PYTHONPATH=. python scripts/bench_npu_emulated.py --models tiny.en base --out npu_emulated.json
+    PYTHONPATH=. python scripts/bench.py --suite npu-emulated --models tiny.en base --out npu_emulated.json
 """
 
 from __future__ import annotations
@@ -27,13 +26,12 @@ import atexit
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from whisper_npu.bench.corpus import SHARED
 
-AUDIO_DIR = Path(__file__).resolve().parents[2] / "shared" / "audio"
+AUDIO_DIR = SHARED / "audio"
 WER_MARGIN = 0.003  # +0.3 points
 
 
@@ -170,12 +168,12 @@ def _print_ops(r: dict) -> None:
     print(f"  {'sum of phases':40} {sum(totals.values()):7.3f} " + " ".join(f"{totals[c]:8.3f}" for c in cols))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
     parser.add_argument("--repeat", type=int, default=1, help="NPU runs per file (best host time per op is kept)")
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault("WHISPER_NPU_XCLBINS", str(_fixtures(args.models)))
     before = machine_reference()
     rows = [bench_model(m, args.repeat) for m in args.models]
@@ -208,6 +206,3 @@ def main() -> int:
     ok = all(r["npu_emulated_wer"] <= r["cpu_wer"] + WER_MARGIN and r["jfk_identical"] for r in rows)
     return 0 if ok else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ import soundfile as sf
 
 import whisper_npu
 from tests.conftest import AUDIO_DIR, words
-from whisper_npu.vad import SAMPLE_RATE, TimeMap, VadOptions, merge_chunks, speech_regions
+from whisper_npu.vad import FRAME, SAMPLE_RATE, TimeMap, VadOptions, merge_chunks, speech_regions
 
 GAP_S = 12.0  # longer than VadOptions.max_gap_s: the recordings never share a chunk
 CLIPS = [  # recording, a phrase of its reference that tiny.en gets right
@@ -47,6 +47,9 @@ def spaced_file(tmp_path_factory) -> tuple[str, list[tuple[float, float]]]:
 @pytest.fixture(scope="module")
 def tiny():
     return whisper_npu.load_model("tiny.en", device="cpu", threads=2)
+
+
+SR = SAMPLE_RATE
 
 
 def _segments(result) -> list[tuple[float, float, str]]:
@@ -103,3 +106,15 @@ def test_batch_sizes_give_the_same_segments_in_the_right_places(tiny, spaced_fil
         hits = [s for s in one_batch.segments if phrase.split()[-1] in words(s.text)]
         assert hits, phrase
         assert all(start - 1.0 <= s.start and s.end <= end + 1.0 for s in hits), (phrase, start, end, hits)
+
+
+def test_each_chunk_oracle_reads_its_own_regions():
+    """vad-oracle-local-from-start: a later chunk must see the VAD probabilities of its own audio."""
+    audio = np.zeros(60 * SR, np.float32)
+    probs = np.zeros(60 * SR // FRAME + 1, np.float32)
+    probs[int(40 * SR / FRAME) : int(45 * SR / FRAME)] = 0.9  # speech only in the second region
+    chunks = merge_chunks(audio, [(0, 5 * SR), (40 * SR, 45 * SR)], VadOptions(), probs=probs)
+    assert len(chunks) == 2
+    first, second = (c.oracle.speech_seconds(0.0, len(c.audio) / SR) for c in chunks)
+    assert first == 0.0
+    assert second == pytest.approx(5.0, abs=0.1)

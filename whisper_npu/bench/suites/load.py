@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Model load time, cold (empty graph cache) and warm (second process), ours vs faster-whisper.
 
 Every measurement runs in a fresh process (spawned), so nothing stays in
@@ -7,9 +6,9 @@ graphs are built from model.bin and optimized by onnxruntime, then written);
 "warm" is the next process with the same cache directory (optimized graphs read
 back). faster-whisper has no such cache: its rows are the plain load. Times are
 of the load call itself (imports excluded) and the median of ``--runs``.
-Target (issue 8): warm load <= 0.5 s for tiny.en.
+Target: warm load <= 0.5 s for tiny.en (docs/BENCHMARKS.md, "Model load").
 
-    python scripts/bench_load.py --models tiny.en base --runs 3
+    python scripts/bench.py --suite load --models tiny.en base --runs 3
 """
 
 from __future__ import annotations
@@ -18,11 +17,7 @@ import argparse
 import multiprocessing as mp
 import os
 import statistics
-import sys
 import tempfile
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _load_ours(model_dir: str, compute_type: str, cache: str, threads: int, queue: mp.Queue) -> None:
@@ -34,13 +29,10 @@ def _load_ours(model_dir: str, compute_type: str, cache: str, threads: int, queu
 
 
 def _load_fw(model_dir: str, compute_type: str, cache: str, threads: int, queue: mp.Queue) -> None:
-    import time
+    from whisper_npu.bench.systems import FasterWhisper
 
-    from faster_whisper import WhisperModel
-
-    t0 = time.perf_counter()
-    WhisperModel(model_dir, device="cpu", compute_type=compute_type, cpu_threads=threads)
-    queue.put((time.perf_counter() - t0, "-"))
+    fw = FasterWhisper(model_dir, threads, beam_size=5, compute_type=compute_type)
+    queue.put((fw.load_s, "-"))
 
 
 def _in_child(target, *args) -> tuple[float, str]:
@@ -54,13 +46,13 @@ def _in_child(target, *args) -> tuple[float, str]:
     return queue.get()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
     parser.add_argument("--compute-types", nargs="+", default=["float32", "int8"])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from whisper_npu.model.registry import resolve
 
@@ -85,6 +77,3 @@ def main() -> None:
             print(f"{model:<9} {'faster-whisper (' + ct + ')':<28} {statistics.median(fw):>7.3f} {'':>7}  -")
     print("median of runs; each load in a fresh process; imports excluded")
 
-
-if __name__ == "__main__":
-    main()

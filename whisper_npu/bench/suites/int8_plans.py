@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Which weight matmuls can be int8 without costing WER: our engine under several int8 plans.
 
 For each plan (float32; int8 encoder with one activation scale per tensor or
@@ -7,27 +6,23 @@ are transcribed (beam 5, 2 threads, sequential path or, with ``--vad``, the
 default path) and the pooled WER and the x-realtime printed; the plans take
 turns on every file, so a busy machine slows them alike. This is the measurement behind ``DEFAULT_INT8_PLAN``.
 
-    python scripts/bench_int8_plans.py --model tiny.en
+    python scripts/bench.py --suite int8-plans --model tiny.en
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import whisper_npu
+from whisper_npu.api import LoadedModel
+from whisper_npu.bench.corpus import SHARED
+from whisper_npu.bench.runner import find_reference, manifest_files, word_error_rate
+from whisper_npu.model.graph import Int8Plan
+from whisper_npu.model.registry import resolve
+from whisper_npu.model.whisper import DEFAULT_INT8_PLAN, WhisperModel
 
-import whisper_npu  # noqa: E402
-from whisper_npu.api import LoadedModel  # noqa: E402
-from whisper_npu.bench.runner import find_reference, manifest_files, word_error_rate  # noqa: E402
-from whisper_npu.model.graph import Int8Plan  # noqa: E402
-from whisper_npu.model.registry import resolve  # noqa: E402
-from whisper_npu.model.whisper import DEFAULT_INT8_PLAN, WhisperModel  # noqa: E402
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 _TENSOR: frozenset[str] = frozenset()  # one activation scale per tensor everywhere (DynamicQuantizeMatMul)
 _ROWS = frozenset({"encoder", "decoder"})  # one scale per row (frame / token) everywhere (the default)
 _ENC_ROWS = frozenset({"encoder"})
@@ -63,14 +58,14 @@ PLANS: dict[str, tuple[str, Int8Plan]] = {
 }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--plans", nargs="+", default=list(PLANS))
     parser.add_argument("--limit", type=int, default=0, help="Only the first N files (0 = all).")
     parser.add_argument("--vad", action="store_true", help="The default path (VAD, batched windows) instead.")
     parser.add_argument("--runs", type=int, default=1, help="Timed runs per plan and file (the fastest counts).")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     languages = ("en",) if args.model.endswith(".en") else None
     files = manifest_files(SHARED / "audio", languages) + manifest_files(SHARED / "audio-more", languages)
     files = files[: args.limit] if args.limit else files
@@ -106,6 +101,3 @@ def main() -> None:
         per_file = " ".join(f"{100 * word_error_rate(r, t):.1f}" for r, t in zip(refs, texts[name], strict=True))
         print(f"{name:<36} {100 * wer:>6.2f}% {audio_s / wall[name]:>10.1f}x   per file: {per_file}", flush=True)
 
-
-if __name__ == "__main__":
-    main()

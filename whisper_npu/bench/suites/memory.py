@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Peak memory of a long transcription: builds a long file from the shared recordings.
 
 The recordings in ../shared/audio are concatenated (with 2 s pauses) until the
@@ -7,7 +6,7 @@ a child process per system so each peak RSS (``ru_maxrss`` of that child) is
 the system's own. Prints a table; nothing is asserted here — the target
 (tiny.en, 10 minutes, < 1 GB) is read off the table.
 
-    python scripts/bench_memory.py --minutes 10 --model tiny.en
+    python scripts/bench.py --suite memory --minutes 10 --model tiny.en
 
 ``--growth`` answers a different question: does the default (VAD) path's peak
 grow with the file? It builds 3, 10 and 30 minute files of continuous English
@@ -16,7 +15,7 @@ short pauses) and prints the default path's peak for each, relative to the
 shortest (issue 27: the 30-minute peak within 10 % of the 3-minute one).
 ``--code DIR`` imports whisper_npu from another checkout (before/after tables).
 
-    flock /tmp/wnpu-bench.lock python scripts/bench_memory.py --growth --minutes 3 10 30 --skip-baseline
+    flock /tmp/wnpu-bench.lock python scripts/bench.py --suite memory --growth --minutes 3 10 30 --skip-baseline
 """
 
 from __future__ import annotations
@@ -28,29 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
-AUDIO_DIR = Path(__file__).resolve().parents[2] / "shared" / "audio"
-
-
-def build_long_file(minutes: float, path: Path) -> float:
-    """Concatenate the manifest's recordings with 2 s pauses up to ``minutes``."""
-    rows = (AUDIO_DIR / "MANIFEST.tsv").read_text().splitlines()[1:]
-    clips = [sf.read(AUDIO_DIR / row.split("\t")[0], dtype="float32")[0] for row in rows if row.strip()]
-    pause = np.zeros(32000, dtype=np.float32)
-    target = int(minutes * 60 * 16000)
-    pieces: list[np.ndarray] = []
-    total = 0
-    i = 0
-    while total < target:
-        clip = clips[i % len(clips)]
-        pieces += [clip, pause]
-        total += len(clip) + len(pause)
-        i += 1
-    audio = np.concatenate(pieces)[:target]
-    sf.write(path, audio, 16000, subtype="PCM_16")
-    return len(audio) / 16000
+from whisper_npu.bench.corpus import build_long_file
 
 
 def build_continuous_file(minutes: float, path: Path) -> float:
@@ -76,13 +55,11 @@ def _run(system: str, model: str, path: str, beam: int, threads: int, queue: mp.
         result = whisper_npu.transcribe(path, model=model, device="cpu", beam_size=beam, threads=threads, vad=vad)
         words = len(result.text.split())
     else:
-        from faster_whisper import WhisperModel
-
+        from whisper_npu.bench.systems import FasterWhisper
         from whisper_npu.model.registry import resolve
 
-        fw = WhisperModel(str(resolve(model)), device="cpu", compute_type="float32", cpu_threads=threads)
-        segments, _ = fw.transcribe(path, beam_size=beam, vad_filter=False)
-        words = len(" ".join(s.text for s in segments).split())
+        fw = FasterWhisper(resolve(model), threads, beam, compute_type="float32", vad=False)
+        words = len(fw.transcribe(Path(path)).text.split())
     wall = time.perf_counter() - t0
     from whisper_npu.bench.runner import peak_rss_mb
 
@@ -130,7 +107,7 @@ def growth(args: argparse.Namespace) -> None:
     print(json.dumps(rows))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[10.0])
     parser.add_argument("--growth", action="store_true", help="default path only, one file per --minutes value")
@@ -139,7 +116,7 @@ def main() -> None:
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-baseline", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.growth:
         growth(args)
         return
@@ -163,6 +140,3 @@ def main() -> None:
     print("peak RSS = VmHWM of a child process running only that system (model load included)")
     print(json.dumps(rows))
 
-
-if __name__ == "__main__":
-    main()

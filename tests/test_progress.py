@@ -19,7 +19,8 @@ import soundfile as sf
 from conftest import AUDIO_DIR, words
 
 from whisper_npu import api
-from whisper_npu.progress import ProgressEvent, Tracker, format_clock
+from whisper_npu.app.progress import format_clock
+from whisper_npu.progress import ProgressEvent, Tracker
 
 SONNETS = AUDIO_DIR.parent / "audio-more" / "librivox_en_sonnets" / "shakespeare_sonnets_1-3.wav"  # 161 s
 JFK = AUDIO_DIR / "jfk" / "jfk.wav"

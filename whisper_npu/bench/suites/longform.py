@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Long-form accuracy and speed: nothing may be dropped from continuous speech.
 
 For each long recording it prints WER, x-realtime, reference words and output
@@ -13,14 +12,13 @@ The recordings: the 161 s LibriVox reading and the 31 s reading from
 VAD chunks are long continuous speech: the hard case). Runs are interleaved
 (a, b, c, d, a, b, ...) after a warm-up and the median is reported.
 
-    python scripts/bench_longform.py --model tiny.en --runs 3
+    python scripts/bench.py --suite longform --model tiny.en --runs 3
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,38 +26,27 @@ from pathlib import Path
 
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import whisper_npu  # noqa: E402
-from whisper_npu.bench import corpus as longaudio  # noqa: E402
-from whisper_npu.bench.runner import normalize_text, word_error_rate  # noqa: E402
-from whisper_npu.model.registry import resolve  # noqa: E402
+import whisper_npu
+from whisper_npu.bench import corpus as longaudio
+from whisper_npu.bench.runner import normalize_text, word_error_rate
+from whisper_npu.model.registry import resolve
 
 
 def systems(model: str, beam: int, threads: int, batch: int) -> dict[str, Callable[[Path], str]]:
-    from faster_whisper import BatchedInferencePipeline, WhisperModel
+    from whisper_npu.bench.systems import FasterWhisper
 
     ours = whisper_npu.load_model(model, device="cpu", threads=threads)
-    fw = WhisperModel(str(resolve(model)), device="cpu", compute_type="float32", cpu_threads=threads)
-    fw_batched = BatchedInferencePipeline(fw)
+    fw = FasterWhisper(resolve(model), threads, beam, compute_type="float32", vad=True)
+    fw_batched = FasterWhisper(resolve(model), threads, beam, compute_type="float32", batch_size=batch)
 
     def run_ours(vad: bool) -> Callable[[Path], str]:
         return lambda path: whisper_npu.transcribe(path, model=ours, beam_size=beam, vad=vad, batch_size=batch).text
 
-    def run_fw(path: Path) -> str:
-        segments, _ = fw.transcribe(str(path), beam_size=beam, vad_filter=True)
-        return " ".join(s.text.strip() for s in segments)
-
-    def run_fw_batched(path: Path) -> str:
-        segments, _ = fw_batched.transcribe(str(path), beam_size=beam, batch_size=batch)
-        return " ".join(s.text.strip() for s in segments)
-
     return {
         "whisper-npu default (VAD + batch)": run_ours(True),
         "whisper-npu --no-vad": run_ours(False),
-        "faster-whisper sequential (vad_filter)": run_fw,
-        f"faster-whisper BatchedInferencePipeline ({batch})": run_fw_batched,
+        "faster-whisper sequential (vad_filter)": lambda path: fw.transcribe(path).text,
+        f"faster-whisper BatchedInferencePipeline ({batch})": lambda path: fw_batched.transcribe(path).text,
     }
 
 
@@ -76,14 +63,14 @@ def recordings(tmp: Path) -> list[tuple[str, Path, str, float]]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny.en")
     ap.add_argument("--beam-size", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--runs", type=int, default=1)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmpdir:
         recs = recordings(Path(tmpdir))
@@ -126,6 +113,3 @@ def main() -> None:
     for sys_name, (dur, sec, werw, refw, outw) in totals.items():
         print(f"| {sys_name} | {dur / sec:.1f}x | {100 * werw / refw:.1f} % | {outw:.0f} / {refw:.0f} |")
 
-
-if __name__ == "__main__":
-    main()
