@@ -1536,7 +1536,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "names-encoded-strictly",
         "writers",
-        _WR,
+        _WRS,
         "    return len(os.fsencode(name))\n",
         "    return len(name.encode())\n",
         "tests/test_writers_names.py",
@@ -1545,7 +1545,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "output-file-ownership-skipped",
         "writers",
-        _WR,
+        _WRS,
         "    refuse_foreign(path.parent, path.name, [path])\n    return path\n",
         "    return path\n",
         "tests/test_writers_names.py",
