@@ -43,9 +43,13 @@ def build_continuous_file(minutes: float, path: Path) -> float:
 
 
 def _run(system: str, model: str, path: str, beam: int, threads: int, queue: mp.Queue, code: str = "") -> None:
-    if code:
+    from whisper_npu.bench.runner import peak_rss_mb  # this checkout's (older ones have no bench.runner)
+
+    if code:  # this suite lives in the package, so the spawned child has imported this checkout: forget it
         import sys
 
+        for name in [m for m in sys.modules if m == "whisper_npu" or m.startswith("whisper_npu.")]:
+            del sys.modules[name]
         sys.path.insert(0, code)
     t0 = time.perf_counter()
     if system.startswith("whisper-npu"):
@@ -61,8 +65,6 @@ def _run(system: str, model: str, path: str, beam: int, threads: int, queue: mp.
         fw = FasterWhisper(resolve(model), threads, beam, compute_type="float32", vad=False)
         words = len(fw.transcribe(Path(path)).text.split())
     wall = time.perf_counter() - t0
-    from whisper_npu.bench.runner import peak_rss_mb
-
     peak_mb = peak_rss_mb()
     queue.put({"system": system, "wall_s": wall, "peak_mb": peak_mb, "words": words})
 
