@@ -16,6 +16,8 @@ from whisper_npu.writers.store import NAME_MAX, fit_name, name_bytes
 
 LONG_PAUSE_S = 3.0  # a silence this long starts a new cue when words flow across segments (as openai-whisper)
 MIN_CUE_S = 0.001  # a cue must last at least one rendered millisecond, or players drop it
+
+
 def format_timestamp(seconds: float, decimal: str = ".", always_hours: bool = True) -> str:
     """``HH:MM:SS.mmm`` from seconds, rounded to the millisecond (never 60 s or 1000 ms)."""
     millis = max(0, int(round(seconds * 1000.0)))
