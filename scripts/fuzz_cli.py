@@ -54,6 +54,7 @@ class Case:
     api: bool = False  # argv is a Python snippet run with -c
     fast: bool = False  # no model load: cheap enough for pytest
     tags: tuple[str, ...] = field(default_factory=tuple)
+    removable: tuple[str, ...] = ()  # files (relative) the program is meant to remove (its own stale temp files)
 
 
 @dataclass
@@ -86,7 +87,9 @@ def clip(path: Path, seconds: float = 3.0, sr: int = 16000, channels: int = 1, f
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt is None and path.suffix.lower() not in (".wav", ".flac", ".ogg", ".mp3"):
         fmt = "WAV"  # audio under a misleading name (rec.json)
-    sf.write(path, audio, sr, format=fmt) if fmt else sf.write(path, audio, sr)
+    ascii_path = path.with_name(f".clip-{os.getpid()}{path.suffix}")  # libsndfile wants a UTF-8 path
+    sf.write(ascii_path, audio, sr, format=fmt) if fmt else sf.write(ascii_path, audio, sr)
+    os.replace(ascii_path, path)
     return path
 
 
@@ -288,9 +291,16 @@ def cases() -> list[Case]:
         ("npu runtime bogus", ("--npu-runtime", "bogus"), "usage"),
         ("unknown option", ("--foo",), "usage"),
         ("language de on tiny.en", ("--language", "de"), "error"),
-        ("language xx on tiny.en", ("--language", "xx"), "error"),
+        ("language xx on tiny.en", ("--language", "xx"), "usage"),
         ("task translate on tiny.en", ("--task", "translate"), "error"),
-        ("task dance", ("--task", "dance"), "error"),
+        ("task dance", ("--task", "dance"), "usage"),
+        # issue 27 item 12: every bad flag value is a usage error (exit 2)
+        ("i27 temperature -1", ("--temperature", "-1"), "usage"),
+        ("i27 temperature abc", ("--temperature", "abc"), "usage"),
+        ("i27 temperature nan", ("--temperature", "nan"), "usage"),
+        ("i27 temperature inf", ("--temperature", "inf"), "usage"),
+        ("i27 line count without width", ("--max-line-count", "2"), "usage"),
+        ("i27 word-level with width", ("--word-level", "--max-line-width", "20"), "usage"),
         ("model nope", ("--model", "nope"), "error"),
         ("model dir without weights", ("--model", "/tmp"), "error"),
     ]
@@ -442,7 +452,249 @@ def cases() -> list[Case]:
             fast=False,
         ),
     ]
+    c += issue27_cases()
     return c
+
+
+# ---- issue 27: the edges a hostile user finds ----------------------------------------------------------------------
+
+
+def issue27_cases() -> list[Case]:
+    bad_name = os.fsdecode(b"bad\xff.wav")
+    long_stem = "n" * 251  # + ".wav" = 255 bytes: the input is legal, "<stem>.json" would not be
+    return [
+        # 1: a single file's output clash is refused before any work (the model named here does not exist:
+        # only a check made before loading it can say "refusing")
+        Case(
+            "i27 single-file clash before work",
+            lambda d: (
+                write(d / "out" / "a.txt", "MINE"),
+                T(str(clip(d / "a.wav", 2)), "-o", "out", "-q", "--model", str(d / "no-model")),
+            )[1],  # fmt: skip
+            "error",
+            expect_stderr("refusing to overwrite"),
+            fast=True,
+        ),
+        # 2: names that are not UTF-8
+        single(
+            "i27 non-UTF-8 name",
+            lambda d: clip(d / bad_name, 2),
+            "ok",
+            check=expect_files("out/" + os.fsdecode(b"bad\xff.txt")),
+        ),  # fmt: skip
+        Case(
+            "i27 non-UTF-8 name in a batch",
+            lambda d: (clip(d / "in" / bad_name, 2), clip(d / "in" / "good.wav", 2), T("in", "-o", "out", *FAST))[2],
+            "ok",
+            distinct_transcripts(2),
+        ),
+        # 3: discovery: suffixes in any case and everything PyAV/libsndfile read; the rest named
+        Case("i27 folder of odd suffixes", _odd_suffixes, "ok", _all_odd_transcribed),
+        # 4: doctor/bench outputs follow the transcript rule
+        Case(
+            "i27 doctor -o user file kept",
+            lambda d: ["doctor", "--selftest", "-o", str(write(d / "mine.json", "MINE"))],
+            "error",
+            expect_stderr("refusing to overwrite"),
+            fast=True,
+        ),
+        Case(
+            "i27 doctor -o missing folder",
+            lambda d: ["doctor", "--selftest", "-o", str(d / "no" / "x.json")],
+            fast=True,
+        ),  # fmt: skip
+        Case("i27 doctor -o a folder", lambda d: ["doctor", "--selftest", "-o", str(_mkdir(d / "dir"))], fast=True),
+        Case(
+            "i27 bench -o with user bench.json",
+            lambda d: (write(d / "res" / "bench.json", "MINE"), ["bench", str(clip(d / "a.wav", 2)), "-o", "res"])[1],
+            "error",
+            expect_stderr("refusing to overwrite"),
+            fast=True,
+        ),
+        # 5: cut-short recordings say so
+        *[
+            single(f"i27 truncated {fmt}", lambda d, f=fmt: _cut(d, f), "ok", check=expect_stderr("warning: "))
+            for fmt in ("wav", "flac", "mp3", "opus")
+        ],
+        Case("i27 truncated file in a batch", _cut_batch, "ok", _batch_warned),
+        # 6: float WAVs with absurd peaks
+        single("i27 float wav at int16 scale", lambda d: _loud(d, 32767.0), "ok", check=_scaled_and_right),
+        single("i27 float wav x 1e30", lambda d: _loud(d, 1e30), "ok", check=_scaled_and_right),
+        # 7: --verbose in a batch prints each file's segments
+        Case("i27 batch --verbose", lambda d: _two(d) + ["--verbose"], "ok", _printed_segments),
+        # 8: pipes and devices are streams
+        Case("i27 named pipe", _fifo, "ok", expect_files("out/pipe.txt")),
+        Case(
+            "i27 /dev/zero is refused, not a hang",
+            lambda d: T("/dev/zero", "-o", "out", *FAST),
+            "error",
+            expect_stderr("zero bytes"),
+        ),  # fmt: skip
+        # 9: a 255-byte input name: outputs shortened, said first
+        single("i27 255-byte input name", lambda d: clip(d / f"{long_stem}.wav", 2), "ok", check=_shortened),
+        # 10: language names and codes in any case
+        single("i27 --language English", lambda d: clip(d / "a.wav", 2), "ok", "--language", "English"),
+        single("i27 --language EN", lambda d: clip(d / "a.wav", 2), "ok", "--language", "EN"),
+        # 11: Ctrl-C prints the interrupted line
+        Case(
+            "i27 Ctrl-C says interrupted",
+            lambda d: T(str(clip(d / "a.wav", 2)), "-o", "out", *FAST),
+            "ok",
+            _interrupt_says_so,
+        ),  # fmt: skip
+        # 13: API arguments checked up front with the package's error
+        api_case("i27 initial_prompt=123", "whisper_npu.transcribe(JFK, initial_prompt=123)"),
+        api_case("i27 hotwords list", "whisper_npu.transcribe(JFK, hotwords=['a', 'b'])"),
+        api_case("i27 progress=5", "whisper_npu.transcribe(JFK, progress=5)"),
+        api_case("i27 vad='yes'", "whisper_npu.transcribe(JFK, vad='yes')"),
+        api_case("i27 word_timestamps='yes'", "whisper_npu.transcribe(JFK, word_timestamps='yes')"),
+        # 14: small ones
+        Case("i27 stdin closed", lambda d: [_STDIN_CLOSED], "error", expect_stderr("closed"), api=True, fast=True),
+        Case("i27 - - is a usage error", lambda d: T("-", "-", "-o", "out"), "usage", fast=True),
+        Case("i27 bench table in a pipe not cut", lambda d: [_BENCH_NARROW], "ok", _no_ellipsis, api=True, fast=True),
+        Case(
+            "i27 single file removes its stale temp files",
+            lambda d: (write(d / "out" / _STALE, "x"), T(str(clip(d / "a.wav", 2)), "-o", "out", *FAST))[1],
+            "ok",
+            lambda d, p: "" if not (d / "out" / _STALE).exists() else "stale temp file left",
+            removable=(f"out/{_STALE}",),
+        ),
+    ]
+
+
+_STALE = ".a.txt.whisper-npu-999999999-0123456789abcdef.tmp"  # a temp file of a writer that no longer runs
+_BENCH_NARROW = (  # a pipe whose environment says 40 columns: the table must still come out whole
+    "import os, subprocess, sys\n"
+    "p = subprocess.run([sys.executable, '-m', 'whisper_npu', 'bench', '--project', 'npu'],"
+    " env={**os.environ, 'COLUMNS': '40'}, capture_output=True, text=True)\n"
+    "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr)\n"
+    "sys.exit(p.returncode)\n"
+)
+_STDIN_CLOSED = (
+    "import os, subprocess, sys\n"
+    "p = subprocess.run([sys.executable, '-m', 'whisper_npu', 'transcribe', '-', '-o', 'out'],"
+    " preexec_fn=lambda: os.close(0))\n"
+    "sys.exit(p.returncode)\n"
+)
+
+
+def _av_write(path: Path, container: str, codec: str, seconds: float = 2.0) -> Path:
+    """A clip encoded by PyAV (FFmpeg) into ``container`` with ``codec``."""
+    import av
+
+    audio, rate = sf.read(JFK, dtype="float32")
+    audio = audio[: int(seconds * rate)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate if codec != "mp2" else 44100, layout="mono")
+        src = av.AudioFrame.from_ndarray(audio[None, :], format="flt", layout="mono")
+        src.sample_rate = rate
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono",
+                                      rate=stream.codec_context.sample_rate)  # fmt: skip
+        for frame in [*resampler.resample(src), *resampler.resample(None)]:
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def _odd_suffixes(d: Path) -> list[str]:
+    clip(d / "in" / "a.wav", 2)
+    clip(d / "in" / "b.WAV", 2, fmt="WAV")
+    clip(d / "in" / "c.au", 2, fmt="AU")
+    clip(d / "in" / "d.w64", 2, fmt="W64")
+    _av_write(d / "in" / "e.m4b", "mp4", "aac")
+    _av_write(d / "in" / "f.mpg", "mpeg", "mp2")
+    _av_write(d / "in" / "g.mpga", "mp3", "libmp3lame")
+    write(d / "in" / "notes.txt", "not audio")
+    return T("in", "-o", "out", *FAST)
+
+
+def _all_odd_transcribed(d: Path, proc: subprocess.CompletedProcess) -> str:
+    found = outputs(d / "out")
+    if len(found) != 7:
+        return f"{len(found)} transcripts for 7 inputs"
+    return "" if "notes.txt" in proc.stderr and "left out 1" in proc.stderr else "left-out file not named"
+
+
+def _cut(d: Path, fmt: str) -> Path:
+    kind = {"wav": {}, "flac": {}, "mp3": {"format": "MP3"}, "opus": {"format": "OGG", "subtype": "OPUS"}}[fmt]
+    full = d / f"full.{'ogg' if fmt == 'opus' else fmt}"
+    audio, rate = sf.read(JFK, dtype="float32")
+    sf.write(full, audio, rate, **kind)
+    data = full.read_bytes()
+    full.unlink()
+    return write(d / f"cut.{fmt}", data[: len(data) // 2])
+
+
+def _cut_batch(d: Path) -> list[str]:
+    cut = _cut(d, "wav")
+    cut.rename(d / "in" / "cut.wav") if (d / "in").is_dir() else (_mkdir(d / "in"), cut.rename(d / "in" / "cut.wav"))
+    clip(d / "in" / "good.wav", 2)
+    return T("in", "-o", "out", *FAST)
+
+
+def _batch_warned(d: Path, proc: subprocess.CompletedProcess) -> str:
+    report = json.loads((d / "out" / "batch_report.json").read_text())
+    noted = [f for f in report["files"] if f.get("warnings")]
+    if len(noted) != 1 or "cut.wav" not in noted[0]["path"]:
+        return "batch report has no warning for the cut file"
+    return "" if "ends early" in proc.stderr else "no warning line"
+
+
+def _loud(d: Path, scale: float) -> Path:
+    audio, rate = sf.read(JFK, dtype="float32")
+    path = d / "loud.wav"
+    sf.write(path, (audio * scale).astype(np.float32), rate, subtype="FLOAT")
+    return path
+
+
+def _scaled_and_right(d: Path, proc: subprocess.CompletedProcess) -> str:
+    text = (d / "out" / "loud.txt").read_text().lower()
+    if "scaled down" not in proc.stderr:
+        return "no warning about the peaks"
+    return "" if "ask not what your country" in text else f"transcript {text[:40]!r}"
+
+
+def _printed_segments(d: Path, proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stdout.splitlines() if " --> " in line]
+    return "" if len(lines) >= 2 else "no segments printed"
+
+
+def _fifo(d: Path) -> list[str]:
+    src = clip(d / "src" / "a.wav", 2)
+    pipe = d / "pipe"
+    os.mkfifo(pipe)
+    # the writer blocks until the CLI opens the pipe (and gives up after a minute if it never does)
+    subprocess.Popen(["timeout", "60", "sh", "-c", f"cat '{src}' > '{pipe}'"])
+    return T(str(pipe), "-o", "out", *FAST)
+
+
+def _shortened(d: Path, proc: subprocess.CompletedProcess) -> str:
+    if not outputs(d / "out"):
+        return "no transcript"
+    return "" if "shortened" in proc.stderr.split("wrote ")[0] else "no note before the work"
+
+
+def _interrupt_says_so(d: Path, proc: subprocess.CompletedProcess) -> str:
+    import signal
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    audio, rate = sf.read(JFK, dtype="float32")
+    sf.write(d / "long.wav", np.tile(audio, 60), rate)  # 11 min: still at work when the signal comes
+    cmd = [sys.executable, "-m", "whisper_npu", *T(str(d / "long.wav"), "-o", "out2", *FAST)]
+    child = subprocess.Popen(cmd, cwd=d, env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)  # inside start-up, the model load or the decoding
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    if child.returncode != 130 or "interrupted" not in err:
+        return f"Ctrl-C: exit {child.returncode}, stderr {err.strip()[-60:]!r}"
+    return ""
+
+
+def _no_ellipsis(d: Path, proc: subprocess.CompletedProcess) -> str:
+    return "table cut with …" if "…" in proc.stdout else ""
 
 
 def _nan_wav(path: Path) -> Path:
@@ -537,11 +789,14 @@ def run_case(case: Case, folder: Path) -> Outcome:
     proc = run_cli(argv, folder, case.api)
     seconds = time.perf_counter() - t0
     after = snapshot(folder)
-    modified = sorted(k for k, v in before.items() if after.get(k) != v)
+    modified = sorted(
+        k for k, v in before.items() if after.get(k) != v and not (k in case.removable and k not in after)
+    )
     tb = "Traceback" in proc.stderr or "Traceback" in proc.stdout
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     if proc.returncode == 2:
         one_line = any("Invalid value" in line or "No such option" in line or "Missing" in line for line in lines)
+        one_line = one_line or (len(lines) == 1 and lines[0].startswith("error: "))
     else:
         errors = [line for line in lines if line.startswith(("error: ", "failed "))]
         one_line = bool(errors) and not tb

@@ -172,5 +172,5 @@ def _cli(args: list[str]) -> subprocess.CompletedProcess:
 def test_cli_flag_mistakes_are_one_line(tmp_path, args, message):
     proc = _cli(["transcribe", str(ARCTIC), "-o", str(tmp_path), *args])
     lines = proc.stderr.decode().strip().splitlines()
-    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
     assert not list(tmp_path.iterdir())

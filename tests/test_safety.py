@@ -211,7 +211,7 @@ def test_folders_without_audio_are_failures_that_say_what_was_found(tmp_path, mo
     reasons = {Path(o.path).name: o.reason for o in summary.outcomes}
     assert summary.count("failed") == 3 and summary.count("ok") == 0
     assert "it is empty" in reasons["empty"]
-    assert "1 other file(s), none with an audio suffix" in reasons["docs"]
+    assert "1 other file(s), none of them audio or video" in reasons["docs"]
     assert "permission denied" in reasons["locked"]
 
 
@@ -337,10 +337,12 @@ def tiny():
     return api.load_model("tiny.en", device="cpu", threads=2)
 
 
-@pytest.mark.parametrize("options", [{"language": "de"}, {"language": "xx"}, {"task": "translate"}])
+@pytest.mark.parametrize("options", [{"language": "de"}, {"language": "German"}, {"task": "translate"}])
 def test_english_only_model_rejects_language_and_translate(tiny, options):
     with pytest.raises(OptionError, match="English-only.*base"):
         whisper_npu.transcribe(JFK, model=tiny, **options)
+    with pytest.raises(OptionError, match="unsupported language 'xx'"):  # not a language at all
+        whisper_npu.transcribe(JFK, model=tiny, language="xx")
     api.validate(tiny, language="en")  # English itself is fine
 
 

@@ -119,7 +119,7 @@ def transcribe(
     report's ``wall_s`` covers everything this call did, including the model
     load when this call loaded the model.
     """
-    from whisper_npu.validation import bounded_threads, check_audio, check_sample_rate
+    from whisper_npu.validation import bounded_threads, check_audio, check_progress, check_sample_rate
 
     t_start = time.perf_counter()
     report = RunReport()
@@ -129,6 +129,7 @@ def transcribe(
     _, threads_note = bounded_threads(threads)
     if model is not None and not isinstance(model, (str, Path, LoadedModel)):
         raise WhisperNpuError(f"model must be a registry name, a model folder or a LoadedModel, got {model!r}")
+    check_progress(progress)
     validate(None, **options)
 
     preloaded = isinstance(model, LoadedModel)

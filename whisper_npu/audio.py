@@ -25,7 +25,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,9 +40,16 @@ from whisper_npu.validation import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 STDIN = "-"
 AUDIO_SUFFIXES = frozenset(
     {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm", ".wma", ".aiff", ".aif", ".mp4",
-     ".mov", ".mkv", ".m4v", ".avi", ".3gp", ".amr", ".ac3", ".caf", ".mka", ".weba"}
+     ".mov", ".mkv", ".m4v", ".avi", ".3gp", ".amr", ".ac3", ".caf", ".mka", ".weba",
+     # the rest of what PyAV (FFmpeg) and libsndfile read; compared in lower case
+     ".m4b", ".m4r", ".mpg", ".mpeg", ".mpga", ".mp2", ".mp1", ".m2a", ".mpa", ".au", ".snd", ".w64", ".rf64",
+     ".aifc", ".wv", ".ape", ".tta", ".mpc", ".spx", ".gsm", ".voc", ".ircam", ".sf", ".nist", ".sph", ".paf",
+     ".pvf", ".xi", ".htk", ".avr", ".sd2", ".mat", ".wve", ".svx", ".8svx", ".dts", ".eac3", ".mlp", ".thd",
+     ".ts", ".mts", ".m2ts", ".vob", ".flv", ".f4v", ".f4a", ".wmv", ".asf", ".3g2", ".ogv", ".ogx", ".qt",
+     ".ra", ".rm", ".dv", ".mxf", ".nut", ".aa3", ".oma", ".tak", ".dsf", ".dff", ".adts", ".loas"}
 )  # fmt: skip
 _BLOCK_FRAMES = 1 << 20  # decode/resample in ~1 M frame blocks to bound memory on long files
+_PREALLOC_MAX = 1 << 30  # samples: a header claiming more (a corrupt one) gets no buffer of that size
 
 
 @dataclass
@@ -51,6 +58,7 @@ class DecodedAudio:
 
     samples: np.ndarray
     decoder: str  # "soundfile" | "pyav"
+    warnings: list[str] = field(default_factory=list)  # one line each: cut short, absurd peaks
 
 
 def _looks_like_libsndfile(head: bytes) -> bool:
@@ -112,7 +120,7 @@ def _short_reason(exc: Exception) -> str:
 class _Mono:
     """Accumulates decoded blocks as mono float32 at the target rate (soxr streaming)."""
 
-    def __init__(self, rate: int, target: int, name: str = "the input") -> None:
+    def __init__(self, rate: int, target: int, name: str = "the input", frames: int = 0) -> None:
         if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:  # before soxr sizes its buffers from it
             raise AudioError(
                 f"{name} declares an implausible sample rate ({rate} Hz, expected "
@@ -121,22 +129,37 @@ class _Mono:
         self.rate = rate
         self.resampler = soxr.ResampleStream(rate, target, 1, dtype="float32") if rate != target else None
         self.pieces: list[np.ndarray] = []
+        # With the length known up front (soundfile), blocks go straight into one array: no second copy of
+        # the whole recording when the pieces are joined at the end.
+        expected = -(-frames * target // rate) + 64 if frames > 0 else 0
+        self.buffer = np.empty(expected, np.float32) if 0 < expected <= _PREALLOC_MAX else None
+        self.filled = 0
 
     def add(self, block: np.ndarray, last: bool = False) -> None:
         """``block`` is (frames, channels) float32."""
         mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
         if self.resampler is not None:
             mono = self.resampler.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)
-        if len(mono):
-            self.pieces.append(np.ascontiguousarray(mono, dtype=np.float32))
+        if not len(mono):
+            return
+        if self.buffer is not None and self.filled + len(mono) <= len(self.buffer):
+            self.buffer[self.filled : self.filled + len(mono)] = mono
+            self.filled += len(mono)
+            return
+        if self.buffer is not None:  # longer than the header said: go on in pieces
+            self.pieces.append(self.buffer[: self.filled])
+            self.buffer = None
+        self.pieces.append(np.ascontiguousarray(mono, dtype=np.float32))
 
     def result(self) -> np.ndarray:
+        if self.buffer is not None:
+            return self.buffer[: self.filled]
         return np.concatenate(self.pieces) if self.pieces else np.zeros(0, np.float32)
 
 
 def _read_soundfile(source: str | BinaryIO, sr: int) -> np.ndarray:
     with sf.SoundFile(source) as f:
-        mono = _Mono(f.samplerate, sr)
+        mono = _Mono(f.samplerate, sr, frames=f.frames if f.seekable() else 0)
         while True:
             block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
             last = len(block) < _BLOCK_FRAMES
@@ -216,28 +239,41 @@ def _decode(source_for: Callable[[], str | BinaryIO], head: bytes, name: str, sr
         except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError) as exc:
             reasons.append(_short_reason(exc))
             continue
-        return DecodedAudio(_validate(samples, name), decoder)
+        return _with_checks(DecodedAudio(_validate(samples, name), decoder), source_for, name, sr)
     raise AudioError(f"cannot decode {name}: {reasons[0]}")
 
 
+def _with_checks(decoded: DecodedAudio, source_for: Callable[[], str | BinaryIO], name: str, sr: int) -> DecodedAudio:
+    """Warnings the decoders do not give: a source cut short of its declared length, absurd float peaks."""
+    from whisper_npu.audio_checks import normalise_peaks, truncation_note
+
+    source = source_for()
+    raw = source.getvalue() if isinstance(source, io.BytesIO) else source
+    cut = truncation_note(raw, len(decoded.samples) / sr, name)
+    decoded.samples, loud = normalise_peaks(decoded.samples, name)
+    decoded.warnings += [w for w in (cut, loud) if w]
+    return decoded
+
+
 def read_stdin() -> bytes:
-    """All of standard input (binary); an empty pipe is an error, not silence."""
-    if sys.stdin is None or sys.stdin.isatty():
-        raise AudioError("'-' reads audio from standard input, but it is a terminal: pipe a file in (cat x.m4a | ...)")
-    stream = getattr(sys.stdin, "buffer", sys.stdin)
-    data = stream.read()
-    if not data:
-        raise AudioError("standard input is empty (0 bytes): pipe an audio file into '-'")
-    return data
+    """All of standard input (binary); closed, a terminal, empty or endless is an error, not silence."""
+    from whisper_npu.audio_checks import read_stdin_bytes
+
+    return read_stdin_bytes()
 
 
 def decode_audio(path: str | Path | bytes, sr: int = SAMPLE_RATE) -> DecodedAudio:
-    """Decode a file path, ``-`` (standard input) or raw bytes; the result names its decoder."""
+    """Decode a file path, ``-`` (standard input), a pipe or device (read like ``-``) or raw bytes."""
+    from whisper_npu.audio_checks import is_stream, read_stream_path
+
     if isinstance(path, (bytes, bytearray)) or str(path) == STDIN:
         data = bytes(path) if isinstance(path, (bytes, bytearray)) else read_stdin()
         name = "standard input" if not isinstance(path, (bytes, bytearray)) else "audio bytes"
         return _decode(lambda: io.BytesIO(data), data[:12], name, sr)
     path = Path(path)
+    if is_stream(path):
+        streamed = read_stream_path(path)
+        return _decode(lambda: io.BytesIO(streamed), streamed[:12], str(path), sr)
     _check_path(path)
     try:
         with open(path, "rb") as f:

@@ -361,8 +361,9 @@ def transcribe_chunks(
     for first in range(0, len(mels), options.batch_size):
         batch_first_segment = len(segments)
         enc = None  # free the previous batch's K/V before encoding the next one
+        batch_mels = mels[first : first + options.batch_size]  # a lazy sequence computes them here
         with report.stage("encoder"):
-            enc = encode_windows(model, mels[first : first + options.batch_size])
+            enc = encode_windows(model, batch_mels)
         # A window's K/V are read as slices (views; ~18 MB per tiny.en window that an index array would copy).
         with report.stage("decoder"):
             session.detect(enc.select(slice(0, 1)))
@@ -384,8 +385,8 @@ def transcribe_chunks(
                     results[i] = _decode_with_fallback(model, enc.select(slice(i, i + 1)), tokenizer, retry, prompt)
         for i, result in enumerate(results):
             chunk = chunks[first + i]
-            mel = mels[first + i]
-            stream = _Stream(mel, len(chunk.audio) // HOP_LENGTH, chunk.oracle, initial, hotwords)
+            mel = batch_mels[i]
+            stream = _Stream(mel, chunk.n_samples // HOP_LENGTH, chunk.oracle, initial, hotwords)
             regions = chunk.timemap.regions
             split = len(regions) > 1
             # Words place each segment of a packed chunk in its own speech region; dropped again below.

@@ -107,8 +107,10 @@ class TranscribeOptions:
     word_timestamps: bool = False
 
     def __post_init__(self) -> None:
-        from whisper_npu.validation import check_decoding, check_language
+        from whisper_npu.validation import check_decoding, check_language, check_option_types, normalize_language
 
+        check_option_types({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        self.language = normalize_language(self.language)
         self.temperatures = check_decoding(self.beam_size, self.best_of, self.batch_size, self.temperatures)
         check_language(self.language, self.task, True, "")
         if isinstance(self.vad_options, dict):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,6 +100,8 @@ def decode(audio: str | Path | np.ndarray, sample_rate: int, report: RunReport) 
             decoded = decode_audio(audio)
             samples = decoded.samples
             report.info["decoder"] = decoded.decoder
+            if decoded.warnings:
+                report.info["warnings"] = list(decoded.warnings)
     report.audio_s = len(samples) / SAMPLE_RATE
     return samples
 
@@ -139,15 +141,21 @@ def plan_speech(samples: np.ndarray, opts: TranscribeOptions, report: RunReport)
 # -- mel ---------------------------------------------------------------------------------------------
 
 
-def mel(loaded: LoadedModel, samples: np.ndarray, plan: SpeechPlan, report: RunReport) -> list[np.ndarray]:
-    """Log-mel (30 s of padding appended) of every chunk, or of the whole recording as one timeline."""
+def mel(loaded: LoadedModel, samples: np.ndarray, plan: SpeechPlan, report: RunReport) -> Sequence[np.ndarray]:
+    """Log-mel (30 s of padding appended) of the whole recording as one timeline, or of every chunk: on
+    the VAD path a :class:`~whisper_npu.chunk_mels.ChunkMels` computing each chunk's mel when it is
+    decoded (timed into the "mel" stage), so a long recording never holds every chunk's mel at once."""
     from whisper_npu.features import log_mel_spectrogram
 
     n_mels = loaded.model.dims.n_mels
     mel_op = loaded.npu.mel_op_for(n_mels) if loaded.npu is not None else None
-    timelines = [c.audio for c in plan.chunks] if plan.use_vad else [samples]
+    if plan.use_vad:
+        from whisper_npu.chunk_mels import ChunkMels
+
+        return ChunkMels(plan.chunks, lambda a: log_mel_spectrogram(a, n_mels=n_mels, padding=N_SAMPLES,
+                                                                    mel_op=mel_op), report)  # fmt: skip
     with report.stage("mel"):
-        return [log_mel_spectrogram(t, n_mels=n_mels, padding=N_SAMPLES, mel_op=mel_op) for t in timelines]
+        return [log_mel_spectrogram(samples, n_mels=n_mels, padding=N_SAMPLES, mel_op=mel_op)]
 
 
 # -- encode / decode (and word alignment) ------------------------------------------------------------
@@ -155,7 +163,7 @@ def mel(loaded: LoadedModel, samples: np.ndarray, plan: SpeechPlan, report: RunR
 
 def decode_speech(
     loaded: LoadedModel,
-    mels: list[np.ndarray],
+    mels: Sequence[np.ndarray],
     plan: SpeechPlan,
     opts: TranscribeOptions,
     report: RunReport,
@@ -168,7 +176,7 @@ def decode_speech(
     if plan.use_vad:
         output = transcribe_chunks(loaded.model, mels, plan.chunks, opts, report, listener=tracker)
         report.info["vad_chunks"] = len(plan.chunks)
-        report.info["speech_s"] = round(sum(len(c.audio) for c in plan.chunks) / SAMPLE_RATE, 3)
+        report.info["speech_s"] = round(sum(c.n_samples for c in plan.chunks) / SAMPLE_RATE, 3)
         return output
     return transcribe_mel(loaded.model, mels[0], opts, report, oracle=SpeechOracle(plan.probs), listener=tracker)
 

@@ -162,6 +162,7 @@ class RunReport:
     def render(self, console: Any = None) -> None:
         """Print the report as rich tables (to stderr by default)."""
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         console = console or Console(stderr=True)
@@ -181,6 +182,8 @@ class RunReport:
         summary.caption += f"\ncoverage: {self.redecodes} window(s) re-decoded where the text stopped early"
         if self.uncovered_speech_s > 0:
             summary.caption += f"; {self.uncovered_speech_s:.1f} s of VAD speech left without text"
+        for warning in self.info.get("warnings") or []:
+            summary.caption += "\n" + escape(warning)
         if "compute_type" in self.info:
             summary.caption += f"\ncompute {self.info['compute_type']}, graph cache {self.info.get('graph_cache', '-')}"
         console.print(summary)

@@ -60,21 +60,17 @@ def _session() -> ort.InferenceSession:
 
 def speech_probabilities(audio: np.ndarray) -> np.ndarray:
     """Speech probability of every 32 ms frame of 16 kHz mono audio."""
-    audio = np.ascontiguousarray(audio, dtype=np.float32)
     n_frames = -(-len(audio) // FRAME)
     if n_frames == 0:
         return np.zeros(0, np.float32)
-    frames = np.zeros((n_frames, FRAME), np.float32)
-    frames.reshape(-1)[: len(audio)] = audio
-    context = np.zeros((n_frames, CONTEXT), np.float32)
-    context[1:] = frames[:-1, -CONTEXT:]
-    windows = np.concatenate([context, frames], axis=1)
     session = _session()
     h = np.zeros((1, 1, 128), np.float32)
     c = np.zeros((1, 1, 128), np.float32)
     probs = []
     for start in range(0, n_frames, BLOCK_FRAMES):
-        p, h, c = session.run(None, {"input": windows[start : start + BLOCK_FRAMES], "h": h, "c": c})
+        # One block of [context | frame] windows at a time: memory stays per block, not per file.
+        p, h, c = session.run(None, {"input": _windows(audio, start, min(BLOCK_FRAMES, n_frames - start)), "h": h,
+                                     "c": c})  # fmt: skip
         probs.append(np.asarray(p).reshape(-1))
     return np.concatenate(probs)
 
@@ -113,6 +109,18 @@ class SpeechStream:
             )
             probs.append(np.asarray(p).reshape(-1))
         return np.concatenate(probs)
+def _windows(audio: np.ndarray, first: int, count: int) -> np.ndarray:
+    """Frames ``first .. first+count`` as (count, CONTEXT + FRAME) rows: the previous frame's last CONTEXT
+    samples (zeros before the first frame), then the frame (zero-padded past the end of the audio)."""
+    lo = first * FRAME - CONTEXT
+    hi = (first + count) * FRAME
+    flat = np.zeros(hi - lo, np.float32)
+    a, b = max(lo, 0), min(hi, len(audio))
+    if b > a:
+        flat[a - lo : b - lo] = audio[a:b]
+    frames = flat[CONTEXT:].reshape(count, FRAME)
+    context = flat[: count * FRAME].reshape(count, FRAME)[:, :CONTEXT]
+    return np.concatenate([context, frames], axis=1)
 
 
 def speech_regions(
@@ -222,11 +230,24 @@ class SpeechOracle:
 
 @dataclass
 class Chunk:
-    """Up to 30 s of speech: the concatenated samples and how to map times back."""
+    """Up to 30 s of speech: its regions of the source audio and how to map times back.
 
-    audio: np.ndarray
+    The samples are cut from the source when asked for (``audio``), not held: a long file's chunks
+    would otherwise keep a second copy of all its speech in memory for the whole transcription.
+    """
+
+    source: np.ndarray
     timemap: TimeMap
     oracle: SpeechOracle | None = None  # VAD probabilities on the chunk's own timeline
+
+    @property
+    def audio(self) -> np.ndarray:
+        """The chunk's speech regions, concatenated (a new array on every access)."""
+        return np.concatenate([self.source[a:b] for a, b in self.timemap.regions])
+
+    @property
+    def n_samples(self) -> int:
+        return sum(b - a for a, b in self.timemap.regions)
 
 
 def _quietest_cut(start: int, limit: int, probs: np.ndarray | None, search: int) -> int:
@@ -286,7 +307,7 @@ def merge_chunks(
     oracle = SpeechOracle(probs) if probs is not None else None
     return [
         Chunk(
-            np.concatenate([audio[a:b] for a, b in group]),
+            audio,
             TimeMap(group),
             oracle.local(group) if oracle is not None else None,
         )

@@ -97,10 +97,75 @@ def check_decoding(beam_size: Any, best_of: Any, batch_size: Any, temperatures: 
     return tuple(float(t) for t in temps)
 
 
+#: openai-whisper's extra language names (``TO_LANGUAGE_CODE``) beside the tokenizer's one name per code.
+LANGUAGE_ALIASES = {
+    "burmese": "my", "valencian": "ca", "flemish": "nl", "haitian": "ht", "letzeburgesch": "lb", "pushto": "ps",
+    "panjabi": "pa", "moldavian": "ro", "moldovan": "ro", "sinhalese": "si", "castilian": "es", "mandarin": "zh",
+}  # fmt: skip
+
+
+def normalize_language(language: Any) -> str | None:
+    """A language code from a code or an English name in any case ('en', 'EN', 'english', 'German'), as
+    openai-whisper accepts; None stays None (detect). Anything else is a one-line ``OptionError``."""
+    from whisper_npu.tokenizer import LANGUAGES
+
+    if language is None:
+        return None
+    if not isinstance(language, str):
+        raise OptionError(f"language must be a language code or name such as 'en' or 'german', got {language!r}")
+    key = language.strip().lower()
+    if key in LANGUAGES:
+        return key
+    by_name = {name: code for code, name in LANGUAGES.items()} | LANGUAGE_ALIASES
+    if key in by_name:
+        return by_name[key]
+    raise OptionError(f"unsupported language {language!r}: give a code ('en', 'de') or a name ('german')")
+
+
+#: TranscribeOptions fields and the types a caller may give them (None allowed where the field's default is None).
+_OPTION_KINDS = {
+    "initial_prompt": "text", "hotwords": "text", "vad": "flag", "condition_on_previous_text": "flag",
+    "word_timestamps": "flag", "without_timestamps": "flag", "suppress_blank": "flag", "patience": "number",
+    "length_penalty": "number", "compression_ratio_threshold": "number", "log_prob_threshold": "number",
+    "no_speech_threshold": "number", "prompt_reset_on_temperature": "number", "max_initial_timestamp": "number",
+    "suppress_tokens": "ints",
+}  # fmt: skip
+_NULLABLE = {"initial_prompt", "hotwords", "vad", "length_penalty", "compression_ratio_threshold",
+             "log_prob_threshold", "no_speech_threshold"}  # fmt: skip
+
+
+def _kind_ok(kind: str, value: Any) -> bool:
+    if kind == "text":
+        return isinstance(value, str)
+    if kind == "flag":
+        return isinstance(value, (bool, np.bool_))
+    if kind == "number":
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "ints":
+        return isinstance(value, (list, tuple)) and all(_is_int(v) for v in value)
+    return True
+
+
+def check_option_types(options: dict[str, Any]) -> None:
+    """Every transcription option of the right type before any work (``initial_prompt=123``, ``vad='yes'``)."""
+    words = {"text": "a string", "flag": "True or False", "number": "a finite number", "ints": "a list of ints"}
+    for name, value in options.items():
+        kind = _OPTION_KINDS.get(name)
+        if kind is None or (value is None and name in _NULLABLE) or _kind_ok(kind, value):
+            continue
+        allowed = " or None" if name in _NULLABLE else ""
+        raise OptionError(f"{name} must be {words[kind]}{allowed}, got {value!r}")
+
+
+def check_progress(progress: Any) -> None:
+    """``progress=`` is a callable taking a ProgressEvent, or None."""
+    if progress is not None and not callable(progress):
+        raise OptionError(f"progress must be a function taking a ProgressEvent, or None, got {progress!r}")
+
+
 def check_language(language: Any, task: Any, multilingual: bool, model_name: str) -> None:
     """English-only models cannot honour another language or translation: say so instead of ignoring it."""
-    if language is not None and not isinstance(language, str):
-        raise OptionError(f"language must be a language code such as 'en' or 'de', got {language!r}")
+    language = normalize_language(language)
     if task not in TASKS:
         raise OptionError(f"unknown task {task!r}: use transcribe or translate")
     if multilingual:

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from whisper_npu import writers
-from whisper_npu.audio import AUDIO_SUFFIXES
 from whisper_npu.errors import OutputError, WhisperNpuError
 from whisper_npu.report import RunReport
 from whisper_npu.writers import SubtitleLayout, expand_formats, write_outputs
@@ -65,6 +64,10 @@ class FileOutcome:
     outputs: list[str] = field(default_factory=list)
     worker: str = ""  # which worker transcribed it (executor's label), "" when none did
     attempts: int = 0  # transcription attempts: more than 1 when a worker died under it
+    warnings: list[str] = field(default_factory=list)  # e.g. the recording ends before its header says
+
+
+LEFT_OUT = "left_out"  # status of a folder's file that is not audio or video (counted and named, not failed)
 
 
 @dataclass
@@ -81,6 +84,10 @@ class BatchSummary:
         return sum(o.status == status for o in self.outcomes)
 
     @property
+    def left_out(self) -> list[str]:
+        return [o.path for o in self.outcomes if o.status == LEFT_OUT]
+
+    @property
     def audio_s(self) -> float:
         return sum(o.audio_s for o in self.outcomes if o.status == "ok")
 
@@ -93,6 +100,7 @@ class BatchSummary:
             "files_ok": self.count("ok"),
             "files_failed": self.count("failed"),
             "files_skipped": self.count("skipped"),
+            "files_left_out": self.count(LEFT_OUT),
             "audio_s": round(self.audio_s, 3),
             "wall_s": round(self.wall_s, 3),
             "rtf": round(self.rtf, 3),
@@ -113,7 +121,10 @@ _STOP_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})  # no later 
 
 
 def _audio_in_folder(folder: Path, failures: list[FileOutcome]) -> tuple[list[Path], int]:
-    """Audio files under ``folder`` (sorted) and how many other files were seen; unreadable sub-folders fail."""
+    """Audio/video files under ``folder`` (sorted; by suffix in any case, else by content) and how many other
+    files were seen; those are added to ``failures`` as left out, and unreadable sub-folders fail."""
+    from whisper_npu.app.discovery import folder_entries
+
     found: list[Path] = []
     others = 0
 
@@ -123,11 +134,10 @@ def _audio_in_folder(folder: Path, failures: list[FileOutcome]) -> tuple[list[Pa
 
     for root, dirs, files in os.walk(folder, onerror=unreadable):
         dirs.sort()
-        for name in sorted(files):
-            if Path(name).suffix.lower() in AUDIO_SUFFIXES:
-                found.append(Path(root) / name)
-            else:
-                others += 1
+        media, rest = folder_entries(root, files)
+        found += media
+        others += len(rest)
+        failures += [FileOutcome(str(p), LEFT_OUT, "not recognised as audio or video") for p in rest]
     return found, others
 
 
@@ -158,10 +168,10 @@ def discover(inputs: Iterable[str | Path]) -> tuple[list[BatchItem], list[FileOu
             if not os.access(path, os.R_OK | os.X_OK):
                 failures.append(FileOutcome(text, "failed", "cannot read folder: permission denied"))
                 continue
-            before = len(failures)
+            before = sum(f.status != LEFT_OUT for f in failures)
             files, others = _audio_in_folder(path, failures)
-            if not files and len(failures) == before:
-                what = f"{others} other file(s), none with an audio suffix" if others else "it is empty"
+            if not files and sum(f.status != LEFT_OUT for f in failures) == before:
+                what = f"{others} other file(s), none of them audio or video" if others else "it is empty"
                 failures.append(FileOutcome(text, "failed", f"no audio files in this folder ({what})"))
             roots.append(os.path.abspath(path))
             for f in files:
@@ -205,7 +215,24 @@ def _name_outputs(paths: list[Path], roots: list[str]) -> list[BatchItem]:
     for group in groups.values():
         for n, i in enumerate(group[1:], start=2):
             stems[i] = f"{stems[i]}~{n}"
+    _fit_stems(rel, stems)
     return [BatchItem(p, r, s) for p, r, s in zip(paths, rel, stems, strict=True)]
+
+
+def _fit_stems(rel: list[Path], stems: list[str]) -> None:
+    """Stems cut (in place) so every output name fits the file-name limit; a cut that meets another stem in
+    the same folder gets a ``~n`` tail."""
+    room = writers.NAME_MAX - max(len(f".{fmt}") for fmt in writers.FORMATS)
+    taken = {(r.parent, s.casefold()) for r, s in zip(rel, stems, strict=True) if writers.name_bytes(s) <= room}
+    for i, stem in enumerate(stems):
+        if writers.name_bytes(stem) <= room:
+            continue
+        cut, n = writers.fit_name(stem, room), 1
+        while (rel[i].parent, cut.casefold()) in taken:
+            n += 1
+            cut = writers.fit_name(stem, room - len(f"~{n}")) + f"~{n}"
+        taken.add((rel[i].parent, cut.casefold()))
+        stems[i] = cut
 
 
 def remove_stale_temp_files(output_dir: Path) -> int:
@@ -538,5 +565,6 @@ def _write_one(
         outputs=[str(p) for p in outputs],
         worker=answer.worker,
         attempts=answer.attempts,
+        warnings=list(answer.report.info.get("warnings") or []),
     )
     return outcome, ""

@@ -7,7 +7,9 @@ for bugs only.
 
 from __future__ import annotations
 
+import functools
 import sys
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -29,6 +31,42 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 out = Console()
+
+
+def _interruptible(command):
+    """Ctrl-C inside a command prints the one ``interrupted`` line and exits 130.
+
+    typer turns a KeyboardInterrupt escaping the command into a silent exit 130 before ``main`` could see
+    it, so the line has to be printed here, inside the command.
+    """
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            _say_interrupted()
+            raise typer.Exit(130) from None
+
+    return run
+
+
+_interrupt_said = False
+
+
+def _say_interrupted() -> None:
+    """The one ``interrupted`` line, printed once however many places see the same Ctrl-C."""
+    global _interrupt_said
+    if not _interrupt_said:
+        _interrupt_said = True
+        sys.stderr.write("interrupted\n")
+        sys.stderr.flush()
+
+
+def _on_sigint(signum, frame) -> None:
+    """Ctrl-C outside a command body (typer's own start-up and parsing) says so too, then stops as usual."""
+    _say_interrupted()
+    raise KeyboardInterrupt
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -73,6 +111,7 @@ ComputeOpt = Annotated[
 
 
 @app.command()
+@_interruptible
 def transcribe(
     paths: Annotated[list[str], typer.Argument(help="Audio/video files, folders, glob patterns, or - (stdin).")],
     model: ModelOpt = None,
@@ -135,7 +174,9 @@ def transcribe(
     from whisper_npu import api
 
     formats = [f.value for f in output_format]
-    layout = _subtitle_layout(max_line_width, max_line_count, highlight_words, word_level)
+    with _usage_errors():
+        layout = _subtitle_layout(max_line_width, max_line_count, highlight_words, word_level)
+        temperatures = parse_temperatures(temperature, temperature_increment_on_fallback)
     options = {
         "beam_size": beam_size,
         "language": language,
@@ -146,28 +187,38 @@ def transcribe(
         "initial_prompt": initial_prompt,
         "hotwords": hotwords,
         "condition_on_previous_text": condition_on_previous_text,
-        "temperatures": parse_temperatures(temperature, temperature_increment_on_fallback),
+        "temperatures": temperatures,
     }
     post = _whisperx_postprocess(align, diarize)
     from whisper_npu.app.batch import has_glob
-    from whisper_npu.writers import check_output_dir, expand_formats, guard_inputs
+    from whisper_npu.app.inputs import check_stdin_args, is_stream_input, single_file_stem
+    from whisper_npu.writers import check_output_dir, remove_stale_temp_files
 
+    with _usage_errors():
+        check_stdin_args(paths)
     stdin = paths == [STDIN]
-    if stdin and (align or diarize):
-        raise WhisperNpuError("--align/--diarize read the audio twice: give a file, not - (standard input)")
+    stream = stdin or (len(paths) == 1 and is_stream_input(paths[0]))
+    if stream and (align or diarize):
+        raise WhisperNpuError("--align/--diarize read the audio twice: give a file, not - (standard input) or a pipe")
     if (address or workers) and not ray:
         raise WhisperNpuError("--address and --workers are for a Ray batch: add --ray")
-    if stdin and ray:
-        raise WhisperNpuError("--ray transcribes files and folders, not - (standard input)")
-    single = not ray and (stdin or (len(paths) == 1 and Path(paths[0]).is_file()))
+    if stream and ray:
+        raise WhisperNpuError("--ray transcribes files and folders, not - (standard input) or a pipe")
+    single = not ray and (stream or (len(paths) == 1 and Path(paths[0]).is_file()))
     if not single and len(paths) == 1 and not Path(paths[0]).exists() and not has_glob(paths[0]):
         raise WhisperNpuError(f"file not found: {paths[0]}")
     # Everything that can be checked without the model is checked before loading it.
-    api.validate(None, **options)
+    with _usage_errors():
+        api.validate(None, **options)
     check_output_dir(output_dir)
     discovered = None
+    stem = ""
     if single:
-        guard_inputs([output_dir / f"{Path(paths[0]).stem}.{f}" for f in expand_formats(formats)], [Path(paths[0])])
+        stem, note = single_file_stem(paths[0], formats)
+        if note:
+            _say(note)
+        _check_single_outputs(output_dir, stem, formats, [] if stream else [Path(paths[0])])
+        remove_stale_temp_files(output_dir)
     else:
         discovered = _discover_or_fail(paths, output_dir)
     if ray:
@@ -176,7 +227,8 @@ def transcribe(
         spec = ray_batch.WorkerSpec(model, device.value, npu_runtime.value, threads, compute_type.value, options)
         with _ray_executor(ray_batch, spec, workers, address) as executor:
             _transcribe_batch(
-                api, paths, None, options, output_dir, formats, overwrite, quiet, layout, discovered, executor
+                api, paths, None, options, output_dir, formats, overwrite, quiet, layout, discovered, executor,
+                verbose=verbose,
             )
         return
     from whisper_npu.validation import bounded_threads
@@ -190,9 +242,35 @@ def transcribe(
     api.validate(loaded, **options)
     if single:
         views = _FileViews(quiet=quiet, verbose=verbose)
-        _transcribe_file(api, Path(paths[0]), loaded, options, output_dir, formats, views, word_level, post, layout)
+        _transcribe_file(
+            api, Path(paths[0]), loaded, options, output_dir, formats, views, word_level, post, layout, stem, stream
+        )
         return
-    _transcribe_batch(api, paths, loaded, options, output_dir, formats, overwrite, quiet, layout, discovered)
+    _transcribe_batch(
+        api, paths, loaded, options, output_dir, formats, overwrite, quiet, layout, discovered, verbose=verbose
+    )
+
+
+def _check_single_outputs(output_dir: Path, stem: str, formats: list[str], inputs: list[Path]) -> None:
+    """A single file's outputs, checked before any work as the batch does: none may be an input or a file
+    this program did not write."""
+    from whisper_npu.writers import guard_inputs, output_paths, refuse_foreign, sidecar_path
+
+    paths = output_paths(output_dir, stem, formats)
+    guard_inputs([*paths, sidecar_path(output_dir, stem)], inputs)
+    refuse_foreign(output_dir, stem, paths)
+
+
+@contextmanager
+def _usage_errors():
+    """Bad flag values are usage errors: one ``error:`` line and exit 2, wherever they are found."""
+    from whisper_npu.errors import OptionError
+
+    try:
+        yield
+    except OptionError as exc:
+        _say(f"error: {exc}")
+        raise typer.Exit(2) from None
 
 
 STDIN = "-"
@@ -205,12 +283,14 @@ def parse_temperatures(text: str, increment: float) -> tuple[float, ...]:
     One value T with increment I > 0 gives T, T+I, ... up to 1.0 (the fallback
     ladder); a comma list is used as given (faster-whisper's list form).
     """
+    from whisper_npu.errors import OptionError
+
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise WhisperNpuError(f"--temperature {text!r}: expected a number or a comma list of numbers") from None
+        raise OptionError(f"--temperature {text!r}: expected a number or a comma list of numbers") from None
     if not values or any(not 0 <= v < float("inf") for v in values):
-        raise WhisperNpuError(f"--temperature {text!r}: temperatures must be numbers >= 0")
+        raise OptionError(f"--temperature {text!r}: temperatures must be numbers >= 0")
     if len(values) > 1 or increment <= 0:
         return tuple(values)
     ladder, t = [], values[0]
@@ -221,13 +301,14 @@ def parse_temperatures(text: str, increment: float) -> tuple[float, ...]:
 
 
 def _subtitle_layout(width: int | None, count: int | None, highlight: bool, word_level: bool):
+    from whisper_npu.errors import OptionError
     from whisper_npu.writers import SubtitleLayout
 
     if count is not None and width is None:
-        raise WhisperNpuError("--max-line-count needs --max-line-width (lines are cut by width first)")
+        raise OptionError("--max-line-count needs --max-line-width (lines are cut by width first)")
     layout = SubtitleLayout(width, count, highlight)
     if layout.active and word_level:
-        raise WhisperNpuError(
+        raise OptionError(
             "--word-level makes one cue per word: it cannot be combined with line limits or --highlight-words"
         )
     return layout
@@ -266,7 +347,8 @@ def _discover_or_fail(paths: list[str], output_dir: Path):
     items, failures = discover(paths)
     if not items:
         for failed in failures:
-            _say(f"failed {failed.path}: {failed.reason}")
+            if failed.status == "failed":
+                _say(f"failed {failed.path}: {failed.reason}")
         raise WhisperNpuError("nothing to transcribe: no audio file among the inputs")
     check_report_path(output_dir, items)
     return items, failures
@@ -309,17 +391,20 @@ def _transcribe_file(
     word_level: bool,
     post,
     layout,
+    stem: str,
+    stream: bool = False,
 ) -> None:
     from whisper_npu.writers import write_outputs
 
     source = STDIN if str(path) == STDIN else path
     with views.open() as progress:
         result = api.transcribe(source, model=loaded, progress=progress, **options)
+    for warning in result.report.info.get("warnings") or []:
+        _say(warning)
     data = result.to_dict()
     if post is not None:
         data = post(data, path)
-    stem = STDIN_STEM if source == STDIN else path.stem
-    protect = [] if source == STDIN else [path]
+    protect = [] if stream else [path]
     written = write_outputs(data, output_dir, stem, formats, word_level=word_level, layout=layout, protect=protect)
     if not views.quiet:
         if not views.verbose:  # --verbose already printed every segment
@@ -378,10 +463,12 @@ def _transcribe_batch(
     layout=None,
     discovered=None,
     executor=None,
+    verbose: bool = False,
 ) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from whisper_npu.app.batch import run_batch
+    from whisper_npu.progress import SegmentPrinter, combine
 
     file_task = None
 
@@ -392,12 +479,19 @@ def _transcribe_batch(
             description = f"{event.done_s:.0f}/{event.total_s:.0f} s{speed}"
             progress.update(file_task, completed=event.fraction, description=description)
 
+    printer = SegmentPrinter(out) if verbose else None
+
     def transcriber(path: Path):
-        return api.transcribe(path, model=loaded, progress=on_progress if file_task is not None else None, **options)
+        if printer is not None:  # --verbose: each file's segments under a line naming the file
+            _say(f"== {path}", out)
+        listener = combine(printer, on_progress if file_task is not None else None)
+        return api.transcribe(path, model=loaded, progress=listener, **options)
 
     def on_file(outcome) -> None:
         if outcome.status == "failed":
             _say(f"failed {outcome.path}: {outcome.reason}")
+        for warning in outcome.warnings:
+            _say(warning)
 
     columns = (
         _RowLabel(),
@@ -434,6 +528,8 @@ def _transcribe_batch(
         f"{summary.rtf:.1f}x",
     )
     err.print(table)
+    if summary.left_out:
+        _say(_left_out_line(summary.left_out))
     if summary.stop_reason:
         _say(f"stopped early: {summary.stop_reason}")
     if summary.report_error:
@@ -445,6 +541,12 @@ def _transcribe_batch(
         raise typer.Exit(130)
     if summary.count("failed"):
         raise typer.Exit(1)
+
+
+def _left_out_line(left_out: list[str], shown: int = 5) -> str:
+    """One line naming the files of the given folders that were not taken as audio."""
+    names = ", ".join(left_out[:shown]) + (f", ... ({len(left_out) - shown} more)" if len(left_out) > shown else "")
+    return f"left out {len(left_out)} file(s) not recognised as audio or video: {names}"
 
 
 @app.command()
@@ -515,6 +617,7 @@ def live(
 
 
 @app.command()
+@_interruptible
 def bench(
     paths: Annotated[list[Path] | None, typer.Argument(help="Audio files to benchmark.")] = None,
     model: ModelOpt = None,
@@ -574,6 +677,12 @@ def bench(
             raise WhisperNpuError(WHISPERCPP_INSTALL)
     else:
         baselines = ("faster-whisper", "whisperx", *(("whisper.cpp",) if whispercpp_available() else ()))
+    if project is None:
+        from whisper_npu.bench.runner import BENCH_STEM, bench_outputs
+        from whisper_npu.writers import guard_inputs, refuse_foreign
+
+        guard_inputs(bench_outputs(output_dir), [*(paths or []), *([reference] if reference else [])])
+        refuse_foreign(output_dir, BENCH_STEM, bench_outputs(output_dir))
     threads, note = bounded_threads(threads)
     if note:
         _say(note)
@@ -600,7 +709,7 @@ def bench(
         systems=("whisper-npu (cpu)", "whisper-npu (npu)", *baselines),
     )
     result = run_bench(config)
-    render(result, out)
+    render(result, _full_width(out))
 
 
 def _bench_project(project: str, paths: list[Path], runs: int, threads: int, calibrate: bool = False) -> None:
@@ -620,10 +729,19 @@ def _bench_project(project: str, paths: list[Path], runs: int, threads: int, cal
         render_npu_projection(out, {})
         return
     measured = measure_cpu_rows(paths, runs=runs, threads=threads) if paths else {}
-    render_npu_projection(out, measured)
+    render_npu_projection(_full_width(out), measured)
+
+
+def _full_width(console: Console) -> Console:
+    """Tables for a pipe or file at their natural width: a terminal's width is the terminal's, but a pipe has
+    none, and rich's 80-column default would cut the cells with "…"."""
+    if console.is_terminal:
+        return console
+    return Console(file=console.file, width=1000, color_system=None, soft_wrap=True)
 
 
 @app.command()
+@_interruptible
 def doctor(
     selftest: Annotated[
         bool, typer.Option("--selftest", help="Run every built overlay and the encoder NPU vs CPU; write JSON.")
@@ -637,6 +755,9 @@ def doctor(
     from whisper_npu.app import doctor as npu_doctor
 
     if selftest:
+        from whisper_npu.writers import check_output_file
+
+        check_output_file(output)  # before the self-test runs, not after
         result = npu_doctor.selftest(output, runtime=npu_runtime.value)
         label = " (EMULATED)" if result.get("emulated") else ""
         out.print(f"self-test{label}: {result['verdict']}; wrote {output}", markup=False)
@@ -673,13 +794,19 @@ def main() -> None:
     typer/click handle usage errors (exit 2) and Ctrl-C themselves; our own
     errors propagate out of the standalone app and are printed here.
     """
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, _on_sigint)
+    except ValueError:  # not the main thread (embedded use): keep the caller's handler
+        pass
     try:
         app()
     except WhisperNpuError as exc:
         _say(f"error: {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
-        err.print("interrupted")
+        _say_interrupted()
         sys.exit(130)
 
 

@@ -141,6 +141,7 @@ def selftest(out: Path, runtime: str = "auto", audio: Path | None = None, model:
         report["verdict"] = "pass" if ok else ("no built overlays" if not usable else "FAIL")
     if report.get("emulated"):
         report["note"] = "EMULATED: overlays ran on the CPU emulator; times are not NPU times"
-    out = Path(out)
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    from whisper_npu.writers import write_output_file
+
+    write_output_file(Path(out), json.dumps(report, indent=2, default=str) + "\n")
     return report

@@ -302,15 +302,28 @@ def run_bench(config: BenchConfig) -> BenchResult:
     cfg["paths"] = [str(p) for p in config.paths]
     result = BenchResult(cfg, results)
     if config.write_files:
-        out_dir = Path(config.output_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "bench.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        from whisper_npu.writers import check_output_dir, write_owned
+
+        out_dir = check_output_dir(Path(config.output_dir))
+        report = json.dumps(result.to_dict(), indent=2) + "\n"
+        files: list[tuple[Path, str | bytes]] = [(out_dir / "bench.json", report)]
         if config.chart:
-            _chart(result, out_dir / "bench.png")
+            files.append((out_dir / "bench.png", _chart(result)))
+        write_owned(out_dir, BENCH_STEM, files)  # atomic, and never over a file this program did not write
     return result
 
 
-def _chart(result: BenchResult, path: Path) -> None:
+BENCH_STEM = "bench"  # bench.json, bench.png
+
+
+def bench_outputs(output_dir: Path, chart: bool = True) -> list[Path]:
+    """The files ``run_bench`` writes into ``output_dir`` (checked by the CLI before any work)."""
+    return [Path(output_dir) / f"{BENCH_STEM}.{ext}" for ext in (("json", "png") if chart else ("json",))]
+
+
+def _chart(result: BenchResult) -> bytes:
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -324,8 +337,10 @@ def _chart(result: BenchResult, path: Path) -> None:
     ax.set_xlabel("x realtime (audio s / wall s, median) — higher is faster")
     ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
+    return buffer.getvalue()
 
 
 def render(result: BenchResult, console: Any) -> None:

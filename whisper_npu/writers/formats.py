@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from whisper_npu.options import FORMATS
+from whisper_npu.writers.store import NAME_MAX, fit_name, name_bytes
 
 LONG_PAUSE_S = 3.0  # a silence this long starts a new cue when words flow across segments (as openai-whisper)
 MIN_CUE_S = 0.001  # a cue must last at least one rendered millisecond, or players drop it
+
+
 def format_timestamp(seconds: float, decimal: str = ".", always_hours: bool = True) -> str:
     """``HH:MM:SS.mmm`` from seconds, rounded to the millisecond (never 60 s or 1000 ms)."""
     millis = max(0, int(round(seconds * 1000.0)))
@@ -228,3 +231,13 @@ def expand_formats(formats: Iterable[str]) -> list[str]:
             if name not in out:
                 out.append(name)
     return out
+
+
+def fit_stem(stem: str, formats: Iterable[str]) -> tuple[str, str]:
+    """``stem`` cut so that ``<stem>.<longest format>`` fits in NAME_MAX bytes; the second value is a note
+    saying so when it had to be cut (empty otherwise)."""
+    longest = max((name_bytes(f".{fmt}") for fmt in expand_formats(formats)), default=0)
+    fitted = fit_name(stem, NAME_MAX - longest)
+    if fitted == stem:
+        return stem, ""
+    return fitted, f"note: output name shortened to {name_bytes(fitted)} bytes (file names are limited to {NAME_MAX})"

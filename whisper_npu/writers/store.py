@@ -35,8 +35,30 @@ def temp_name(final_name: str, pid: int | None = None) -> str:
     """
     tail = f".{TEMP_TAG}-{os.getpid() if pid is None else pid}-{secrets.token_hex(8)}.tmp"
     room = NAME_MAX - 1 - len(tail.encode())
-    head = final_name.encode()[:room].decode("utf-8", errors="ignore")
-    return f".{head}{tail}"
+    return f".{fit_name(final_name, room)}{tail}"
+
+
+def name_bytes(name: str) -> int:
+    """Length of ``name`` on disk: the file system encoding, with undecodable bytes kept (surrogateescape)."""
+    return len(os.fsencode(name))
+
+
+def fit_name(name: str, room: int) -> str:
+    """The longest prefix of ``name`` (whole characters) whose on-disk form fits in ``room`` bytes.
+
+    Names read from disk may hold bytes that are not UTF-8 (as lone surrogates, PEP 383);
+    ``os.fsencode`` turns them back into the same bytes, so they are counted and kept, never re-encoded.
+    """
+    if name_bytes(name) <= room:
+        return name
+    out, used = [], 0
+    for ch in name:
+        n = name_bytes(ch)
+        if used + n > room:
+            break
+        out.append(ch)
+        used += n
+    return "".join(out)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -81,15 +103,15 @@ def _describe_os_error(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one.
+def atomic_write_text(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (str as UTF-8, or bytes as they are) to ``path``: readers see the old file or the whole new one.
 
     The file is created with mode 0666 minus the user's umask, like any other
     program's output (``mkstemp`` would force 0600). Failures become one-line
     ``OutputError``s.
     """
     path = Path(path)
-    if len(path.name.encode()) > NAME_MAX:
+    if name_bytes(path.name) > NAME_MAX:
         raise OutputError(f"cannot write {path}: file name longer than {NAME_MAX} bytes")
     tmp = path.parent / temp_name(path.name)
     try:
@@ -98,8 +120,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {_describe_os_error(exc)}", exc.errno) from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text if isinstance(text, bytes) else text.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -133,6 +155,28 @@ def check_output_dir(folder: Path) -> Path:
     return folder
 
 
+def check_output_file(path: Path) -> Path:
+    """Make sure a single output FILE the user named (``doctor --selftest -o``, ``bench``'s files) can be
+    written, before any work: its folder exists and is writable, it is not a folder, and it is not a file
+    this program did not write (the same ownership rule as transcripts, see ``refuse_foreign``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
+    check_output_dir(path.parent)
+    refuse_foreign(path.parent, path.name, [path])
+    return path
+
+
+def write_output_file(path: Path, data: str | bytes) -> Path:
+    """Write one output file checked by ``check_output_file``: atomically, and only over a file this program
+    wrote (recorded in the same hidden sidecar the transcripts use, keyed by the whole file name)."""
+    path = Path(path)
+    write_owned(path.parent, path.name, [(path, data)])
+    return path
+
+
 #: Hidden record beside a stem's outputs (JSON; no .json suffix, so "*.json" globs see transcripts only): what
 #: this program wrote there (name -> [size, mtime_ns]), plus whatever the caller records (the batch: its input).
 SIDECAR_SUFFIX = ".whisper-npu.done"
@@ -141,8 +185,7 @@ SIDECAR_SUFFIX = ".whisper-npu.done"
 def sidecar_path(folder: Path, stem: str) -> Path:
     """``.<stem>.whisper-npu.done`` in ``folder``, the stem cut (whole characters) to fit NAME_MAX."""
     room = NAME_MAX - 1 - len(SIDECAR_SUFFIX.encode())
-    head = stem.encode()[:room].decode("utf-8", errors="ignore")
-    return Path(folder) / f".{head}{SIDECAR_SUFFIX}"
+    return Path(folder) / f".{fit_name(stem, room)}{SIDECAR_SUFFIX}"
 
 
 def read_record(folder: Path, stem: str) -> dict[str, Any]:
@@ -181,7 +224,7 @@ def refuse_foreign(folder: Path, stem: str, paths: Iterable[Path]) -> None:
 
 
 def write_owned(
-    folder: Path, stem: str, files: list[tuple[Path, str]], record: dict[str, Any] | None = None
+    folder: Path, stem: str, files: list[tuple[Path, str | bytes]], record: dict[str, Any] | None = None
 ) -> list[Path]:
     """Write ``files`` (path, text) atomically, only over files this program wrote, and record them as ours.
 
