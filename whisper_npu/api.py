@@ -49,9 +49,11 @@ class Result:
     report: RunReport
     model: str
     device: str
+    diarization: dict[str, Any] | None = None  # {"speakers": [...], "turns": [{"start", "end", "speaker"}]}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form written by the json writer and read by the other writers."""
+        extra = {} if self.diarization is None else {"diarization": self.diarization}
         return {
             "text": self.text,
             "language": self.language,
@@ -60,6 +62,7 @@ class Result:
             "model": self.model,
             "device": self.device,
             "segments": [_segment_dict(s) for s in self.segments],
+            **extra,
             "report": self.report.to_dict(),
         }
 
@@ -125,6 +128,8 @@ def validate(loaded: LoadedModel | None = None, **options: Any) -> Any:
     from whisper_npu.longform import TranscribeOptions
     from whisper_npu.validation import check_decoding, check_language
 
+    options = dict(options)
+    _diarize_options(options)
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(TranscribeOptions)})
     if unknown:
         raise WhisperNpuError(f"bad transcription option: unknown {', '.join(unknown)}")
@@ -140,6 +145,20 @@ def validate(loaded: LoadedModel | None = None, **options: Any) -> Any:
     if loaded is not None:
         check_language(opts.language, opts.task, bool(loaded.model.is_multilingual), loaded.name)
     return opts
+
+
+DIARIZE_OPTIONS = ("diarize", "num_speakers", "min_speakers", "max_speakers")
+
+
+def _diarize_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Take the diarization options out of ``options`` (checked); diarizing turns word timestamps on."""
+    from whisper_npu.diarize.stage import check_counts
+
+    picked = {k: options.pop(k) for k in DIARIZE_OPTIONS if k in options}
+    counts = check_counts(picked.get("num_speakers"), picked.get("min_speakers"), picked.get("max_speakers"))
+    if picked.get("diarize"):
+        options["word_timestamps"] = True
+    return {"diarize": bool(picked.get("diarize")), "counts": counts}
 
 
 _CACHE: dict[tuple[str, str, str, int, str], LoadedModel] = {}
@@ -236,7 +255,10 @@ def transcribe(
     ``--verbose`` output are built on it.
 
     ``options`` are :class:`whisper_npu.transcribe.TranscribeOptions` fields
-    (``beam_size``, ``language``, ``task``, ``initial_prompt``...). The returned
+    (``beam_size``, ``language``, ``task``, ``initial_prompt``...), plus
+    ``diarize=True`` (speaker turns, ``speaker`` on every segment and word,
+    segments split at speaker changes; word timestamps on) with WhisperX's
+    ``num_speakers`` / ``min_speakers`` / ``max_speakers``. The returned
     report's ``wall_s`` covers everything this call did, including the model
     load when this call loaded the model.
     """
@@ -254,6 +276,8 @@ def transcribe(
     _, threads_note = bounded_threads(threads)
     if model is not None and not isinstance(model, (str, Path, LoadedModel)):
         raise WhisperNpuError(f"model must be a registry name, a model folder or a LoadedModel, got {model!r}")
+    options = dict(options)
+    diarizing = _diarize_options(options)
     validate(None, **options)
 
     preloaded = isinstance(model, LoadedModel)
@@ -314,6 +338,9 @@ def transcribe(
         report.record_op("mel", "cpu", report.stages["mel"])
     _record_graph_ops(report, counter, runs_before, loaded.npu is not None)
     segments = output.segments
+    diarization = None
+    if diarizing["diarize"]:
+        segments, diarization = _diarize(samples, probs, segments, diarizing["counts"], loaded.threads, report)
     text = "".join(s.text for s in segments).strip()
     report.wall_s = time.perf_counter() - t_start + (loaded.load_s if charge_load else 0.0)
     report.info.update(
@@ -341,4 +368,23 @@ def transcribe(
         report=report,
         model=loaded.name,
         device=loaded.device,
+        diarization=diarization,
     )
+
+
+def _diarize(samples: np.ndarray, probs: np.ndarray, segments: list[Any], counts: Any, threads: int,
+             report: RunReport) -> tuple[list[Any], dict[str, Any]]:  # fmt: skip
+    """Speaker turns on the decoded samples (reusing the VAD probabilities), speakers on segments and words.
+
+    Runs on the CPU on every device (the NPU path has no diarization ops yet).
+    """
+    from whisper_npu.diarize.assign import assign_speakers
+    from whisper_npu.diarize.stage import DiarizeOptions, diarize
+
+    with report.stage("diarize"):
+        found = diarize(samples, probs, counts, DiarizeOptions(threads=threads))
+        segments = assign_speakers(segments, found.turns)
+    report.record_op("diarize (segmentation + embeddings)", "cpu", report.stages["diarize"])
+    report.info["diarize"] = found.info
+    turns = [{"start": t.start, "end": t.end, "speaker": t.speaker} for t in found.turns]
+    return segments, {"speakers": found.speakers, "turns": turns}

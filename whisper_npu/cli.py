@@ -48,6 +48,7 @@ class Format(str, Enum):
     vtt = "vtt"
     tsv = "tsv"
     json = "json"
+    rttm = "rttm"  # speaker turns; needs --diarize; not part of all
     all = "all"
 
 
@@ -63,6 +64,11 @@ RuntimeOpt = Annotated[
 ]
 BeamOpt = Annotated[int, typer.Option(help="Beam size (1 = greedy).", min=1)]
 ThreadsOpt = Annotated[int, typer.Option(help="CPU threads (0 = onnxruntime default).", min=0)]
+
+
+class DiarizeBackend(str, Enum):
+    builtin = "builtin"
+    whisperx = "whisperx"
 
 
 class ComputeType(str, Enum):
@@ -98,7 +104,15 @@ def transcribe(
     word_timestamps: Annotated[bool, typer.Option(help="Word start/end/probability in JSON.")] = False,
     word_level: Annotated[bool, typer.Option(help="One SRT/VTT cue per word (implies --word-timestamps).")] = False,
     align: Annotated[bool, typer.Option(help="Refine word times with WhisperX wav2vec2 (whisperx extra).")] = False,
-    diarize: Annotated[bool, typer.Option(help="Speaker labels with WhisperX + pyannote (whisperx extra).")] = False,
+    diarize: Annotated[
+        bool, typer.Option(help="Speaker labels on segments and words (offline models; turns on word timestamps).")
+    ] = False,
+    diarize_backend: Annotated[
+        DiarizeBackend, typer.Option(help="builtin (shipped ONNX models) or whisperx (whisperx extra + pyannote).")
+    ] = DiarizeBackend.builtin,
+    num_speakers: Annotated[int | None, typer.Option(help="--diarize: exact number of speakers.")] = None,
+    min_speakers: Annotated[int | None, typer.Option(help="--diarize: at least this many speakers.")] = None,
+    max_speakers: Annotated[int | None, typer.Option(help="--diarize: at most this many speakers.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Print each segment as soon as it is final.")] = False,
     initial_prompt: Annotated[
         str | None, typer.Option(help="Text the first window continues (names, spelling, punctuation style).")
@@ -140,12 +154,16 @@ def transcribe(
         "condition_on_previous_text": condition_on_previous_text,
         "temperatures": parse_temperatures(temperature, temperature_increment_on_fallback),
     }
-    post = _whisperx_postprocess(align, diarize)
+    whisperx_diarize = diarize and diarize_backend is DiarizeBackend.whisperx
+    _check_diarize_flags(diarize, whisperx_diarize, formats, num_speakers, min_speakers, max_speakers)
+    if diarize and not whisperx_diarize:
+        options.update(diarize=True, num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers)
+    post = _whisperx_postprocess(align, whisperx_diarize)
     from whisper_npu.batch import has_glob
     from whisper_npu.writers import check_output_dir, expand_formats, guard_inputs
 
     stdin = paths == [STDIN]
-    if stdin and (align or diarize):
+    if stdin and (align or whisperx_diarize):
         raise WhisperNpuError("--align/--diarize read the audio twice: give a file, not - (standard input)")
     single = stdin or (len(paths) == 1 and Path(paths[0]).is_file())
     if not single and len(paths) == 1 and not Path(paths[0]).exists() and not has_glob(paths[0]):
@@ -253,6 +271,24 @@ def _discover_or_fail(paths: list[str], output_dir: Path):
 def _say(line: str, console: Console = err) -> None:
     """One line exactly as given: no rich markup, no highlighting, no wrapping inside paths when piped."""
     console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _check_diarize_flags(
+    diarize: bool, whisperx: bool, formats: list[str], num: int | None, low: int | None, high: int | None
+) -> None:
+    """Speaker-count flags and the rttm format make sense only with --diarize (usage errors, exit 2)."""
+    from whisper_npu.diarize.stage import check_counts
+    from whisper_npu.errors import OptionError
+
+    try:
+        if not diarize and (num is not None or low is not None or high is not None):
+            raise OptionError("--num-speakers/--min-speakers/--max-speakers need --diarize")
+        if "rttm" in formats and (not diarize or whisperx):
+            raise OptionError("-f rttm (speaker turns) needs --diarize with the builtin backend")
+        check_counts(num, low, high)
+    except OptionError as exc:
+        _say(f"error: {exc}")
+        raise typer.Exit(2) from None
 
 
 def _whisperx_postprocess(align: bool, diarize: bool):

@@ -47,7 +47,7 @@ def _cues(result: dict[str, Any], word_level: bool) -> list[tuple[float, float, 
         if word_level and words:
             cues += [(w["start"], w["end"], w["word"].strip()) for w in words if w["word"].strip()]
         elif seg["text"].strip():
-            cues.append((seg["start"], seg["end"], seg["text"].strip()))
+            cues.append((seg["start"], seg["end"], _speaker_prefix(seg) + seg["text"].strip()))
     return [_nonzero(start, end, text) for start, end, text in cues]
 
 
@@ -60,8 +60,22 @@ def _nonzero(start: float, end: float, text: str) -> tuple[float, float, str]:
     return start, end, text
 
 
+def _speaker_prefix(seg: dict[str, Any]) -> str:
+    """WhisperX's subtitle label for a diarized segment: ``[SPEAKER_00]: ``."""
+    return f"[{seg['speaker']}]: " if seg.get("speaker") else ""
+
+
 def render_txt(result: dict[str, Any], word_level: bool = False) -> str:
-    lines = [seg["text"].strip() for seg in result.get("segments", []) if seg["text"].strip()]
+    segments = [seg for seg in result.get("segments", []) if seg["text"].strip()]
+    if any(seg.get("speaker") for seg in segments):  # diarized: one paragraph per speaker turn
+        paragraphs: list[tuple[str | None, list[str]]] = []
+        for seg in segments:
+            if paragraphs and paragraphs[-1][0] == seg.get("speaker"):
+                paragraphs[-1][1].append(seg["text"].strip())
+            else:
+                paragraphs.append((seg.get("speaker"), [seg["text"].strip()]))
+        return "\n\n".join(f"[{who or 'UNKNOWN'}]: " + " ".join(texts) for who, texts in paragraphs) + "\n"
+    lines = [seg["text"].strip() for seg in segments]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -98,12 +112,20 @@ def render_tsv(result: dict[str, Any], word_level: bool = False) -> str:
     return "\n".join(rows) + "\n"
 
 
+def render_rttm(result: dict[str, Any], word_level: bool = False, file_id: str = "audio") -> str:
+    """The diarization's speaker turns as RTTM (empty without diarization)."""
+    from whisper_npu.diarize.rttm import render_rttm as rttm
+
+    return rttm((result.get("diarization") or {}).get("turns", []), file_id)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any], bool], str]] = {
     "txt": render_txt,
     "srt": render_srt,
     "vtt": render_vtt,
     "tsv": render_tsv,
     "json": render_json,
+    "rttm": render_rttm,  # not part of "all": asked for by name, with diarization
 }
 
 
@@ -323,7 +345,7 @@ def expand_formats(formats: Iterable[str]) -> list[str]:
     for fmt in formats:
         for name in FORMATS if fmt == "all" else [fmt]:
             if name not in RENDERERS:
-                raise ValueError(f"unknown output format {name!r}: choose from {', '.join(FORMATS)} or all")
+                raise ValueError(f"unknown output format {name!r}: choose from {', '.join(RENDERERS)} or all")
             if name not in out:
                 out.append(name)
     return out
@@ -450,6 +472,8 @@ def write_outputs(
     for path, fmt in zip(paths, fmts, strict=True):
         if layout is not None and layout.active and fmt in LAYOUT_RENDERERS:
             text = LAYOUT_RENDERERS[fmt](result, layout)
+        elif fmt == "rttm":
+            text = render_rttm(result, file_id=stem)
         else:
             text = RENDERERS[fmt](result, word_level)
         files.append((path, text))
