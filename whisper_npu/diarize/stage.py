@@ -45,10 +45,10 @@ class Turn:
 
 @dataclass
 class DiarizeOptions:
-    step_s: float = 5.0  # window hop: 10 s windows overlapping by half
+    step_s: float = 8.0  # window hop: 10 s windows overlapping by 2 s (bench: as accurate as 5 s, ~35 % less work)
     batch: int = 4  # windows per segmentation call
     min_speech_s: float = 0.4  # a local speaker needs this much speech in a window to get an embedding
-    max_embed_s: float = 6.0  # embedding input cap per (window, speaker)
+    max_embed_s: float = 4.0  # embedding input cap per (window, speaker); CAM++ is most of the stage time
     min_gap_s: float = 0.1  # silences shorter than this inside one speaker's speech are closed
     vad_threshold: float = 0.3  # windows whose VAD probability never reaches this are skipped
     threshold: float = THRESHOLD
@@ -195,7 +195,8 @@ def _reconstruct(
         votes[frames] += local
     # How many speakers talk in each frame: the covering windows' mean local count, rounded; the
     # speakers with the most votes there are the active ones (two when the windows heard overlap).
-    count = np.rint(local_count / np.maximum(cover, 1)).astype(int)
+    # (ties round down: one window of two hearing a second voice is not enough to add a speaker)
+    count = np.ceil(local_count / np.maximum(cover, 1) - 0.5).astype(int)
     rank = np.argsort(np.argsort(-votes, axis=1, kind="stable"), axis=1)
     active = (rank < count[:, None]) & (votes > 0)
     turns = []
