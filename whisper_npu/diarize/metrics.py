@@ -75,10 +75,10 @@ def der(
     ref = _grid(reference, ref_names, n)
     hyp = _grid(hypothesis, hyp_names, n)
     scored = np.ones(n, dtype=bool)
-    if collar > 0:
+    if collar > 0:  # around the boundaries of each speaker's merged reference speech
         c = int(round(collar / RESOLUTION))
-        for start, stop, _ in reference:
-            for edge in (int(round(start / RESOLUTION)), int(round(stop / RESOLUTION))):
+        for column in ref.T:
+            for edge in np.flatnonzero(np.diff(column.astype(np.int8), prepend=0, append=0)):
                 scored[max(edge - c, 0) : edge + c] = False
     ref, hyp = ref[scored], hyp[scored]
     overlap = ref.T.astype(np.float64) @ hyp.astype(np.float64)  # frames each (ref, hyp) pair share
