@@ -4,7 +4,8 @@ Prints one row per conversation and a summary: DER strict (no collar, overlap
 scored) and with a 0.25 s collar (md-eval's +-0.25 s), whether the speaker count
 was found, the diarization stage's wall time / x-realtime and CPU seconds,
 optionally cpWER against the WER of the same words attributed by the reference
-turns (--cpwer N: the first N conversations are transcribed with diarization),
+turns (--cpwer N: the first N conversations in which every speaker says its whole
+recording are transcribed with diarization),
 and the peak memory the stage adds on the long file (measured in a child process).
 
 Time it under the shared lock and note the load::
@@ -102,12 +103,9 @@ def transcribe_scores(conv, threads: int) -> tuple[float, float]:
     for w in words:
         hyp.setdefault(w.get("speaker") or "none", []).append(w["word"])
         oracle.setdefault(ref_index.speaker(w["start"], w["end"]) or "none", []).append(w["word"])
-    # only speakers whose whole recording is in the conversation have a word reference
-    keep = set(conv.words)
-    ref = {k: v for k, v in conv.words.items()}
     hyp_text = {k: " ".join(v) for k, v in hyp.items()}
-    oracle_text = {k: " ".join(v) for k, v in oracle.items() if k in keep or k == "none"}
-    return cpwer(ref, hyp_text), cpwer(ref, oracle_text)
+    oracle_text = {k: " ".join(v) for k, v in oracle.items()}
+    return cpwer(conv.words, hyp_text), cpwer(conv.words, oracle_text)
 
 
 def main() -> int:
@@ -116,7 +114,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=3, help="conversations per speaker count")
     ap.add_argument("--long-minutes", type=float, default=10.0, help="length of the long file (0: none)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cpwer", type=int, default=0, help="transcribe the first N conversations for cpWER")
+    ap.add_argument("--cpwer", type=int, default=0,
+                    help="transcribe the first N conversations (with every speaker's whole recording) for cpWER")
     ap.add_argument("--threshold", type=float, default=None, help="clustering threshold (default: the stage's)")
     ap.add_argument("--step", type=float, default=None, help="segmentation window hop in seconds")
     ap.add_argument("--max-embed", type=float, default=None, help="seconds of speech per embedding")
@@ -145,13 +144,16 @@ def main() -> int:
              f"{'stage s':>9}{'x RT':>8}{'cpu s':>8}{'cpWER':>8}{'oracle':>8}"  # fmt: skip
     print(header)
     rows = []
-    for i, conv in enumerate(convs):
+    scored_cp = 0
+    for conv in convs:
         found, wall, cpu = run_stage(conv.audio, args.threads, options)
         hyp = [(t.start, t.end, t.speaker) for t in found.turns]
         strict, collar = der(conv.turns, hyp), der(conv.turns, hyp, collar=0.25)
         cp = oracle = float("nan")
-        if i < args.cpwer:
+        # cpWER needs every speaker's words: conversations that use each speaker's whole recording
+        if scored_cp < args.cpwer and set(conv.words) == set(conv.speakers):
             cp, oracle = transcribe_scores(conv, args.threads)
+            scored_cp += 1
         row = {
             "name": conv.name, "duration": conv.duration, "ref": len(conv.speakers), "hyp": len(found.speakers),
             "strict": strict, "collar": collar, "wall": wall, "cpu": cpu, "cpwer": cp, "oracle": oracle,
