@@ -1503,7 +1503,7 @@ MUTATIONS: list[Mutation] = [
         "diarize-threshold-low",
         "diarize",
         "whisper_npu/diarize/clustering.py",
-        "THRESHOLD = 0.45\n",
+        "THRESHOLD = 0.55\n",
         "THRESHOLD = 0.25\n",
         "tests/test_diarize_clustering.py",
         "clustering threshold too permissive: different speakers merge into one",

@@ -41,7 +41,7 @@ def test_threshold_merges_centroids_just_above_it():
 
 
 def test_threshold_is_in_the_measured_range():
-    # same-speaker CAM++ cosines on the shared recordings are ~0.6-0.95, different speakers ~0.0-0.45
+    # same-speaker CAM++ centroid cosines on the shared recordings are ~0.6-0.95, different speakers ~0.0-0.5
     assert 0.35 <= THRESHOLD <= 0.55
 
 
