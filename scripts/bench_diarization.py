@@ -1,4 +1,4 @@
-"""Diarization benchmark on multi-speaker conversations built from ../shared (tests/longaudio.py).
+"""Diarization benchmark on multi-speaker conversations built from ../shared (whisper_npu/bench/corpus.py).
 
 Prints one row per conversation and a summary: DER strict (no collar, overlap
 scored) and with a 0.25 s collar (md-eval's +-0.25 s), whether the speaker count
@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 
@@ -42,7 +41,7 @@ def cpu_flags() -> str:
 
 
 def conversations(args: argparse.Namespace) -> list:
-    from longaudio import conversation
+    from whisper_npu.bench.corpus import conversation
 
     convs = []
     for n in args.speakers:
@@ -67,8 +66,7 @@ def run_stage(audio: np.ndarray, threads: int, options: dict) -> tuple:
 
 def memory_child(seconds: float, threads: int, options: dict) -> None:
     """Child process: build the long conversation, then report VmRSS before and VmHWM after the stage."""
-    from longaudio import conversation
-
+    from whisper_npu.bench.corpus import conversation
     from whisper_npu.vad import speech_probabilities
 
     conv = conversation(4, seed=7, min_seconds=seconds, max_speaker_s=40.0)

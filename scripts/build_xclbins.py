@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build every GEMM overlay in ``whisper_npu.npu_ops.designs`` into an xclbin + insts.bin.
+"""Build every GEMM overlay in ``whisper_npu.npu.designs`` into an xclbin + insts.bin.
 
 Each overlay is upstream mlir-aie's ``whole_array`` matmul design at the pinned
 release (designs.MLIR_AIE_VERSION), generated with the configuration's
@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 try:
-    from whisper_npu.npu_ops.designs import (
+    from whisper_npu.npu.designs import (
         ARCH,
         MLIR_AIE_REPO,
         MLIR_AIE_VERSION,
@@ -51,8 +51,8 @@ try:
         GemmConfig,
         all_configs,
     )
-    from whisper_npu.npu_ops.manifest import sha256_file
-    from whisper_npu.npu_ops.static_check import check
+    from whisper_npu.npu.manifest import sha256_file
+    from whisper_npu.npu.static_check import check
 except ImportError as _exc:  # one line, like every other failure of this script
     print(f"error: cannot import whisper_npu's overlay list ({_exc}); install the project (pip install .)",
           file=sys.stderr)  # fmt: skip

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-EMU, HOST, BF16 = "whisper_npu/npu_ops/emulator.py", "whisper_npu/npu_ops/matmul.py", "whisper_npu/npu_ops/kernels.py"
+EMU, HOST, BF16 = "whisper_npu/npu/emulator.py", "whisper_npu/npu/matmul.py", "whisper_npu/npu/kernels.py"
 C_WRITE = "np.frombuffer(c_bo._dev, dtype=np.float32, count=cfg.M * cfg.N)[...] = "
 MUTATIONS = {
     "emulator writes C as blocked m x n tiles": (

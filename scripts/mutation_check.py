@@ -68,14 +68,15 @@ class Workspace:
     """One scratch copy of the repository; mutations are applied to it one at a time and undone.
 
     The copy sits in ``<root>/repo`` next to a ``<root>/shared`` link to the real
-    shared recordings, because the tests find them at ``<repo>/../shared``.
+    shared recordings (``whisper_npu.bench.corpus.SHARED``), where the copy's tests look.
     """
 
     def __init__(self, root: Path, source: Path) -> None:
         self.root = root
         self.repo = root / "repo"
         shutil.copytree(source, self.repo, ignore=COPY_IGNORE)
-        shared = source.parent / "shared"
+        from whisper_npu.bench.corpus import SHARED as shared
+
         if shared.exists():
             (root / "shared").symlink_to(shared)
         self.cache = root / "cache"  # per-workspace model/graph cache, so a mutated graph builder is not masked

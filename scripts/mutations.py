@@ -37,33 +37,37 @@ _D = "whisper_npu/decoding.py"
 _L = "whisper_npu/longform.py"
 _V = "whisper_npu/vad.py"
 _AL = "whisper_npu/alignment.py"
-_WR = "whisper_npu/writers.py"
-_B = "whisper_npu/batch.py"
-_BE = "whisper_npu/bench.py"
+_WRF = "whisper_npu/writers/formats.py"
+_WRS = "whisper_npu/writers/store.py"
+_B = "whisper_npu/app/batch.py"
+_BE = "whisper_npu/bench/runner.py"
+_BX = "whisper_npu/bench/__init__.py"
 _R = "whisper_npu/report.py"
 _API = "whisper_npu/api.py"
-_CLI = "whisper_npu/cli.py"
-_MM = "whisper_npu/npu_ops/matmul.py"
-_K = "whisper_npu/npu_ops/kernels.py"
+_PL = "whisper_npu/pipeline.py"
+_OPT = "whisper_npu/options.py"
+_CLI = "whisper_npu/app/cli.py"
+_MM = "whisper_npu/npu/matmul.py"
+_K = "whisper_npu/npu/kernels.py"
 _SEG = "whisper_npu/model/segmented.py"
-_RT = "whisper_npu/npu_ops/runtime.py"
-_MF = "whisper_npu/npu_ops/manifest.py"
-_DI = "whisper_npu/npu_ops/dispatch.py"
-_EM = "whisper_npu/npu_ops/emulator.py"
-_CM = "whisper_npu/npu_ops/costmodel.py"
-_SC = "whisper_npu/npu_ops/static_check.py"
+_RT = "whisper_npu/npu/runtime.py"
+_MF = "whisper_npu/npu/manifest.py"
+_DI = "whisper_npu/npu/dispatch.py"
+_EM = "whisper_npu/npu/emulator.py"
+_CM = "whisper_npu/npu/costmodel.py"
+_SC = "whisper_npu/npu/static_check.py"
 _Q = "whisper_npu/model/quant.py"
 _GC = "whisper_npu/model/graph_cache.py"
 _VAL = "whisper_npu/validation.py"
 _P = "whisper_npu/progress.py"
 
-GAPS_AUDIO = "tests/test_gaps_audio.py"
-GAPS_DEC = "tests/test_gaps_decoding.py"
-GAPS_VAD = "tests/test_gaps_vad.py"
-GAPS_BATCH = "tests/test_gaps_batch.py"
-GAPS_UNITS = "tests/test_gaps_units.py"
-GAPS_NPU = "tests/test_npu_gaps.py"
-GAPS_MORE = "tests/test_gaps_more.py"
+T_AUDIO = "tests/test_audio.py"
+T_DEC_RULES = "tests/test_decoding_rules.py"
+T_VAD = "tests/test_vad.py"
+T_BATCH_RERUN = "tests/test_batch_rerun.py"
+T_ALIGN = "tests/test_alignment.py"
+T_NPU_PRECISION = "tests/test_npu_precision.py"
+T_LONGFORM = "tests/test_longform.py"
 
 MUTATIONS: list[Mutation] = [
     # -- audio: file decoding, mixdown, resampling ------------------------------------------------
@@ -73,7 +77,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]",
         "mono = block[:, 0]",
-        GAPS_AUDIO,
+        T_AUDIO,
         "multichannel files keep only the left channel",
     ),
     _m(
@@ -82,7 +86,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]",
         "mono = (block[:, 0] - block[:, -1]) / 2 if block.shape[1] > 1 else block[:, 0]",
-        GAPS_AUDIO,
+        T_AUDIO,
         "stereo mixdown with a sign error (L - R)",
     ),
     _m(
@@ -91,7 +95,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]",
         "mono = block.sum(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]",
-        GAPS_AUDIO,
+        T_AUDIO,
         "channels summed instead of averaged (6-channel file 6x too loud, clips)",
     ),
     _m(
@@ -100,7 +104,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "mono = self.resampler.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)",
         "mono = self.resampler.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=False)",
-        GAPS_AUDIO,
+        T_AUDIO,
         "resampler never flushed: the last tens of ms of a 44.1/48/8 kHz file are lost",
     ),
     _m(
@@ -109,7 +113,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         'soxr.ResampleStream(rate, target, 1, dtype="float32")',
         'soxr.ResampleStream(target, rate, 1, dtype="float32")',
-        GAPS_AUDIO,
+        T_AUDIO,
         "resampler built with input and output rates swapped",
     ),
     _m(
@@ -118,7 +122,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "scale = float(np.iinfo(arr.dtype).max) + 1.0",
         "scale = 1.0",
-        GAPS_AUDIO,
+        T_AUDIO,
         "integer PCM arrays are not scaled to [-1, 1]",
     ),
     _m(
@@ -127,7 +131,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "if arr.shape[0] < arr.shape[1] and arr.shape[0] <= 8:",
         "if arr.shape[0] > arr.shape[1] and arr.shape[1] <= 8:",
-        GAPS_AUDIO,
+        T_AUDIO,
         "(channels, samples) arrays are averaged over time instead of channels",
     ),
     _m(
@@ -136,7 +140,7 @@ MUTATIONS: list[Mutation] = [
         _A,
         "audio = np.where(finite, audio, 0.0).astype(np.float32)",
         "audio = audio.astype(np.float32)",
-        GAPS_AUDIO,
+        T_AUDIO,
         "NaN samples in a file or array are passed on to the model",
     ),
     _m(
@@ -154,7 +158,7 @@ MUTATIONS: list[Mutation] = [
         _VAL,
         "if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:",
         "if not MIN_SAMPLE_RATE <= sample_rate:",
-        GAPS_MORE,
+        "tests/test_validation.py",
         "an array sample rate above the maximum reaches soxr instead of a one-line error",
     ),
     _m(
@@ -237,7 +241,7 @@ MUTATIONS: list[Mutation] = [
         _CT2,
         "        name = self.aliases.get(name, name)\n        try:",
         "        try:",
-        GAPS_UNITS,
+        "tests/test_ct2.py",
         "aliased variables (shared embeddings) are not followed by raw reads",
     ),
     _m(
@@ -246,7 +250,7 @@ MUTATIONS: list[Mutation] = [
         _CT2,
         "return (value.astype(np.uint32) << 16).view(np.float32)",
         "return (value.astype(np.uint32) << 8).view(np.float32)",
-        GAPS_UNITS,
+        "tests/test_ct2.py",
         "bfloat16 weights widened to float32 with the wrong shift",
     ),
     _m(
@@ -455,7 +459,7 @@ MUTATIONS: list[Mutation] = [
         _T,
         'self.transcribe if self.task == "transcribe" else self.translate',
         "self.transcribe",
-        "tests/test_tokenizer.py " + GAPS_UNITS,
+        "tests/test_tokenizer.py",
         "--task translate still sends <|transcribe|>",
     ),
     _m(
@@ -464,7 +468,7 @@ MUTATIONS: list[Mutation] = [
         _T,
         'parts.append(f"<|{(t - self.timestamp_begin) * TIME_PRECISION:.2f}|>")',
         'parts.append(f"<|{(t - self.timestamp_begin) * TIME_PRECISION * 2:.2f}|>")',
-        GAPS_UNITS,
+        "tests/test_tokenizer.py",
         "timestamps rendered at twice their time (0.04 s per token)",
     ),
     _m(
@@ -473,7 +477,7 @@ MUTATIONS: list[Mutation] = [
         _T,
         "punct = word.strip() in string.punctuation",
         "punct = False",
-        GAPS_UNITS,
+        "tests/test_tokenizer.py",
         "punctuation glued to the previous word before alignment (its time is lost)",
     ),
     # -- decoding ----------------------------------------------------------------------------------
@@ -483,7 +487,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "if self.options.suppress_blank and n_sampled == 0:",
         "if self.options.suppress_blank and n_sampled == 1:",
-        GAPS_DEC,
+        T_DEC_RULES,
         "blank suppression applied at the second token, not the first",
     ),
     _m(
@@ -492,7 +496,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "suppress.add(int(t))",
         "suppress.discard(int(t))",
-        GAPS_DEC,
+        T_DEC_RULES,
         "user-given suppress token ids are ignored",
     ),
     _m(
@@ -501,7 +505,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "logits[:, :ts] = NEG_INF  # a window starts with a timestamp",
         "pass",
-        GAPS_DEC,
+        T_DEC_RULES,
         "a window may start with text instead of a timestamp",
     ),
     _m(
@@ -519,7 +523,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "if self.max_initial is not None:",
         "if False:",
-        GAPS_DEC,
+        T_DEC_RULES,
         "max_initial_timestamp has no effect",
     ),
     _m(
@@ -555,7 +559,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "return sum_lp / (((5 + length) / 6) ** penalty)",
         "return sum_lp / max(length, 1)",
-        GAPS_DEC,
+        T_DEC_RULES,
         "--length-penalty has no effect on ranking",
     ),
     _m(
@@ -564,7 +568,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "return sum_lp / max(length, 1)",
         "return sum_lp",
-        GAPS_DEC,
+        T_DEC_RULES,
         "hypotheses ranked by raw log-prob (short ones always win)",
     ),
     _m(
@@ -582,7 +586,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "max_finished = max(1, round(beam * options.patience))",
         "max_finished = 1",
-        GAPS_DEC,
+        T_DEC_RULES,
         "beam search stops at the first finished hypothesis (patience ignored)",
     ),
     _m(
@@ -591,7 +595,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "tokens = [tokenizer.sot_prev, *options.prompt[-(n_ctx // 2 - 1) :]]",
         "tokens = [tokenizer.sot_prev, *options.prompt[: n_ctx // 2 - 1]]",
-        GAPS_DEC,
+        T_DEC_RULES,
         "a long previous-text prompt keeps its oldest tokens instead of the newest",
     ),
     _m(
@@ -645,7 +649,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "nxt = np.argmax(logits / options.temperature + gumbel, axis=-1)",
         "nxt = np.argmax(logits * options.temperature + gumbel, axis=-1)",
-        GAPS_DEC,
+        T_DEC_RULES,
         "sampling multiplies by the temperature (low T = nearly uniform noise)",
     ),
     # -- long-form and the chunk path --------------------------------------------------------------
@@ -702,7 +706,7 @@ MUTATIONS: list[Mutation] = [
         "            suppress_blank=options.suppress_blank,\n"
         "            without_timestamps=options.without_timestamps,",
         "suppress_blank=options.suppress_blank,\n            without_timestamps=options.without_timestamps,",
-        GAPS_DEC,
+        T_DEC_RULES,
         "suppress_tokens option not passed from transcribe to the window decoder",
     ),
     _m(
@@ -711,7 +715,7 @@ MUTATIONS: list[Mutation] = [
         _L,
         "max_initial_timestamp=options.max_initial_timestamp,\n        )\n        result = decode_window(",
         "max_initial_timestamp=1.0,\n        )\n        result = decode_window(",
-        GAPS_DEC,
+        T_DEC_RULES,
         "max_initial_timestamp option not passed to the window decoder",
     ),
     _m(
@@ -720,7 +724,7 @@ MUTATIONS: list[Mutation] = [
         _L,
         "chunk = chunks[first + i]",
         "chunk = chunks[i]",
-        GAPS_VAD,
+        T_VAD,
         "a later decoder batch's results get the first batch's chunk times",
     ),
     _m(
@@ -729,7 +733,7 @@ MUTATIONS: list[Mutation] = [
         _L,
         "for first in range(0, len(mels), options.batch_size):",
         "for first in range(0, len(mels) - 1, options.batch_size):",
-        GAPS_VAD,
+        T_VAD,
         "a last chunk alone in its decoder batch is never decoded",
     ),
     _m(
@@ -738,7 +742,7 @@ MUTATIONS: list[Mutation] = [
         _L,
         "enc = encode_windows(model, mels[first : first + options.batch_size])",
         "enc = encode_windows(model, [mels[first]] * len(mels[first : first + options.batch_size]))",
-        GAPS_VAD,
+        T_VAD,
         "every chunk of a batch is decoded from the batch's first window",
     ),
     _m(
@@ -774,7 +778,7 @@ MUTATIONS: list[Mutation] = [
         _L,
         "and heard < SILENT_WINDOW_SPEECH_S",
         "and heard < 0.0",
-        GAPS_MORE,
+        T_LONGFORM,
         'a window the model calls silent and the VAD hears nothing in is kept ("Thank you." on silence)',
     ),
     # -- VAD -----------------------------------------------------------------------------------------
@@ -784,7 +788,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "while end - start > limit:",
         "if end - start > limit:",
-        GAPS_VAD,
+        T_VAD,
         "a region longer than 60 s yields a chunk longer than 30 s",
     ),
     _m(
@@ -793,7 +797,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "if chunks and size + length <= limit and piece[0] - chunks[-1][-1][1] <= max_gap:",
         "if chunks and size + length <= limit:",
-        GAPS_VAD,
+        T_VAD,
         "regions minutes apart share one chunk (a segment spans the silence)",
     ),
     _m(
@@ -802,7 +806,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "            size = length\n",
         "            size += length\n",
-        GAPS_VAD,
+        T_VAD,
         "chunk size keeps counting across chunks (chunks get ever shorter)",
     ),
     _m(
@@ -811,7 +815,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "if triggered and len(audio) - start >= min_speech:",
         "if False:",
-        GAPS_VAD,
+        T_VAD,
         "speech running to the end of the file is dropped",
     ),
     _m(
@@ -820,7 +824,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "region[0] = max(0, region[0] - pad) if i == 0 else region[0]",
         "region[0] = region[0]",
-        GAPS_VAD,
+        T_VAD,
         "the first region loses its leading padding",
     ),
     _m(
@@ -829,7 +833,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "original = start + (sample - self.offsets[idx])",
         "original = start + sample",
-        GAPS_VAD,
+        T_VAD,
         "chunk-local times are not shifted by the piece's offset",
     ),
     _m(
@@ -856,7 +860,7 @@ MUTATIONS: list[Mutation] = [
         _V,
         "parts = [self.probs[a // FRAME : -(-b // FRAME)] for a, b in regions]",
         "parts = [self.probs[: -(-(b - a) // FRAME)] for a, b in regions]",
-        GAPS_MORE,
+        T_VAD,
         "a chunk's speech oracle reads the file's first seconds instead of the chunk's regions",
     ),
     # -- alignment (word timestamps) -----------------------------------------------------------------
@@ -875,7 +879,7 @@ MUTATIONS: list[Mutation] = [
         _AL,
         "max_duration = median * 2",
         "max_duration = median * 20",
-        GAPS_UNITS,
+        T_ALIGN,
         "implausibly long words are not clamped",
     ),
     _m(
@@ -884,14 +888,14 @@ MUTATIONS: list[Mutation] = [
         _AL,
         'if not prev.word.endswith(" ") and cur.word in APPEND_PUNCTUATIONS:',
         "if False:",
-        GAPS_UNITS,
+        T_ALIGN,
         "trailing punctuation becomes its own timed word",
     ),
     # -- writers -------------------------------------------------------------------------------------
     _m(
         "wr-truncate-ms",
         "writers",
-        _WR,
+        _WRF,
         "millis = max(0, int(round(seconds * 1000.0)))",
         "millis = max(0, int(seconds * 1000.0))",
         "tests/test_writers.py",
@@ -900,7 +904,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-srt-dot",
         "writers",
-        _WR,
+        _WRF,
         "blocks.append(f\"{i}\\n{format_timestamp(start, ',')} --> {format_timestamp(end, ',')}",
         'blocks.append(f"{i}\\n{format_timestamp(start)} --> {format_timestamp(end)}',
         "tests/test_writers.py",
@@ -909,7 +913,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-srt-index-zero",
         "writers",
-        _WR,
+        _WRF,
         "enumerate(_cues(result, word_level), start=1)",
         "enumerate(_cues(result, word_level), start=0)",
         "tests/test_writers.py",
@@ -918,7 +922,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-vtt-header",
         "writers",
-        _WR,
+        _WRF,
         'blocks = ["WEBVTT\\n"]\n    for start',
         "blocks = []\n    for start",
         "tests/test_writers.py",
@@ -927,7 +931,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-stale-temp-live-pid",
         "writers",
-        _WR,
+        _WRS,
         'if match is None or _pid_alive(int(match["pid"])):',
         "if match is None:",
         "tests/test_safety.py",
@@ -936,16 +940,16 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-pid-eperm-dead",
         "writers",
-        _WR,
+        _WRS,
         "    except PermissionError:  # someone else's live process\n        return True",
         "    except PermissionError:  # someone else's live process\n        return False",
-        GAPS_MORE,
+        "tests/test_writers.py",
         "another user's live writer is taken as dead and its temp files deleted",
     ),
     _m(
         "wr-temp-name-too-long",
         "writers",
-        _WR,
+        _WRS,
         "room = NAME_MAX - 1 - len(tail.encode())",
         "room = NAME_MAX - len(tail.encode())",
         "tests/test_safety.py",
@@ -954,7 +958,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-guard-by-path",
         "writers",
-        _WR,
+        _WRS,
         "src = self._ids.get((st.st_dev, st.st_ino))",
         "src = next((p for p in self._ids.values() if p == out), None)",
         "tests/test_safety.py",
@@ -967,7 +971,7 @@ MUTATIONS: list[Mutation] = [
         _B,
         "if any(record.get(k) != v for k, v in current.items()):",
         'if record.get("source") != current["source"]:',
-        GAPS_BATCH,
+        T_BATCH_RERUN,
         "an input edited after its transcript was written is skipped",
     ),
     _m(
@@ -976,7 +980,7 @@ MUTATIONS: list[Mutation] = [
         _B,
         "if not overwrite and is_done(item, output_dir, fmts):",
         "if is_done(item, output_dir, fmts):",
-        GAPS_BATCH,
+        T_BATCH_RERUN,
         "--overwrite does not redo finished files",
     ),
     _m(
@@ -985,7 +989,7 @@ MUTATIONS: list[Mutation] = [
         _B,
         "return all(out.name in written and out.is_file() for out in _outputs(item, output_dir, formats))",
         "return any(out.name in written and out.is_file() for out in _outputs(item, output_dir, formats))",
-        GAPS_BATCH,
+        T_BATCH_RERUN,
         "a file with only some of its outputs is taken as done",
     ),
     _m(
@@ -994,16 +998,16 @@ MUTATIONS: list[Mutation] = [
         _B,
         "if key not in seen:",
         "if True:",
-        GAPS_BATCH,
+        T_BATCH_RERUN,
         "a file given twice (folder + glob) is transcribed twice",
     ),
     _m(
         "batch-sidecar-no-outputs",
         "batch",
-        _WR,
+        _WRS,
         '"outputs": [p.name for p in paths], "written": written}',
         '"outputs": [], "written": written}',
-        GAPS_BATCH,
+        T_BATCH_RERUN,
         "the sidecar lists no outputs, so a re-run redoes every finished file",
     ),
     # -- bench ---------------------------------------------------------------------------------------
@@ -1013,7 +1017,7 @@ MUTATIONS: list[Mutation] = [
         _BE,
         "return sr.rtf / max(same_path) if same_path and sr.rtf else None",
         "return max(same_path) / sr.rtf if same_path and sr.rtf else None",
-        GAPS_UNITS,
+        "tests/test_bench.py",
         "speed ratio vs faster-whisper inverted",
     ),
     _m(
@@ -1022,7 +1026,7 @@ MUTATIONS: list[Mutation] = [
         _BE,
         "return statistics.median(self.seconds) if self.seconds else None",
         "return min(self.seconds) if self.seconds else None",
-        GAPS_UNITS,
+        "tests/test_bench.py",
         "RTF from the best run instead of the median",
     ),
     _m(
@@ -1059,7 +1063,7 @@ MUTATIONS: list[Mutation] = [
         _R,
         "self.record_fallback(op, reason, n)",
         "self.record_fallback(op, reason)",
-        GAPS_UNITS,
+        "tests/test_report.py",
         "batch totals count each fallback reason once per file",
     ),
     _m(
@@ -1077,14 +1081,14 @@ MUTATIONS: list[Mutation] = [
         _P,
         "self.done_s = min(max(self.done_s, float(done_s)), self.total_s)",
         "self.done_s = min(float(done_s), self.total_s)",
-        "tests/test_flags_progress.py",
+        "tests/test_progress.py",
         "the progress bar jumps back when a window is re-decoded",
     ),
-    # -- api / cli -----------------------------------------------------------------------------------
+    # -- pipeline / options / api / cli -------------------------------------------------------------
     _m(
         "api-duration-wrong-rate",
-        "api",
-        _API,
+        "pipeline",
+        _PL,
         "report.audio_s = len(samples) / SAMPLE_RATE",
         "report.audio_s = len(samples) / sample_rate",
         "tests/test_api.py",
@@ -1092,12 +1096,48 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "api-text-first-segment",
-        "api",
-        _API,
-        'text = "".join(s.text for s in segments).strip()',
-        'text = segments[0].text.strip() if segments else ""',
-        GAPS_VAD,
+        "pipeline",
+        _PL,
+        'text="".join(s.text for s in output.segments).strip(),',
+        'text=output.segments[0].text.strip() if output.segments else "",',
+        T_VAD,
         "result text keeps only the first segment",
+    ),
+    _m(
+        "bench-extra-unchecked",
+        "bench",
+        _BX,
+        "    if missing:",
+        "    if False:",
+        "tests/test_bench.py::test_bench_without_its_extra_says_what_to_install",
+        "`whisper-npu bench` without faster-whisper/jiwer/matplotlib dies in a traceback, not one line",
+    ),
+    _m(
+        "pipeline-vad-options-dropped",
+        "pipeline",
+        _PL,
+        "chunks = merge_chunks(samples, regions, opts.vad_options, probs=probs)",
+        "chunks = merge_chunks(samples, regions, None, probs=probs)",
+        "tests/test_pipeline.py",
+        "vad_options given to transcribe() are silently ignored when chunking",
+    ),
+    _m(
+        "pipeline-vad-auto-inverted",
+        "pipeline",
+        _PL,
+        "use_vad = opts.vad if opts.vad is not None else report.audio_s > VAD_AUTO_SECONDS",
+        "use_vad = opts.vad if opts.vad is not None else report.audio_s < VAD_AUTO_SECONDS",
+        "tests/test_pipeline.py",
+        "VAD chunking on for short clips and off for long recordings",
+    ),
+    _m(
+        "options-vad-dict-unchecked",
+        "options",
+        _OPT,
+        "            if value is not None and value > 1:",
+        "            if False:",
+        "tests/test_options.py",
+        "a VAD threshold above 1 (never reached: no speech found) accepted without a word",
     ),
     _m(
         "cli-error-exit-zero",
@@ -1108,10 +1148,10 @@ MUTATIONS: list[Mutation] = [
         "tests/test_cli.py",
         "a failed run exits 0",
     ),
-    # -- npu_ops -------------------------------------------------------------------------------------
+    # -- npu -----------------------------------------------------------------------------------------
     _m(
         "npu-bf16-round-up",
-        "npu_ops",
+        "npu",
         _K,
         "rounded = (bits + (np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1)))) >> 16",
         "rounded = (bits + np.uint32(0x8000)) >> 16",
@@ -1120,34 +1160,34 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-bf16-truncate",
-        "npu_ops",
+        "npu",
         _K,
         "rounded = (bits + (np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1)))) >> 16",
         "rounded = bits >> 16",
-        GAPS_NPU,
+        T_NPU_PRECISION,
         "float32 -> bf16 truncates instead of rounding to nearest (a one-sided bias on every operand)",
     ),
     _m(
         "npu-split-lo-dropped",
-        "npu_ops",
+        "npu",
         _K,
         "return hi, round_bf16(x - hi)",
         "return hi, np.zeros_like(hi)",
-        GAPS_NPU,
+        T_NPU_PRECISION,
         "split_bf16 drops the lo part: the hi+lo pair is no more accurate than one bf16",
     ),
     _m(
         "npu-kchunk-overwrites",
-        "npu_ops",
+        "npu",
         _K,
         "        c += partial\n",
         "        c[...] = partial\n",
-        GAPS_NPU,
+        T_NPU_PRECISION,
         "overlay GEMM reference keeps only the last k-chunk's partial sum",
     ),
     _m(
         "npu-emu-sync-whole-bo",
-        "npu_ops",
+        "npu",
         _EM,
         "        end = offset + size\n",
         "        offset, end = 0, self._size\n",
@@ -1156,7 +1196,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-timeout-is-success",
-        "npu_ops",
+        "npu",
         _RT,
         "if state != self.xrt.ert_cmd_state.ERT_CMD_STATE_COMPLETED:",
         "if state == self.xrt.ert_cmd_state.ERT_CMD_STATE_ERROR:",
@@ -1165,25 +1205,25 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-sha-unchecked",
-        "npu_ops",
+        "npu",
         _MF,
         "if sha256_file(path) != expected:",
         "if False:",
-        GAPS_MORE,
+        "tests/test_npu_manifest.py",
         "a corrupted xclbin is loaded despite its sha256 mismatch",
     ),
     _m(
         "npu-self-check-tolerance",
-        "npu_ops",
+        "npu",
         _DI,
         "if not np.isfinite(err) or err > MATMUL_CHECK_TOLERANCE:",
         "if not np.isfinite(err):",
-        GAPS_MORE,
+        "tests/test_npu_pipeline.py",
         "a kernel returning finite but wrong numbers passes its first-use self-check",
     ),
     _m(
         "cost-switches-ignored",
-        "npu_ops",
+        "npu",
         _CM,
         "    npu += switches * SWITCH_S\n",
         "",
@@ -1192,7 +1232,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "cost-switches-default-one",
-        "npu_ops",
+        "npu",
         _CM,
         "        switches_per_layer = 2\n",
         "        switches_per_layer = 1\n",
@@ -1201,17 +1241,17 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "static-l1-no-stack",
-        "npu_ops",
+        "npu",
         _SC,
         "if p.l1_bytes > budget:",
         "if p.l1_bytes > CORE_MEMORY:",
-        GAPS_MORE,
+        "tests/test_npu_static.py",
         "core memory check forgets the stack: a tile that fills L1 exactly passes",
     ),
     # -- NPU host path: in-place results, result slots, the per-call cast ------------------------------
     _m(
         "npu-slot-reused-while-live",
-        "npu_ops",
+        "npu",
         _SEG,
         "free = next((k for k, until in enumerate(busy_until) if until < i), None)",
         "free = next((k for k, until in enumerate(busy_until) if until <= i + 1), None)",
@@ -1220,7 +1260,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-concat-not-absorbed",
-        "npu_ops",
+        "npu",
         _SEG,
         "            found.add(i)\n",
         "            pass\n",
@@ -1229,7 +1269,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-cast-ties-down",
-        "npu_ops",
+        "npu",
         _K,
         "np.add(u[r0 : r0 + step], np.uint32(0x8000), out=t)",
         "np.add(u[r0 : r0 + step], np.uint32(0x7FFF), out=t)",
@@ -1238,7 +1278,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-cast-last-chunk-skipped",
-        "npu_ops",
+        "npu",
         _K,
         "    for r0 in range(0, rows, step):\n",
         "    for r0 in range(0, rows - step, step):\n",
@@ -1247,7 +1287,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-fused-graph-on-npu",
-        "npu_ops",
+        "npu",
         _W,
         "return build_encoder(ct2, dims, plan, split_linears=router is not None)",
         "return build_encoder(ct2, dims, plan)",
@@ -1256,7 +1296,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-batched-no-zero-copy",
-        "npu_ops",
+        "npu",
         _MM,
         "return fits and (slot is not None or cfg.M <= ZERO_COPY_MAX_ROWS)",
         "return fits and cfg.M <= ZERO_COPY_MAX_ROWS",
@@ -1265,7 +1305,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-prepared-run-ignores-c",
-        "npu_ops",
+        "npu",
         _RT,
         "        key = (id(a), id(b), id(c))\n",
         "        key = (id(a), id(b), 0)\n",
@@ -1274,7 +1314,7 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-prepared-run-never-restarted",
-        "npu_ops",
+        "npu",
         _RT,
         "            run.start()\n",
         "            pass\n",
@@ -1283,8 +1323,8 @@ MUTATIONS: list[Mutation] = [
     ),
     _m(
         "npu-mel-result-copied",
-        "npu_ops",
-        "whisper_npu/npu_ops/dispatch.py",
+        "npu",
+        "whisper_npu/npu/dispatch.py",
         "parts.append(GemmOp(name, families[fam], w, strided_ok=True))",
         "parts.append(GemmOp(name, families[fam], w))",
         "tests/test_npu_pipeline.py",
@@ -1348,7 +1388,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-foreign-file-replaced",
         "writers",
-        _WR,
+        _WRS,
         "        if fingerprint is not None and path.name not in pending and written.get(path.name) != fingerprint:",
         "        if False:",
         "tests/test_safety.py",
@@ -1357,7 +1397,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "wr-claim-ignored",
         "writers",
-        _WR,
+        _WRS,
         '    pending = set(record.get("pending") or [])\n',
         "    pending = set()\n",
         "tests/test_safety.py",
@@ -1414,7 +1454,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "        batch.keep({g for g in range(n_windows) if not done[g]})\n",
         "        batch.keep(set(range(n_windows)))\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "batched beam search keeps decoding windows that have finished (wasted rows, slower VAD path)",
     ),
     _m(
@@ -1423,7 +1463,7 @@ MUTATIONS: list[Mutation] = [
         _D,
         "            self.enc = self.enc.select(slice(stay[0], stay[0] + n))\n",
         "            self.enc = self.enc.select(slice(stay[0] - 1, stay[0] + n - 1))\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "the windows still decoding attend to a neighbouring window's audio once another one ends",
     ),
     _m(
@@ -1432,7 +1472,7 @@ MUTATIONS: list[Mutation] = [
         _G,
         '    pv = g.op("Mul", [p, f"cross_v_scale{layer}"])\n',
         "    pv = p\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "int8 cross-attention forgets V's per-frame scales: every frame's value counts alike (wrong text)",
     ),
     _m(
@@ -1441,7 +1481,7 @@ MUTATIONS: list[Mutation] = [
         _G,
         "        if self.cross_int8:\n",
         "        if False:\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "plans differing only in int8 cross-attention share a graph-cache key (stale graph, wrong inputs)",
     ),
     _m(
@@ -1450,7 +1490,7 @@ MUTATIONS: list[Mutation] = [
         _W,
         "                plan = dataclasses.replace(plan, cross_int8=False)\n",
         "                pass\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "NPU-routed int8 graphs get int8 cross K/V the NPU path does not produce",
     ),
     _m(
@@ -1459,7 +1499,7 @@ MUTATIONS: list[Mutation] = [
         _G,
         '    return p, g.op("Add", [o_hi, o_lo])\n',
         "    return p, o_hi\n",
-        "tests/test_int8_speed.py",
+        "tests/test_int8_attention.py",
         "int8 cross-attention keeps only the first 8-bit part of the weights (the small ones round to 0)",
     ),
     # -- diarization (issue 21) ------------------------------------------------------------------
@@ -1476,7 +1516,7 @@ MUTATIONS: list[Mutation] = [
         "diarize-assign-longest-single-turn",
         "diarize",
         "whisper_npu/diarize/assign.py",
-        "            per_speaker = np.bincount(self.codes, weights=np.maximum(overlap, 0.0), minlength=len(self.names))\n",
+        "            per_speaker = np.bincount(self.codes, weights=np.maximum(overlap, 0.0), minlength=len(self.names))\n",  # noqa: E501
         "            per_speaker = np.zeros(len(self.names)); np.maximum.at(per_speaker, self.codes, overlap)\n",
         "tests/test_diarize_assign.py",
         "overlap counted per turn, not summed per speaker: a speaker's two short turns lose to one longer turn",
@@ -1538,7 +1578,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "diarize-rttm-end-as-duration",
         "diarize",
-        "whisper_npu/diarize/rttm.py",
+        "whisper_npu/writers/formats.py",
         "{start:.3f} {end - start:.3f} <NA>",
         "{start:.3f} {end:.3f} <NA>",
         "tests/test_diarize_rttm.py",
@@ -1547,7 +1587,7 @@ MUTATIONS: list[Mutation] = [
     _m(
         "diarize-rttm-unsorted",
         "diarize",
-        "whisper_npu/diarize/rttm.py",
+        "whisper_npu/writers/formats.py",
         "    for t in sorted(turns, key=lambda t: (_get(t, \"start\"), _get(t, \"speaker\"))):\n",
         "    for t in turns:\n",
         "tests/test_diarize_rttm.py",

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-AUDIO_DIR = Path(__file__).resolve().parents[2] / "shared" / "audio"
+from whisper_npu.bench.corpus import SHARED
+
+AUDIO_DIR = SHARED / "audio"
 
 
 def manifest() -> dict[str, str]:
@@ -78,7 +80,7 @@ def _free_npu_contexts(request):
     import gc
 
     from whisper_npu import api
-    from whisper_npu.npu_ops import emulator
+    from whisper_npu.npu import emulator
 
     api.clear_cache()
     gc.collect()
@@ -93,8 +95,8 @@ def _free_npu_contexts(request):
 @pytest.fixture()
 def emulated_specs(tmp_path, monkeypatch):
     """``make(configs) -> {name: KernelSpec}``: emulator fixtures for ``configs``, found through the manifest."""
-    from whisper_npu.npu_ops import emulator
-    from whisper_npu.npu_ops.manifest import load_manifest
+    from whisper_npu.npu import emulator
+    from whisper_npu.npu.manifest import load_manifest
 
     def make(configs) -> dict:
         emulator.write_fixtures(tmp_path, list(configs))
@@ -156,8 +158,8 @@ def npu_xclbins(tmp_path_factory) -> Path:
 
     Generated per test session from ``designs.whisper_configs``; never committed (real pyxrt rejects them).
     """
-    from whisper_npu.npu_ops.designs import whisper_configs
-    from whisper_npu.npu_ops.emulator import write_fixtures
+    from whisper_npu.npu.designs import whisper_configs
+    from whisper_npu.npu.emulator import write_fixtures
 
     directory = tmp_path_factory.mktemp("xclbins")
     write_fixtures(directory, whisper_configs("npu1", ("tiny",)))

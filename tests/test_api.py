@@ -7,7 +7,7 @@ import soundfile as sf
 
 import whisper_npu
 from tests.conftest import AUDIO_DIR, manifest, words
-from whisper_npu.bench import word_error_rate
+from whisper_npu.bench.runner import word_error_rate
 from whisper_npu.errors import AudioError, WhisperNpuError
 
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import AUDIO_DIR, manifest
-from whisper_npu.batch import discover, run_batch
+from whisper_npu.app.batch import discover, run_batch
 from whisper_npu.errors import AudioError
 from whisper_npu.report import RunReport
 

@@ -8,8 +8,17 @@ import json
 import pytest
 from rich.console import Console
 
-from whisper_npu import baseline
-from whisper_npu.bench import BenchConfig, find_reference, normalize_text, render, run_bench, word_error_rate
+from whisper_npu.bench import systems as baseline
+from whisper_npu.bench.runner import (
+    BenchConfig,
+    BenchResult,
+    SystemResult,
+    find_reference,
+    normalize_text,
+    render,
+    run_bench,
+    word_error_rate,
+)
 
 
 def test_normalizer_and_wer():
@@ -62,3 +71,35 @@ def test_whisperx_absent_is_a_clear_error(monkeypatch, tiny_dir):
     monkeypatch.setattr(baseline, "whisperx_available", lambda: False)
     with pytest.raises(Exception, match="WhisperX is not installed"):
         baseline.WhisperX(tiny_dir, 2, 5)
+
+
+def test_bench_without_its_extra_says_what_to_install(monkeypatch, capsys, jfk_path, tmp_path):
+    """faster-whisper, jiwer and matplotlib are the bench extra: without one, one line names the install."""
+    import importlib.util
+    import sys
+
+    from whisper_npu.app import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jiwer" else real(name, *a))
+    monkeypatch.setattr(sys, "argv", ["whisper-npu", "bench", str(jfk_path), "-o", str(tmp_path / "b")])
+    monkeypatch.setattr(cli, "err", Console(stderr=True, width=400))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "jiwer" in lines[0], lines
+    assert "pip install 'whisper-npu[bench]'" in lines[0]
+    assert not (tmp_path / "b" / "bench.json").exists()
+
+
+def test_bench_rtf_is_audio_over_median_and_ratio_is_against_faster_whisper():
+    ours = SystemResult("whisper-npu (cpu)", audio_s=60.0, seconds=[2.0, 3.0, 30.0])  # median 3 s: 20x
+    fw = SystemResult("faster-whisper", audio_s=60.0, seconds=[6.0, 5.0, 4.0])  # median 5 s: 12x
+    absent = SystemResult("whisperx", status="not installed")
+    result = BenchResult({}, [ours, fw, absent])
+    assert ours.rtf == pytest.approx(20.0) and fw.rtf == pytest.approx(12.0)
+    assert result.ratio(ours) == pytest.approx(20.0 / 12.0)  # > 1: we are faster
+    assert result.ratio(absent) is None
+    rows = {r["system"]: r for r in result.to_dict()["systems"]}
+    assert rows["whisper-npu (cpu)"]["rtf_vs_faster_whisper"] == pytest.approx(20.0 / 12.0)

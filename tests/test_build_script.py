@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from whisper_npu.npu_ops.designs import UPSTREAM_DESIGN, all_configs
+from whisper_npu.npu.designs import UPSTREAM_DESIGN, all_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "build_xclbins.sh"

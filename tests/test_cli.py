@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import words
-from whisper_npu.npu_ops.runtime import PYXRT_MISSING
+from whisper_npu.npu.runtime import PYXRT_MISSING
 
 
 def run_cli(*args, cwd=None, timeout=300):

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import whisper_npu
-from tests import longaudio
 from tests.test_decoding import ScriptedModel, ts
+from whisper_npu.bench import corpus as longaudio
 from whisper_npu.features import N_FRAMES
 from whisper_npu.longform import TranscribeOptions, _split_segments, transcribe_mel
 from whisper_npu.report import RunReport

@@ -84,3 +84,13 @@ def test_real_base_is_multilingual(base_dir):
     m = read_model_bin(base_dir / "model.bin")
     dims = ModelDims.from_ct2(m)
     assert (dims.n_vocab, dims.n_audio_state, dims.n_audio_layer, dims.n_text_head) == (51865, 512, 6, 8)
+
+
+def test_ct2_bfloat16_and_aliases_through_raw(tmp_path, monkeypatch):
+    monkeypatch.setitem(DTYPE_IDS, np.dtype(np.uint16), 5)  # CTranslate2's bfloat16 id
+    values = np.array([1.0, -2.5, 0.15625, 2.0**100], np.float32)  # exact in bfloat16
+    bits = (values.view(np.uint32) >> 16).astype(np.uint16)
+    write_model_bin(tmp_path / "model.bin", {"e/weight": bits, "a/weight": values}, {"d/weight": "a/weight"})
+    m = read_model_bin(tmp_path / "model.bin")
+    np.testing.assert_array_equal(m.get("e/weight"), values)
+    np.testing.assert_array_equal(m.raw("d/weight"), values)  # aliases resolve for raw reads too

@@ -56,7 +56,7 @@ def test_no_turns_leaves_speakers_empty():
 
 
 def _result():
-    from whisper_npu.api import _segment_dict
+    from whisper_npu.types import _segment_dict
 
     seg = _seg([(" Hello", 0.0, 0.5), (" there.", 0.5, 1.0), (" Hi", 1.2, 1.5), (" back.", 1.5, 2.0)])
     turns = [Turn(0.0, 1.1, "SPEAKER_00"), Turn(1.1, 2.1, "SPEAKER_01")]

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from longaudio import conversation
 
+from whisper_npu.bench.corpus import conversation
 from whisper_npu.diarize.metrics import der
 from whisper_npu.diarize.rttm import parse_rttm
 

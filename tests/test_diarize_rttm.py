@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from whisper_npu.diarize.rttm import parse_rttm, render_rttm
+from whisper_npu.diarize.rttm import parse_rttm
 from whisper_npu.diarize.stage import Turn
+from whisper_npu.writers.formats import render_rttm as render_result
+
+
+def render_rttm(turns, file_id):
+    return render_result({"diarization": {"turns": turns}}, file_id=file_id)
 
 
 def test_fields_and_order():

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from longaudio import conversation
 
+from whisper_npu.bench.corpus import conversation
 from whisper_npu.diarize import models
 from whisper_npu.diarize.metrics import der
-from whisper_npu.diarize.stage import _reconstruct, check_counts, diarize
+from whisper_npu.diarize.stage import _reconstruct, diarize
 from whisper_npu.errors import OptionError
+from whisper_npu.options import check_counts
 
 
 def _act(spans):
@@ -65,7 +66,7 @@ def test_silence_gives_no_turns():
 
 
 def test_short_file_and_one_speaker():
-    from longaudio import SHARED, load_16k
+    from whisper_npu.bench.corpus import SHARED, load_16k
 
     jfk = load_16k(SHARED / "audio" / "jfk" / "jfk.wav")
     short = diarize(jfk[16000 : 3 * 16000])  # 2 s

@@ -10,7 +10,7 @@ import pytest
 from conftest import AUDIO_DIR, words
 
 from whisper_npu import api
-from whisper_npu.cli import parse_temperatures
+from whisper_npu.app.cli import parse_temperatures
 from whisper_npu.decoding import previous_text_prompt
 from whisper_npu.errors import WhisperNpuError
 from whisper_npu.tokenizer import Tokenizer

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
@@ -12,7 +9,9 @@ import soundfile as sf
 import whisper_npu
 from tests.conftest import AUDIO_DIR, assert_batched_equals_single, manifest, words
 from whisper_npu import whisperx_compat
-from whisper_npu.bench import word_error_rate
+from whisper_npu.bench.corpus import build_meeting
+from whisper_npu.bench.runner import word_error_rate
+from whisper_npu.bench.suites.meeting import words_in_silence
 from whisper_npu.errors import WhisperNpuError
 from whisper_npu.features import N_SAMPLES, log_mel_spectrogram, pad_or_trim
 from whisper_npu.vad import TimeMap, merge_chunks, speech_regions
@@ -27,16 +26,6 @@ def _load(rel: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tiny():
     return whisper_npu.load_model("tiny.en", device="cpu", threads=2)
-
-
-@pytest.fixture(scope="module")
-def meeting_script():
-    spec = importlib.util.spec_from_file_location(
-        "bench_meeting", Path(__file__).parents[1] / "scripts" / "bench_meeting.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_vad_finds_speech_and_nothing_in_silence():
@@ -83,12 +72,12 @@ def test_silence_and_noise_give_empty_transcripts(tiny, kind):
     assert result.report.info["vad"] is True
 
 
-def test_meeting_vad_batched_no_words_in_silence(tiny, meeting_script):
-    audio, reference, silences = meeting_script.build_meeting(repeats=1)
+def test_meeting_vad_batched_no_words_in_silence(tiny):
+    audio, reference, silences = build_meeting(repeats=1)
     plain = whisper_npu.transcribe(audio, model=tiny, vad=False)
     vad = whisper_npu.transcribe(audio, model=tiny, vad=True, word_timestamps=True)
     assert word_error_rate(reference, vad.text) <= word_error_rate(reference, plain.text) + 0.005
-    assert meeting_script.words_in_silence(vad, silences) == 0
+    assert words_in_silence(vad, silences) == 0
     for seg in vad.segments:
         assert not any(a + 0.5 < (seg.start + seg.end) / 2 < b - 0.5 for a, b in silences), seg
     assert vad.report.stages["encoder"] < plain.report.stages["encoder"]  # silence was never encoded

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from whisper_npu.npu_ops import emulator, runtime
+from whisper_npu.bench.corpus import SHARED
+from whisper_npu.npu import emulator, runtime
 
-STUB = Path(__file__).resolve().parents[2] / "shared" / "research" / "pyxrt-2.25.pyi"
+STUB = SHARED / "research" / "pyxrt-2.25.pyi"
 
 
 def _stub_classes() -> dict[str, dict[str, list[ast.FunctionDef | ast.AnnAssign]]]:

@@ -10,9 +10,9 @@ import math
 
 import pytest
 
-from whisper_npu.npu_ops import costmodel
-from whisper_npu.npu_ops.costmodel import SWITCH_S, HostRates, predict, project
-from whisper_npu.npu_ops.designs import WHISPER_DIMS, encoder_gemms
+from whisper_npu.npu import costmodel
+from whisper_npu.npu.costmodel import SWITCH_S, HostRates, predict, project
+from whisper_npu.npu.designs import WHISPER_DIMS, encoder_gemms
 
 RATES = HostRates(
     pack_s_per_elem=3e-9,

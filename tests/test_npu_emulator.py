@@ -12,13 +12,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from whisper_npu.npu_ops import designs
-from whisper_npu.npu_ops import emulator as xrt
-from whisper_npu.npu_ops.designs import GemmConfig
-from whisper_npu.npu_ops.kernels import activation_bits, bf16_bits, bf16_to_f32, round_bf16, whole_array_gemm
-from whisper_npu.npu_ops.manifest import load_manifest
-from whisper_npu.npu_ops.matmul import GemmOp
-from whisper_npu.npu_ops.runtime import KernelFailure, XdnaSession
+from whisper_npu.npu import designs
+from whisper_npu.npu import emulator as xrt
+from whisper_npu.npu.designs import GemmConfig
+from whisper_npu.npu.kernels import activation_bits, bf16_bits, bf16_to_f32, round_bf16, whole_array_gemm
+from whisper_npu.npu.manifest import load_manifest
+from whisper_npu.npu.matmul import GemmOp
+from whisper_npu.npu.runtime import KernelFailure, XdnaSession
 
 # Small, non-square configurations (M, K, N all different) so a transposed or blocked layout cannot pass.
 SMALL = GemmConfig("small", M=256, K=192, N=128)
@@ -325,7 +325,7 @@ def test_contexts_held_elsewhere_evict_our_own(specs):
 
 
 def test_npu4_5_6_map_to_npu2(monkeypatch):
-    from whisper_npu.npu_ops import open_session
+    from whisper_npu.npu import open_session
 
     for name in ("RyzenAI-npu4", "RyzenAI-npu5", "RyzenAI-npu6"):
         monkeypatch.setenv("WHISPER_NPU_EMULATED_DEVICE", name)

@@ -1,6 +1,6 @@
 """Host-cost accounting of the NPU path: what is charged as host work, and the zero-copy C hand-off.
 
-The rule (``npu_ops/matmul.py``): host work is the calling thread's CPU time
+The rule (``npu/matmul.py``): host work is the calling thread's CPU time
 for conversion, sync and launch calls and copies out of C; the emulated
 overlay compute and the emulator's host<->device copies stand for NPU/DMA work
 and are never charged. These tests make the emulated work artificially slow
@@ -18,11 +18,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from whisper_npu.model.segmented import SegmentedGraph
-from whisper_npu.npu_ops import emulator as xrt
-from whisper_npu.npu_ops.designs import GemmConfig
-from whisper_npu.npu_ops.kernels import round_bf16
-from whisper_npu.npu_ops.matmul import GemmOp
-from whisper_npu.npu_ops.runtime import XdnaSession
+from whisper_npu.npu import emulator as xrt
+from whisper_npu.npu.designs import GemmConfig
+from whisper_npu.npu.kernels import round_bf16
+from whisper_npu.npu.matmul import GemmOp
+from whisper_npu.npu.runtime import XdnaSession
 
 ONE = GemmConfig("one", M=256, K=128, N=384)  # a [128, 384] weight runs in one launch: zero-copy result
 BURN_S = 0.03

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from whisper_npu.npu_ops import kernels
-from whisper_npu.npu_ops.kernels import bf16_bits, bf16_to_f32, dft_basis, round_bf16, split_bf16, to_bf16_into
-from whisper_npu.npu_ops.mel import N_FFT, split_basis, write_split_frames
+from whisper_npu.npu import kernels
+from whisper_npu.npu.kernels import bf16_bits, bf16_to_f32, dft_basis, round_bf16, split_bf16, to_bf16_into
+from whisper_npu.npu.mel import N_FFT, split_basis, write_split_frames
 
 
 def _edge_values() -> np.ndarray:

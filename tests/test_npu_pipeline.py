@@ -4,7 +4,7 @@ Full transcriptions on the emulator are slow (the overlays' arithmetic runs in
 numpy), so the model is loaded once per module and the per-op fallback cases
 run on the dispatcher with the real tiny.en shapes instead of whole files.
 WER on every shared recording, for tiny.en and base, is in
-``scripts/bench_npu_emulated.py``.
+``python scripts/bench.py --suite npu-emulated``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typer.testing import CliRunner
 
 import whisper_npu
 from tests.conftest import words
-from whisper_npu.npu_ops import emulator, setup
-from whisper_npu.npu_ops.designs import whisper_configs
-from whisper_npu.npu_ops.manifest import DEFAULT_DIR, NOT_BUILT
+from whisper_npu.npu import emulator, setup
+from whisper_npu.npu.designs import whisper_configs
+from whisper_npu.npu.dispatch import MATMUL_CHECK_TOLERANCE
+from whisper_npu.npu.manifest import DEFAULT_DIR, NOT_BUILT
 from whisper_npu.report import RunReport
 
 TINY_D = 384
@@ -214,7 +215,7 @@ def test_shipped_manifest_without_binaries_says_not_built(monkeypatch):
 
 
 def test_doctor_selftest_writes_one_emulated_json(tmp_path, monkeypatch, jfk_path):
-    from whisper_npu.cli import app
+    from whisper_npu.app.cli import app
 
     x1 = tmp_path / "x1"
     emulator.write_fixtures(x1, [c for c in whisper_configs("npu1", ("tiny",)) if c.M in (1536, 3072)])
@@ -237,7 +238,7 @@ def test_doctor_selftest_writes_one_emulated_json(tmp_path, monkeypatch, jfk_pat
 
 @pytest.mark.parametrize("cpu_flops", [1e15, 1e9])
 def test_device_auto_follows_the_cost_model(npu_xclbins, monkeypatch, cpu_flops):
-    from whisper_npu.npu_ops import costmodel
+    from whisper_npu.npu import costmodel
 
     rates = costmodel.HostRates(1e-10, 1e-11, cpu_flops, 1e-9, 1e10, source="test")
     monkeypatch.setattr(costmodel, "calibrate", lambda: rates)
@@ -258,7 +259,7 @@ def test_device_auto_follows_the_cost_model(npu_xclbins, monkeypatch, cpu_flops)
 
 def test_cross_kv_projections_convert_the_encoder_output_once(npu_xclbins, monkeypatch):
     """Every decoder layer's K/V projection reads the same encoder output: one bf16 conversion and A upload."""
-    from whisper_npu.npu_ops import matmul
+    from whisper_npu.npu import matmul
 
     calls = []
     real = matmul.to_bf16_into
@@ -314,3 +315,16 @@ def test_split_linears_encoder_graph_computes_what_the_fused_one_does(tiny_dir, 
         outs.append(session.run(None, {"mel": mel}))
     for fused, split in zip(*outs, strict=True):
         np.testing.assert_allclose(split, fused, rtol=1e-4, atol=1e-4)
+
+
+def test_self_check_rejects_finite_but_wrong_results(npu_xclbins, monkeypatch):
+    """npu-self-check-tolerance: a result 10 % off (finite) must fail the first-use check; bf16 noise must not."""
+    npu = _dispatcher_with_tiny_weights(npu_xclbins, monkeypatch)
+    op = npu.dispatcher._ops["encoder.layer0.mlp.fc1"]
+    x = np.random.default_rng(3).standard_normal((1500, 384)).astype(np.float32)
+    npu.matmul("encoder.layer0.mlp.fc1", x)  # plans the op onto its overlay (and passes the real self-check)
+    assert op.gemm is not None
+    ref = x @ op.weight
+    assert npu.dispatcher._check_matmul(op, x, ref * np.float32(1 + MATMUL_CHECK_TOLERANCE / 4)) is None
+    why = npu.dispatcher._check_matmul(op, x, ref * np.float32(1.1))
+    assert why is not None and "self-check failed" in why

@@ -11,9 +11,9 @@ from dataclasses import replace
 
 import pytest
 
-from whisper_npu.npu_ops import designs
-from whisper_npu.npu_ops.designs import GemmConfig, all_configs, config_for, make_config, whisper_configs
-from whisper_npu.npu_ops.static_check import (
+from whisper_npu.npu import designs
+from whisper_npu.npu.designs import GemmConfig, all_configs, config_for, make_config, whisper_configs
+from whisper_npu.npu.static_check import (
     CORE_MEMORY,
     SHIM_BDS,
     check,
@@ -115,3 +115,10 @@ def test_huge_n_overflows_shim_stride() -> None:
 def test_memtile_budget_is_checked() -> None:
     cfg = replace(make_config(2048, 512, 1024, "npu1"), m=512, k=16, n=32)
     assert "memtile" in codes(cfg)
+
+
+def test_tile_that_fills_core_memory_leaves_no_room_for_the_stack():
+    """static-l1-no-stack: 64x64x64 bf16/f32 double-buffered is exactly 64 KiB; the 1 KiB stack does not fit."""
+    cfg = replace(make_config(1536, 512, 1024, "npu1"), m=64, k=64, n=64)
+    assert place(cfg).l1_bytes == CORE_MEMORY
+    assert [v.code for v in check(cfg)] == ["l1"]

@@ -67,3 +67,18 @@ def test_render_shows_stages_ops_and_reasons():
     text = buf.getvalue()
     for needle in ("decoder", "22.0x", "npu-emulated", "pyxrt not installed", "x realtime"):
         assert needle in text
+
+
+def test_report_merge_adds_everything():
+    total = RunReport()
+    for _ in range(2):
+        one = RunReport(audio_s=10.0, wall_s=2.0)
+        one.add_stage("encoder", 0.5)
+        one.record_op("mel", "cpu", 0.1, calls=3)
+        one.record_fallback("encoder.fc1", "kernel timed out", count=2)
+        total.merge(one)
+    assert (total.audio_s, total.wall_s) == (20.0, 4.0)
+    assert total.stages["encoder"] == pytest.approx(1.0)
+    ops = total.to_dict()["ops"]
+    assert ops["mel"]["backends"]["cpu"]["calls"] == 6
+    assert ops["encoder.fc1"]["fallbacks"] == {"kernel timed out": 4}

@@ -24,7 +24,7 @@ import pytest
 import whisper_npu
 from tests.conftest import AUDIO_DIR
 from whisper_npu import api, audio, validation, writers
-from whisper_npu.batch import discover, run_batch
+from whisper_npu.app.batch import discover, run_batch
 from whisper_npu.errors import AudioError, OptionError, OutputError, WhisperNpuError
 from whisper_npu.report import RunReport
 
@@ -264,7 +264,7 @@ def test_full_disk_mid_batch_is_failures_not_a_traceback(tmp_path, monkeypatch):
         if len(writes) > 3:  # a's claim, a.txt and its record fit; then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(writers.os, "fsync", fsync)
+    monkeypatch.setattr(writers.store.os, "fsync", fsync)
     summary = run_batch([src], _fake(), tmp_path / "out", ["txt"])
     assert [o.status for o in summary.outcomes] == ["ok", "failed", "failed"]
     assert "no space left on device" in summary.outcomes[1].reason

@@ -72,3 +72,16 @@ def test_parsed_once_per_file_version(tiny_dir, tmp_path):
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     with pytest.raises(ModelError, match="cannot read tokenizer"):
         Tokenizer.from_file(path, multilingual=False)
+
+
+def test_translate_task_token(base_dir):
+    tok = Tokenizer.from_file(base_dir / "tokenizer.json", multilingual=True, task="translate", language="de")
+    assert tok.sot_sequence() == [tok.sot, tok.language_token("de"), tok.translate]
+
+
+def test_word_split_keeps_punctuation_apart_and_renders_timestamps(tiny_dir):
+    en = Tokenizer.from_file(tiny_dir / "tokenizer.json", multilingual=False)
+    words, groups = en.split_to_word_tokens(en.encode(" Hello, world."))
+    assert words == [" Hello", ",", " world", "."]  # merge_punctuations attaches them after alignment
+    stamps = [en.timestamp_begin + 25, *en.encode(" Hi"), en.timestamp_begin + 151]
+    assert en.decode_with_timestamps(stamps) == "<|0.50|> Hi<|3.02|>"

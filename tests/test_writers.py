@@ -185,3 +185,21 @@ def test_highlight_words(tmp_path):
 def test_layout_rejects_nonsense():
     with pytest.raises(ValueError):
         SubtitleLayout(max_line_width=0)
+
+
+def test_temp_file_of_another_users_live_writer_is_kept(tmp_path, monkeypatch):
+    """wr-pid-eperm-dead: os.kill(pid, 0) raising EPERM means the process exists (someone else's)."""
+    other_user, dead = 424242, 434343
+    kept = tmp_path / writers.temp_name("a.txt", pid=other_user)
+    gone = tmp_path / writers.temp_name("b.txt", pid=dead)
+    for p in (kept, gone):
+        p.write_text("half")
+
+    def fake_kill(pid: int, sig: int) -> None:
+        assert sig == 0
+        raise PermissionError(1, "Operation not permitted") if pid == other_user else ProcessLookupError(3, "No such")
+
+    monkeypatch.setattr(writers.store.os, "kill", fake_kill)
+    assert writers.remove_stale_temp_files(tmp_path) == 1
+    assert kept.exists() and not gone.exists()
+    assert os.listdir(tmp_path) == [kept.name]

@@ -1,5 +1,5 @@
 """python -m whisper_npu"""
 
-from whisper_npu.cli import main
+from whisper_npu.app.cli import main
 
 main()

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from whisper_npu.constants import FRAMES_PER_SECOND
 from whisper_npu.decoding import log_softmax
 from whisper_npu.model.whisper import EncoderOutput, WhisperModel
 from whisper_npu.tokenizer import Tokenizer
 
-FRAMES_PER_SECOND = 50  # encoder positions per second of audio
 MEDFILT_WIDTH = 7
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"

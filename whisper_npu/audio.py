@@ -33,10 +33,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from whisper_npu.constants import SAMPLE_RATE
 from whisper_npu.errors import AudioError
 from whisper_npu.validation import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 STDIN = "-"
 AUDIO_SUFFIXES = frozenset(
     {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm", ".wma", ".aiff", ".aif", ".mp4",

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from whisper_npu.constants import TIME_PRECISION
 from whisper_npu.model.whisper import EncoderOutput, WhisperModel
-from whisper_npu.tokenizer import TIME_PRECISION, Tokenizer
+from whisper_npu.tokenizer import Tokenizer
 
 NEG_INF = -np.inf
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from whisper_npu.constants import FRAMES_PER_TOKEN, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, TIME_PRECISION
 from whisper_npu.decoding import (
     DecodingOptions,
     DecodingResult,
@@ -25,66 +26,14 @@ from whisper_npu.decoding import (
     detect_language,
     previous_text_prompt,
 )
-from whisper_npu.features import HOP_LENGTH, N_FRAMES, SAMPLE_RATE, pad_or_trim
+from whisper_npu.features import pad_or_trim
 from whisper_npu.model.whisper import EncoderOutput, WhisperModel
+from whisper_npu.options import TranscribeOptions
 from whisper_npu.progress import WindowListener
 from whisper_npu.report import RunReport
-from whisper_npu.tokenizer import TIME_PRECISION, Tokenizer
+from whisper_npu.tokenizer import Tokenizer
+from whisper_npu.types import Segment
 from whisper_npu.vad import SpeechOracle
-
-FRAMES_PER_TOKEN = 2  # mel frames per encoder position (conv2 has stride 2)
-
-
-@dataclass
-class TranscribeOptions:
-    """Long-form decoding options; defaults follow faster-whisper's ``transcribe``."""
-
-    beam_size: int = 5
-    best_of: int = 5
-    patience: float = 1.0
-    length_penalty: float | None = None
-    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-    compression_ratio_threshold: float | None = 2.4
-    log_prob_threshold: float | None = -1.0
-    no_speech_threshold: float | None = 0.6
-    condition_on_previous_text: bool = True
-    prompt_reset_on_temperature: float = 0.5
-    initial_prompt: str | None = None
-    hotwords: str | None = None  # faster-whisper's: names/jargon put before the previous text in every prompt
-    language: str | None = None
-    task: str = "transcribe"
-    without_timestamps: bool = False
-    max_initial_timestamp: float = 1.0
-    suppress_blank: bool = True
-    suppress_tokens: tuple[int, ...] = (-1,)
-    vad: bool | None = None  # None: on for audio longer than 30 s
-    batch_size: int = 8  # VAD chunks decoded together (scripts/bench_meeting.py: 8 beat 2 and 4 here)
-    word_timestamps: bool = False
-
-    def __post_init__(self) -> None:
-        from whisper_npu.errors import WhisperNpuError
-
-        if self.beam_size < 1 or self.best_of < 1 or self.batch_size < 1:
-            raise WhisperNpuError("beam size, best-of and batch size must be at least 1")
-        if self.task not in ("transcribe", "translate"):
-            raise WhisperNpuError(f"unknown task {self.task!r}: use transcribe or translate")
-        if isinstance(self.temperatures, (int, float)):
-            self.temperatures = (float(self.temperatures),)
-
-
-@dataclass
-class Segment:
-    id: int
-    seek: int
-    start: float
-    end: float
-    text: str
-    tokens: list[int]
-    temperature: float
-    avg_logprob: float
-    compression_ratio: float
-    no_speech_prob: float
-    words: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

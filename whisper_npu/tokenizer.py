@@ -15,9 +15,9 @@ from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
 
+from whisper_npu.constants import TIME_PRECISION
 from whisper_npu.errors import ModelError
-
-TIME_PRECISION = 0.02  # seconds per timestamp token
+from whisper_npu.options import TASKS
 
 LANGUAGES = {
     "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian", "ko": "korean",
@@ -72,7 +72,7 @@ class Tokenizer:
             hf = _read_hf(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
         except Exception as exc:  # tokenizers raises its own Exception type
             raise ModelError(f"cannot read tokenizer {path}: {exc}") from None
-        if task not in ("transcribe", "translate"):
+        if task not in TASKS:
             raise ModelError(f"unknown task {task!r}: use transcribe or translate")
         tok = cls(hf, multilingual, task, language)
         if language is not None and multilingual and tok.language_token(language) is None:

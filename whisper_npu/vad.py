@@ -24,32 +24,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from whisper_npu.constants import SAMPLE_RATE
 from whisper_npu.errors import WhisperNpuError
+from whisper_npu.options import VadOptions
 
-SAMPLE_RATE = 16000
 FRAME = 512
 CONTEXT = 64
 BLOCK_FRAMES = 1024
 MODEL_FILE = "silero_vad_16k_sequence.onnx"
-
-
-@dataclass
-class VadOptions:
-    """Defaults follow faster-whisper's transcription settings."""
-
-    threshold: float = 0.5
-    neg_threshold: float | None = None  # default threshold - 0.15
-    min_speech_duration_ms: int = 250
-    min_silence_duration_ms: int = 2000
-    speech_pad_ms: int = 400
-    max_chunk_s: float = 30.0
-    # A region longer than a chunk is cut at its quietest moment (lowest smoothed speech
-    # probability) within this many seconds before the limit, not at a hard 30.00 s cut
-    # through a word: the decoder then sees whole words on both sides of every cut.
-    split_search_s: float = 8.0
-    # Regions further apart than this never share a chunk, so a chunk never spans a long silence.
-    # (Packing distant regions saved encoder windows but cost accuracy in scripts/bench_meeting.py.)
-    max_gap_s: float = 10.0
 
 
 ASSETS = Path(__file__).resolve().parent / "assets"

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from whisper_npu.errors import AudioError, OptionError
+from whisper_npu.options import TASKS
 
 MIN_SAMPLE_RATE = 1000  # below this a "recording" is a corrupt header; resampling it would need gigabytes
 MAX_SAMPLE_RATE = 768_000  # the highest rate any consumer audio interface offers
@@ -100,7 +101,7 @@ def check_language(language: Any, task: Any, multilingual: bool, model_name: str
     """English-only models cannot honour another language or translation: say so instead of ignoring it."""
     if language is not None and not isinstance(language, str):
         raise OptionError(f"language must be a language code such as 'en' or 'de', got {language!r}")
-    if task not in ("transcribe", "translate"):
+    if task not in TASKS:
         raise OptionError(f"unknown task {task!r}: use transcribe or translate")
     if multilingual:
         return

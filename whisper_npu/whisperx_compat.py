@@ -10,12 +10,16 @@ a one-line error instead.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import numpy as np
 
-from whisper_npu.baseline import whisperx_available
 from whisper_npu.errors import WhisperNpuError
+
+
+def whisperx_available() -> bool:
+    return importlib.util.find_spec("whisperx") is not None
 
 
 def to_whisperx(result: dict[str, Any]) -> dict[str, Any]:

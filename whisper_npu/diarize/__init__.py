@@ -6,9 +6,10 @@ segmentation-3.0 for local, overlap-aware speaker activity on 10 s windows and
 docs/DIARIZATION.md.
 """
 
-from whisper_npu.diarize.clustering import SpeakerCounts, cluster
-from whisper_npu.diarize.rttm import parse_rttm, render_rttm
-from whisper_npu.diarize.stage import Diarization, DiarizeOptions, Turn, check_counts, diarize
+from whisper_npu.diarize.clustering import cluster
+from whisper_npu.diarize.rttm import parse_rttm
+from whisper_npu.diarize.stage import Diarization, DiarizeOptions, Turn, diarize
+from whisper_npu.options import SpeakerCounts, check_counts
 
 __all__ = [
     "DiarizeOptions",
@@ -19,5 +20,4 @@ __all__ = [
     "cluster",
     "diarize",
     "parse_rttm",
-    "render_rttm",
 ]

@@ -11,21 +11,14 @@ cluster, so a few noisy embeddings do not become extra speakers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from whisper_npu.options import SpeakerCounts
 
 #: cosine similarity between centroids below which two clusters are different speakers (tuned on
 #: scripts/bench_diarization.py conversations: 0.55 found the count on 10/13, 0.45 on 9/13; docs/DIARIZATION.md)
 THRESHOLD = 0.55
 MIN_CLUSTER_S = 3.0
-
-
-@dataclass(frozen=True)
-class SpeakerCounts:
-    num_speakers: int | None = None
-    min_speakers: int | None = None
-    max_speakers: int | None = None
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from whisper_npu.diarize import models
-from whisper_npu.diarize.clustering import THRESHOLD, SpeakerCounts, cluster
+from whisper_npu.diarize.clustering import THRESHOLD, cluster
 from whisper_npu.diarize.fbank import FRAME_LENGTH, FRAME_SHIFT, fbank
-from whisper_npu.errors import OptionError
+from whisper_npu.options import SpeakerCounts
 
 SAMPLE_RATE = 16000
 VAD_FRAME = 512  # samples per Silero VAD probability
@@ -60,18 +60,6 @@ class Diarization:
     turns: list[Turn]
     speakers: list[str]
     info: dict[str, Any] = field(default_factory=dict)
-
-
-def check_counts(num_speakers: int | None, min_speakers: int | None, max_speakers: int | None) -> SpeakerCounts:
-    """WhisperX's three count options, checked: positive integers, min <= max, num alone."""
-    for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers), ("max_speakers", max_speakers)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise OptionError(f"{name.replace('_', '-')} must be a whole number of at least 1, got {value!r}")
-    if num_speakers is not None and (min_speakers is not None or max_speakers is not None):
-        raise OptionError("give either --num-speakers or --min-speakers/--max-speakers, not both")
-    if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
-        raise OptionError(f"--min-speakers {min_speakers} is above --max-speakers {max_speakers}")
-    return SpeakerCounts(num_speakers, min_speakers, max_speakers)
 
 
 def _window_starts(n_samples: int, step: int) -> list[int]:

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from whisper_npu.options import COMPUTE_TYPES
+
 I8_MAX = 127
-COMPUTE_TYPES = ("auto", "float32", "int8")
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
 
 

