@@ -204,11 +204,12 @@ def _record_graph_ops(report: RunReport, counter: Any, before: tuple[dict, dict]
 # -- diarize (hook) ----------------------------------------------------------------------------------
 
 
-def diarize(samples: np.ndarray, plan: SpeechPlan, result: Result, opts: TranscribeOptions, threads: int = 0) -> Result:
+def diarize(samples: np.ndarray, plan: SpeechPlan, result: Result, opts: TranscribeOptions) -> Result:
     """Speaker turns on the decoded samples (reusing the VAD's ``plan.probs``), ``speaker`` on every
     segment and word (segments split where the speaker changes), the turns in ``result.diarization``.
 
-    Only with ``opts.diarize``; runs on the CPU on every device (the NPU path has no diarization ops).
+    Only with ``opts.diarize``; runs on the CPU on every device (the NPU path has no diarization ops),
+    with the transcription's thread count (``report.info["threads"]``).
     """
     if not opts.diarize:
         return result
@@ -220,7 +221,7 @@ def diarize(samples: np.ndarray, plan: SpeechPlan, result: Result, opts: Transcr
     report = result.report
     counts = check_counts(opts.num_speakers, opts.min_speakers, opts.max_speakers)
     with report.stage("diarize"):
-        found = find_speakers(samples, plan.probs, counts, DiarizeOptions(threads=threads))
+        found = find_speakers(samples, plan.probs, counts, DiarizeOptions(threads=int(report.info.get("threads", 0))))
         segments = assign_speakers(result.segments, found.turns)
     report.record_op("diarize (segmentation + embeddings)", "cpu", report.stages["diarize"])
     report.info["diarize"] = found.info
@@ -274,8 +275,6 @@ def run(
         model=loaded.name,
         device=loaded.device,
     )
-    result = diarize(samples, plan, result, opts, loaded.threads)
-    report.wall_s = time.perf_counter() - started + (loaded.load_s if charge_load else 0.0)
     report.info.update(
         model=loaded.name,
         model_dir=str(loaded.model_dir),
@@ -286,6 +285,8 @@ def run(
         compute_type=loaded.model.load_info.describe_compute_type(),
         graph_cache=loaded.model.load_info.graph_cache,
     )
+    result = diarize(samples, plan, result, opts)  # reads the thread count from report.info
+    report.wall_s = time.perf_counter() - started + (loaded.load_s if charge_load else 0.0)
     if notes:
         report.info["notes"] = notes
     if loaded.npu is not None:
