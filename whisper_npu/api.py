@@ -115,7 +115,10 @@ def transcribe(
 
     ``options`` are :class:`whisper_npu.options.TranscribeOptions` fields
     (``beam_size``, ``language``, ``task``, ``initial_prompt``, ``vad_options``
-    as a :class:`~whisper_npu.options.VadOptions` or a dict...). The returned
+    as a :class:`~whisper_npu.options.VadOptions` or a dict...), and
+    ``diarize=True`` (``speaker`` on every segment and word, segments split at
+    speaker changes, word timestamps on) with WhisperX's ``num_speakers`` /
+    ``min_speakers`` / ``max_speakers``. The returned
     report's ``wall_s`` covers everything this call did, including the model
     load when this call loaded the model.
     """

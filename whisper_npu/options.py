@@ -20,7 +20,10 @@ DEVICES = ("auto", "cpu", "npu")  # auto: the NPU only when a real XDNA device a
 NPU_RUNTIMES = ("auto", "xrt", "emulator")  # xrt: pyxrt; emulator: the XRT look-alike on the CPU
 COMPUTE_TYPES = ("auto", "float32", "int8")  # faster-whisper's names; auto = int8 where the CPU has VNNI
 TASKS = ("transcribe", "translate")
-FORMATS = ("txt", "srt", "vtt", "tsv", "json")  # output writers; "all" on the CLI means every one
+FORMATS = ("txt", "srt", "vtt", "tsv", "json", "rttm")  # output writers
+ALL_FORMATS = ("txt", "srt", "vtt", "tsv", "json")  # what "all" means: rttm (speaker turns) is asked for by name
+DIARIZE_BACKENDS = ("builtin", "whisperx")  # builtin: the shipped ONNX models (whisper_npu/diarize/)
+DEFAULT_DIARIZE_BACKEND = "builtin"
 
 DEFAULT_DEVICE = "auto"
 DEFAULT_NPU_RUNTIME = "auto"
@@ -105,18 +108,45 @@ class TranscribeOptions:
     vad_options: VadOptions | None = None
     batch_size: int = 8
     word_timestamps: bool = False
+    # Speaker diarization (whisper_npu/diarize/, the pipeline's diarize stage); WhisperX's count options.
+    diarize: bool = False
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
 
     def __post_init__(self) -> None:
         from whisper_npu.validation import check_decoding, check_language, check_option_types, normalize_language
 
         check_option_types({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         self.language = normalize_language(self.language)
+        check_counts(self.num_speakers, self.min_speakers, self.max_speakers)
+        if self.diarize:
+            self.word_timestamps = True  # speakers are assigned word by word
         self.temperatures = check_decoding(self.beam_size, self.best_of, self.batch_size, self.temperatures)
         check_language(self.language, self.task, True, "")
         if isinstance(self.vad_options, dict):
             self.vad_options = _vad_options(self.vad_options)
         elif self.vad_options is not None and not isinstance(self.vad_options, VadOptions):
             raise OptionError(f"vad_options must be a VadOptions or a dict, got {type(self.vad_options).__name__}")
+
+
+@dataclass(frozen=True)
+class SpeakerCounts:
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+
+
+def check_counts(num_speakers: int | None, min_speakers: int | None, max_speakers: int | None) -> SpeakerCounts:
+    """WhisperX's three count options, checked: positive integers, min <= max, num alone."""
+    for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers), ("max_speakers", max_speakers)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise OptionError(f"{name.replace('_', '-')} must be a whole number of at least 1, got {value!r}")
+    if num_speakers is not None and (min_speakers is not None or max_speakers is not None):
+        raise OptionError("give either --num-speakers or --min-speakers/--max-speakers, not both")
+    if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
+        raise OptionError(f"--min-speakers {min_speakers} is above --max-speakers {max_speakers}")
+    return SpeakerCounts(num_speakers, min_speakers, max_speakers)
 
 
 def _vad_options(fields: dict[str, Any]) -> VadOptions:

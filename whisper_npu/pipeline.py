@@ -8,7 +8,7 @@
     decode    encoder + decoder over 30 s windows (longform.py), with          decode()
               word timings from the alignment heads when asked (they need
               each window's encoder output, so they are computed there)
-    diarize   HOOK: speaker labels (whisper_npu/diarize/ plugs in here)        diarize()
+    diarize   speaker labels with opts.diarize (whisper_npu/diarize/)          diarize()
     result    Result with its RunReport (stages, per-op backends, RTF)         run()
 
 :func:`run` is the whole chain for one recording on a loaded model; the public
@@ -18,6 +18,7 @@ Each stage times itself into the run's :class:`~whisper_npu.report.RunReport`.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -217,14 +218,33 @@ def _record_graph_ops(report: RunReport, counter: Any, before: tuple[dict, dict]
 
 
 def diarize(samples: np.ndarray, plan: SpeechPlan, result: Result, opts: TranscribeOptions) -> Result:
-    """HOOK for the diarization stage (whisper_npu/diarize/): no stage is plugged in yet.
+    """Speaker turns on the decoded samples (reusing the VAD's ``plan.probs``), ``speaker`` on every
+    segment and word (segments split where the speaker changes), the turns in ``result.diarization``.
 
-    It receives the decoded 16 kHz samples, the VAD's speech probabilities
-    (``plan.probs``, one per 32 ms frame) and the finished result, and returns
-    the result with speakers on its segments (and words). Its options belong in
-    options.py beside ``VadOptions``; its time in ``result.report`` as a stage.
+    Only with ``opts.diarize``; runs on the CPU on every device (the NPU path has no diarization ops),
+    with the transcription's thread count (``report.info["threads"]``).
     """
-    return result
+    if not opts.diarize:
+        return result
+    from whisper_npu.diarize.assign import assign_speakers
+    from whisper_npu.diarize.stage import DiarizeOptions
+    from whisper_npu.diarize.stage import diarize as find_speakers
+    from whisper_npu.options import check_counts
+
+    report = result.report
+    counts = check_counts(opts.num_speakers, opts.min_speakers, opts.max_speakers)
+    with report.stage("diarize"):
+        found = find_speakers(samples, plan.probs, counts, DiarizeOptions(threads=int(report.info.get("threads", 0))))
+        segments = assign_speakers(result.segments, found.turns)
+    report.record_op("diarize (segmentation + embeddings)", "cpu", report.stages["diarize"])
+    report.info["diarize"] = found.info
+    turns = [{"start": t.start, "end": t.end, "speaker": t.speaker} for t in found.turns]
+    return dataclasses.replace(
+        result,
+        segments=segments,
+        text="".join(s.text for s in segments).strip(),
+        diarization={"speakers": found.speakers, "turns": turns},
+    )
 
 
 # -- the whole run -----------------------------------------------------------------------------------
@@ -268,8 +288,6 @@ def run(
         model=loaded.name,
         device=loaded.device,
     )
-    result = diarize(samples, plan, result, opts)
-    report.wall_s = time.perf_counter() - started + (loaded.load_s if charge_load else 0.0)
     report.info.update(
         model=loaded.name,
         model_dir=str(loaded.model_dir),
@@ -280,6 +298,8 @@ def run(
         compute_type=loaded.model.load_info.describe_compute_type(),
         graph_cache=loaded.model.load_info.graph_cache,
     )
+    result = diarize(samples, plan, result, opts)  # reads the thread count from report.info
+    report.wall_s = time.perf_counter() - started + (loaded.load_s if charge_load else 0.0)
     if notes:
         report.info["notes"] = notes
     if loaded.npu is not None:

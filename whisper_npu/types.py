@@ -46,9 +46,11 @@ class Result:
     report: RunReport
     model: str
     device: str
+    diarization: dict[str, Any] | None = None  # {"speakers": [...], "turns": [{"start", "end", "speaker"}]}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form written by the json writer and read by the other writers."""
+        extra = {} if self.diarization is None else {"diarization": self.diarization}
         return {
             "text": self.text,
             "language": self.language,
@@ -57,6 +59,7 @@ class Result:
             "model": self.model,
             "device": self.device,
             "segments": [_segment_dict(s) for s in self.segments],
+            **extra,
             "report": self.report.to_dict(),
         }
 

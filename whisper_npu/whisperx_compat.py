@@ -27,10 +27,12 @@ def to_whisperx(result: dict[str, Any]) -> dict[str, Any]:
     segments = []
     for seg in result.get("segments", []):
         out = {"start": float(seg["start"]), "end": float(seg["end"]), "text": seg["text"]}
+        if seg.get("speaker"):
+            out["speaker"] = seg["speaker"]
         if seg.get("words"):
             out["words"] = [
                 {"word": w["word"].strip(), "start": float(w["start"]), "end": float(w["end"]),
-                 "score": float(w.get("probability", 0.0))}
+                 "score": float(w.get("probability", 0.0)), **({"speaker": w["speaker"]} if w.get("speaker") else {})}
                 for w in seg["words"]
             ]  # fmt: skip
         segments.append(out)

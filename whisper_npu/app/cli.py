@@ -77,11 +77,13 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 Device = _choices("Device", spec.DEVICES)
 NpuRuntime = _choices("NpuRuntime", spec.NPU_RUNTIMES)
 ComputeType = _choices("ComputeType", spec.COMPUTE_TYPES)
+DiarizeBackend = _choices("DiarizeBackend", spec.DIARIZE_BACKENDS)
 Format = _choices("Format", (*spec.FORMATS, "all"))
 DEFAULTS = spec.TranscribeOptions()  # the library's defaults are the CLI's
 DEFAULT_DEVICE = Device(spec.DEFAULT_DEVICE)
 DEFAULT_RUNTIME = NpuRuntime(spec.DEFAULT_NPU_RUNTIME)
 DEFAULT_COMPUTE = ComputeType(spec.DEFAULT_COMPUTE_TYPE)
+DEFAULT_DIARIZE_BACKEND = DiarizeBackend(spec.DEFAULT_DIARIZE_BACKEND)
 
 
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Registry name or model directory.")]
@@ -135,7 +137,15 @@ def transcribe(
     ] = DEFAULTS.word_timestamps,
     word_level: Annotated[bool, typer.Option(help="One SRT/VTT cue per word (implies --word-timestamps).")] = False,
     align: Annotated[bool, typer.Option(help="Refine word times with WhisperX wav2vec2 (whisperx extra).")] = False,
-    diarize: Annotated[bool, typer.Option(help="Speaker labels with WhisperX + pyannote (whisperx extra).")] = False,
+    diarize: Annotated[
+        bool, typer.Option(help="Speaker labels on segments and words (offline models; turns on word timestamps).")
+    ] = False,
+    diarize_backend: Annotated[
+        DiarizeBackend, typer.Option(help="builtin (shipped ONNX models) or whisperx (whisperx extra + pyannote).")
+    ] = DEFAULT_DIARIZE_BACKEND,
+    num_speakers: Annotated[int | None, typer.Option(help="--diarize: exact number of speakers.")] = None,
+    min_speakers: Annotated[int | None, typer.Option(help="--diarize: at least this many speakers.")] = None,
+    max_speakers: Annotated[int | None, typer.Option(help="--diarize: at most this many speakers.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Print each segment as soon as it is final.")] = False,
     initial_prompt: Annotated[
         str | None, typer.Option(help="Text the first window continues (names, spelling, punctuation style).")
@@ -189,7 +199,11 @@ def transcribe(
         "condition_on_previous_text": condition_on_previous_text,
         "temperatures": temperatures,
     }
-    post = _whisperx_postprocess(align, diarize)
+    whisperx_diarize = diarize and diarize_backend.value == "whisperx"
+    _check_diarize_flags(diarize, whisperx_diarize, formats, num_speakers, min_speakers, max_speakers)
+    if diarize and not whisperx_diarize:
+        options.update(diarize=True, num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers)
+    post = _whisperx_postprocess(align, whisperx_diarize)
     from whisper_npu.app.batch import has_glob
     from whisper_npu.app.inputs import check_stdin_args, is_stream_input, single_file_stem
     from whisper_npu.writers import check_output_dir, remove_stale_temp_files
@@ -198,7 +212,7 @@ def transcribe(
         check_stdin_args(paths)
     stdin = paths == [STDIN]
     stream = stdin or (len(paths) == 1 and is_stream_input(paths[0]))
-    if stream and (align or diarize):
+    if stream and (align or whisperx_diarize):
         raise WhisperNpuError("--align/--diarize read the audio twice: give a file, not - (standard input) or a pipe")
     if (address or workers) and not ray:
         raise WhisperNpuError("--address and --workers are for a Ray batch: add --ray")
@@ -357,6 +371,21 @@ def _discover_or_fail(paths: list[str], output_dir: Path):
 def _say(line: str, console: Console = err) -> None:
     """One line exactly as given: no rich markup, no highlighting, no wrapping inside paths when piped."""
     console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _check_diarize_flags(
+    diarize: bool, whisperx: bool, formats: list[str], num: int | None, low: int | None, high: int | None
+) -> None:
+    """Speaker-count flags and the rttm format make sense only with --diarize (usage errors, exit 2)."""
+    from whisper_npu.errors import OptionError
+    from whisper_npu.options import check_counts
+
+    with _usage_errors():
+        if not diarize and (num is not None or low is not None or high is not None):
+            raise OptionError("--num-speakers/--min-speakers/--max-speakers need --diarize")
+        if "rttm" in formats and (not diarize or whisperx):
+            raise OptionError("-f rttm (speaker turns) needs --diarize with the builtin backend")
+        check_counts(num, low, high)
 
 
 def _whisperx_postprocess(align: bool, diarize: bool):

