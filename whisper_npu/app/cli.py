@@ -497,7 +497,8 @@ def _transcribe_batch(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from whisper_npu.app.batch import run_batch
-    from whisper_npu.progress import SegmentPrinter, combine
+    from whisper_npu.app.progress import SegmentPrinter
+    from whisper_npu.progress import combine
 
     file_task = None
 
