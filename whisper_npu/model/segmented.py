@@ -192,19 +192,10 @@ class SegmentedGraph:
             return {n: _detached(values[n], routed) for n in output_names if n not in bound}
 
     def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with self._lock:
-            values: dict[str, np.ndarray] = dict(feeds)
-            routed: list[np.ndarray] = []  # external results: possibly views the next run will overwrite
-            for step in self.steps:
-                if step.external is not None:
-                    x = values[step.inputs[0]] if len(step.inputs) == 1 else tuple(values[n] for n in step.inputs)
-                    y = self.external(step.external, x, step.slot)
-                    values[step.outputs[0]] = y
-                    routed.append(y)
-                    continue
-                outs = step.session.run(step.outputs, {n: values[n] for n in step.inputs})
-                values.update(zip(step.outputs, outs, strict=True))
-            return [_detached(values[n], routed) for n in (output_names or self.output_names)]
+        """onnxruntime's ``InferenceSession.run``: :meth:`run_bound` with no output bound."""
+        names = output_names or self.output_names
+        outs = self.run_bound(names, feeds, {})
+        return [outs[n] for n in names]
 
 
 def _absorbed_concats(graph: onnx.GraphProto, routed: set[str], outputs: set[str]) -> set[int]:

@@ -449,16 +449,23 @@ class WhisperModel:
                 binding.bind_output(name, "cpu")
         t0, c0 = time.perf_counter(), time.process_time()
         self._decoder.run_with_iobinding(binding)
-        self.counter.add("decoder", time.perf_counter() - t0)
-        self.counter.cpu_seconds["decoder"] += time.process_time() - c0
-        self.counter.decoder_shapes[shape_key] += 1
-        cache = KVCache(cache.k, cache.v, total, cache.frontier)
-        cache.frontier[0] = total
+        cache = self._step_done(t0, c0, shape_key, cache, total)
         if return_attention:
             values = binding.get_outputs()
             outs = {name: values[j].numpy() for j, name in enumerate(names) if name not in bound}
             return logits, cache, self._alignment_weights(outs, enc)
         return logits, cache
+
+    def _step_done(
+        self, t0: float, c0: float, shape_key: tuple[int, int, int, int], cache: KVCache, total: int
+    ) -> KVCache:
+        """Account one decoder call (wall and CPU seconds, call shape) and return the cache ``total`` long."""
+        self.counter.add("decoder", time.perf_counter() - t0)
+        self.counter.cpu_seconds["decoder"] += time.process_time() - c0
+        self.counter.decoder_shapes[shape_key] += 1
+        cache = KVCache(cache.k, cache.v, total, cache.frontier)
+        cache.frontier[0] = total
+        return cache
 
     def _decode_segmented(
         self,
@@ -478,11 +485,7 @@ class WhisperModel:
             bound[f"present_k{i}"], bound[f"present_v{i}"] = cache.k[i], cache.v[i]
         t0, c0 = time.perf_counter(), time.process_time()
         outs = self._decoder.run_bound(names, feeds, bound)
-        self.counter.add("decoder", time.perf_counter() - t0)
-        self.counter.cpu_seconds["decoder"] += time.process_time() - c0
-        self.counter.decoder_shapes[shape_key] += 1
-        cache = KVCache(cache.k, cache.v, total, cache.frontier)
-        cache.frontier[0] = total
+        cache = self._step_done(t0, c0, shape_key, cache, total)
         if return_attention:
             return logits, cache, self._alignment_weights(outs, enc)
         return logits, cache
