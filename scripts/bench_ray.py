@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import cpu_line  # scripts/bench.py: the CPU line every suite prints
 from rich.console import Console
 from rich.table import Table
 
@@ -32,21 +33,6 @@ from whisper_npu import api
 from whisper_npu.app import ray_batch
 from whisper_npu.app.batch import run_batch
 from whisper_npu.bench import corpus
-
-
-def cpu_line() -> str:
-    model, flags = "?", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "?":
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    have = {name: name in flags for name in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni")}
-    return f"{model}, {os.cpu_count()} CPUs; " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in have.items())
 
 
 def load() -> str:

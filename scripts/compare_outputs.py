@@ -21,29 +21,49 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 RUNNER = r"""
 import json, sys
 import numpy as np
 import whisper_npu
-from whisper_npu.bench import corpus
 
+cases = json.load(open(sys.argv[2]))
 out = {"__file__": whisper_npu.__file__}
-cases = [(str(r.path), {}) for r in corpus.recordings(None)]
-cases += [(str(corpus.recordings("en")[0].path), {"word_timestamps": True, "beam_size": 1})]
-for name, opts in cases:
-    out[name + " " + json.dumps(opts)] = whisper_npu.transcribe(name, compute_type="float32", device="cpu", **opts)
-long = corpus.continuous_english(float(sys.argv[2]), seed=1)
-for opts in ({}, {"vad": False}, {"word_timestamps": True}):
-    out["long " + json.dumps(opts)] = whisper_npu.transcribe(long.audio, compute_type="float32", device="cpu", **opts)
-for key, res in list(out.items()):
-    if key != "__file__":
-        data = res.to_dict()
-        data.pop("report")
-        out[key] = data
+for key, audio, opts in cases:
+    audio = np.load(audio) if audio.endswith(".npy") else audio
+    data = whisper_npu.transcribe(audio, compute_type="float32", device="cpu", **opts).to_dict()
+    data.pop("report")
+    out[key] = data
 json.dump(out, open(sys.argv[1], "w"), indent=1, sort_keys=True)
 """
+
+
+def cases(tmp: Path, long_s: float) -> Path:
+    """The cases, built once by this checkout's corpus so both trees get the same inputs under the same keys.
+
+    The runner in each tree only calls ``whisper_npu.transcribe``: a tree from before a module
+    moved (the corpus, the bench package) compares as well as today's.
+    """
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("WHISPER_NPU_SHARED", str(shared()))
+    from whisper_npu.bench import corpus
+
+    def key(path: Path) -> str:
+        return "/".join(path.parts[-3:])
+
+    rows = [(key(r.path), str(r.path), {}) for r in corpus.recordings(None)]
+    first = corpus.recordings("en")[0].path
+    rows.append((key(first) + " words", str(first), {"word_timestamps": True, "beam_size": 1}))
+    long = tmp / "long.npy"
+    np.save(long, corpus.continuous_english(long_s, seed=1).audio)
+    for opts in ({}, {"vad": False}, {"word_timestamps": True}):
+        rows.append((f"long {long_s:g} s " + json.dumps(opts), str(long), opts))
+    path = tmp / "cases.json"
+    path.write_text(json.dumps(rows))
+    return path
 
 
 def shared() -> Path:
@@ -68,9 +88,9 @@ def tree_of(rev: str, tmp: Path) -> Path:
     return dest
 
 
-def run(tree: Path, out: Path, long_s: float) -> dict:
+def run(tree: Path, out: Path, case_file: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "WHISPER_NPU_SHARED": str(shared())}
-    subprocess.run([sys.executable, "-c", RUNNER, str(out), str(long_s)], check=True, env=env, cwd=tree)
+    subprocess.run([sys.executable, "-c", RUNNER, str(out), str(case_file)], check=True, env=env, cwd=tree)
     data = json.loads(out.read_text())
     where = data.pop("__file__")
     if not where.startswith(str(tree)):
@@ -78,16 +98,16 @@ def run(tree: Path, out: Path, long_s: float) -> dict:
     return data
 
 
-def outputs(rev: str, tmp: Path, long_s: float) -> dict:
+def outputs(rev: str, tmp: Path, long_s: float, case_file: Path) -> dict:
     """A commit's outputs are kept in the cache folder (they cannot change); the working tree's never are."""
     if rev == "WORKTREE":
-        return run(ROOT, tmp / "worktree.json", long_s)
+        return run(ROOT, tmp / "worktree.json", case_file)
     sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", rev], check=True, capture_output=True, text=True)
     cache = Path(os.environ.get("WHISPER_NPU_CACHE", Path.home() / ".cache" / "whisper-npu")) / "compare"
     cache.mkdir(parents=True, exist_ok=True)
-    kept = cache / f"{sha.stdout.strip()}-{long_s:g}.json"
+    kept = cache / f"{sha.stdout.strip()}-{long_s:g}-v2.json"
     if not kept.is_file():
-        data = run(tree_of(rev, tmp), tmp / "out.json", long_s)
+        data = run(tree_of(rev, tmp), tmp / "out.json", case_file)
         kept.write_text(json.dumps(data, indent=1, sort_keys=True))
     return json.loads(kept.read_text())
 
@@ -100,7 +120,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        results = [outputs(rev, tmp, args.long) for rev in (args.before, args.after)]
+        case_file = cases(tmp, args.long)
+        results = [outputs(rev, tmp, args.long, case_file) for rev in (args.before, args.after)]
     before, after = results
     same = [k for k in before if json.dumps(before[k], sort_keys=True) == json.dumps(after.get(k), sort_keys=True)]
     for key in before:

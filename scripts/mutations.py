@@ -795,9 +795,9 @@ MUTATIONS: list[Mutation] = [
         "longform",
         _L,
         "suppress_tokens=tuple(options.suppress_tokens),\n"
-        "            suppress_blank=options.suppress_blank,\n"
-        "            without_timestamps=options.without_timestamps,",
-        "suppress_blank=options.suppress_blank,\n            without_timestamps=options.without_timestamps,",
+        "        suppress_blank=options.suppress_blank,\n"
+        "        without_timestamps=options.without_timestamps,",
+        "suppress_blank=options.suppress_blank,\n        without_timestamps=options.without_timestamps,",
         T_DEC_RULES,
         "suppress_tokens option not passed from transcribe to the window decoder",
     ),
@@ -805,8 +805,8 @@ MUTATIONS: list[Mutation] = [
         "lf-max-initial-not-passed",
         "longform",
         _L,
-        "max_initial_timestamp=options.max_initial_timestamp,\n        )\n        result = decode_window(",
-        "max_initial_timestamp=1.0,\n        )\n        result = decode_window(",
+        "max_initial_timestamp=options.max_initial_timestamp,\n    )",
+        "max_initial_timestamp=1.0,\n    )",
         T_DEC_RULES,
         "max_initial_timestamp option not passed to the window decoder",
     ),

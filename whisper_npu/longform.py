@@ -52,24 +52,28 @@ def _tokenizer_for(model: WhisperModel, options: TranscribeOptions) -> tuple[Tok
     return tokenizer, language
 
 
+def _decoding_options(options: TranscribeOptions, prompt: list[int], temperature: float) -> DecodingOptions:
+    """One window's decoding options at one temperature: beam search at 0, ``best_of`` samples above it."""
+    return DecodingOptions(
+        temperature=temperature,
+        beam_size=options.beam_size if temperature == 0 else None,
+        best_of=options.best_of if temperature > 0 else None,
+        patience=options.patience,
+        length_penalty=options.length_penalty,
+        prompt=prompt,
+        suppress_tokens=tuple(options.suppress_tokens),
+        suppress_blank=options.suppress_blank,
+        without_timestamps=options.without_timestamps,
+        max_initial_timestamp=options.max_initial_timestamp,
+    )
+
+
 def _decode_with_fallback(
     model: WhisperModel, enc: Any, tokenizer: Tokenizer, options: TranscribeOptions, prompt: list[int]
 ) -> DecodingResult:
     result: DecodingResult | None = None
     for temperature in options.temperatures:
-        dec = DecodingOptions(
-            temperature=temperature,
-            beam_size=options.beam_size if temperature == 0 else None,
-            best_of=options.best_of if temperature > 0 else None,
-            patience=options.patience,
-            length_penalty=options.length_penalty,
-            prompt=prompt,
-            suppress_tokens=tuple(options.suppress_tokens),
-            suppress_blank=options.suppress_blank,
-            without_timestamps=options.without_timestamps,
-            max_initial_timestamp=options.max_initial_timestamp,
-        )
-        result = decode_window(model, enc, tokenizer, dec)
+        result = decode_window(model, enc, tokenizer, _decoding_options(options, prompt, temperature))
         if not _needs_fallback(result, options):
             break
     assert result is not None
@@ -367,18 +371,7 @@ def transcribe_chunks(
         # A window's K/V are read as slices (views; ~18 MB per tiny.en window that an index array would copy).
         with report.stage("decoder"):
             session.detect(enc.select(slice(0, 1)))
-            dec = DecodingOptions(
-                temperature=0.0,
-                beam_size=options.beam_size,
-                patience=options.patience,
-                length_penalty=options.length_penalty,
-                prompt=prompt,
-                suppress_tokens=tuple(options.suppress_tokens),
-                suppress_blank=options.suppress_blank,
-                without_timestamps=options.without_timestamps,
-                max_initial_timestamp=options.max_initial_timestamp,
-            )
-            results = decode_batch(model, enc, tokenizer, dec)
+            results = decode_batch(model, enc, tokenizer, _decoding_options(options, prompt, 0.0))
             for i, result in enumerate(results):
                 if _needs_fallback(result, options) and len(options.temperatures) > 1:
                     retry = replace(options, temperatures=tuple(options.temperatures[1:]))
