@@ -113,6 +113,18 @@ def test_pyav_decoding_spills_part_way_with_the_same_samples(spill, tmp_path):
         got.samples.close()
 
 
+def test_standard_input_bytes_spill_too(spill):
+    """``-`` is decoded from the bytes read off standard input: the same spill, the same samples."""
+    data = LIBRI.read_bytes()
+    ref = decode_audio(data)
+    got = decode_audio(data, spill=True)
+    try:
+        assert isinstance(got.samples, SampleFile)
+        assert np.array_equal(np.asarray(got.samples), ref.samples)
+    finally:
+        got.samples.close()
+
+
 def test_short_recordings_stay_in_memory(spill, monkeypatch):
     monkeypatch.setattr(sample_file, "SPILL_SECONDS", 60.0)
     assert isinstance(decode_audio(LIBRI, spill=True).samples, np.ndarray)
