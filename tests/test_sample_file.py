@@ -240,6 +240,14 @@ def test_the_first_writable_folder_is_used(tmp_path, monkeypatch):
         SampleFile()
 
 
+def test_no_writable_temp_folder_keeps_the_samples_in_memory(spill, tmp_path, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setattr(sample_file, "temp_dirs", lambda: [blocked / "tmp"])
+    got = decode_audio(LIBRI, spill=True)
+    assert isinstance(got.samples, np.ndarray) and np.array_equal(got.samples, decode_audio(LIBRI).samples)
+
+
 def test_files_go_under_the_cache_by_default(tmp_path, monkeypatch):
     monkeypatch.setenv("WHISPER_NPU_CACHE", str(tmp_path))
     assert sample_file.temp_dirs()[0] == tmp_path / "tmp"

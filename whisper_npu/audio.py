@@ -140,7 +140,7 @@ class _Mono:
         # the whole recording when the pieces are joined at the end.
         expected = -(-frames * target // rate) + 64 if frames > 0 else 0
         if spill and expected > spill:
-            self.file = SampleFile()
+            self.file = self._new_file()
         self.buffer = np.empty(expected, np.float32) if 0 < expected <= _PREALLOC_MAX and not self.file else None
         self.filled = 0
 
@@ -170,10 +170,20 @@ class _Mono:
         """Past ``spill`` samples, move what is held into a sample file and write the rest there."""
         if not self.spill or self.filled <= self.spill:
             return
-        self.file = SampleFile()
+        self.file = self._new_file()
+        if self.file is None:
+            return
         for piece in [self.buffer[: self.filled]] if self.buffer is not None else self.pieces:
             self.file.append(piece)
         self.buffer, self.pieces = None, []
+
+    def _new_file(self) -> SampleFile | None:
+        """A sample file, or None (and no more tries) when no temp folder can be written: memory, as before."""
+        try:
+            return SampleFile()
+        except AudioError:
+            self.spill = 0
+            return None
 
     def result(self) -> np.ndarray | SampleFile:
         if self.file is not None:
@@ -315,8 +325,9 @@ def decode_audio(path: str | Path | bytes, sr: int = SAMPLE_RATE, spill: bool = 
     :class:`~whisper_npu.sample_file.SampleFile` (samples in a temporary file, read by range) that the
     caller closes; otherwise, and always for shorter ones, as an array.
     """
-    limit = spill_samples() if spill and sr == SAMPLE_RATE else 0
     from whisper_npu.audio_checks import is_stream, read_stream_path
+
+    limit = spill_samples() if spill and sr == SAMPLE_RATE else 0
 
     if isinstance(path, (bytes, bytearray)) or str(path) == STDIN:
         data = bytes(path) if isinstance(path, (bytes, bytearray)) else read_stdin()
