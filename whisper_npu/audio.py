@@ -35,6 +35,7 @@ import soxr
 
 from whisper_npu.constants import SAMPLE_RATE
 from whisper_npu.errors import AudioError
+from whisper_npu.sample_file import SampleFile, close_samples, spill_samples
 from whisper_npu.validation import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 STDIN = "-"
@@ -56,7 +57,7 @@ _PREALLOC_MAX = 1 << 30  # samples: a header claiming more (a corrupt one) gets 
 class DecodedAudio:
     """Samples at 16 kHz mono plus which decoder produced them (named in the run report)."""
 
-    samples: np.ndarray
+    samples: np.ndarray | SampleFile  # a SampleFile only when decode_audio(spill=True) was asked
     decoder: str  # "soundfile" | "pyav"
     warnings: list[str] = field(default_factory=list)  # one line each: cut short, absurd peaks
 
@@ -118,9 +119,13 @@ def _short_reason(exc: Exception) -> str:
 
 
 class _Mono:
-    """Accumulates decoded blocks as mono float32 at the target rate (soxr streaming)."""
+    """Accumulates decoded blocks as mono float32 at the target rate (soxr streaming).
 
-    def __init__(self, rate: int, target: int, name: str = "the input", frames: int = 0) -> None:
+    With ``spill`` (a number of samples), a recording that is, or turns out to be, longer than that is
+    written to a :class:`~whisper_npu.sample_file.SampleFile` block by block instead of kept in memory.
+    """
+
+    def __init__(self, rate: int, target: int, name: str = "the input", frames: int = 0, spill: int = 0) -> None:
         if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:  # before soxr sizes its buffers from it
             raise AudioError(
                 f"{name} declares an implausible sample rate ({rate} Hz, expected "
@@ -129,10 +134,14 @@ class _Mono:
         self.rate = rate
         self.resampler = soxr.ResampleStream(rate, target, 1, dtype="float32") if rate != target else None
         self.pieces: list[np.ndarray] = []
+        self.spill = spill
+        self.file: SampleFile | None = None
         # With the length known up front (soundfile), blocks go straight into one array: no second copy of
         # the whole recording when the pieces are joined at the end.
         expected = -(-frames * target // rate) + 64 if frames > 0 else 0
-        self.buffer = np.empty(expected, np.float32) if 0 < expected <= _PREALLOC_MAX else None
+        if spill and expected > spill:
+            self.file = self._new_file()
+        self.buffer = np.empty(expected, np.float32) if 0 < expected <= _PREALLOC_MAX and not self.file else None
         self.filled = 0
 
     def add(self, block: np.ndarray, last: bool = False) -> None:
@@ -142,34 +151,71 @@ class _Mono:
             mono = self.resampler.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)
         if not len(mono):
             return
+        if self.file is not None:
+            self.file.append(mono)
+            return
         if self.buffer is not None and self.filled + len(mono) <= len(self.buffer):
             self.buffer[self.filled : self.filled + len(mono)] = mono
             self.filled += len(mono)
+            self._maybe_spill()
             return
         if self.buffer is not None:  # longer than the header said: go on in pieces
             self.pieces.append(self.buffer[: self.filled])
             self.buffer = None
         self.pieces.append(np.ascontiguousarray(mono, dtype=np.float32))
+        self.filled += len(mono)
+        self._maybe_spill()
 
-    def result(self) -> np.ndarray:
+    def _maybe_spill(self) -> None:
+        """Past ``spill`` samples, move what is held into a sample file and write the rest there."""
+        if not self.spill or self.filled <= self.spill:
+            return
+        self.file = self._new_file()
+        if self.file is None:
+            return
+        for piece in [self.buffer[: self.filled]] if self.buffer is not None else self.pieces:
+            self.file.append(piece)
+        self.buffer, self.pieces = None, []
+
+    def _new_file(self) -> SampleFile | None:
+        """A sample file, or None (and no more tries) when no temp folder can be written: memory, as before."""
+        try:
+            return SampleFile()
+        except AudioError:
+            self.spill = 0
+            return None
+
+    def result(self) -> np.ndarray | SampleFile:
+        if self.file is not None:
+            return self.file
         if self.buffer is not None:
             return self.buffer[: self.filled]
         return np.concatenate(self.pieces) if self.pieces else np.zeros(0, np.float32)
 
+    def discard(self) -> None:
+        """Give up: close the sample file (if any) so a failed decode leaves nothing behind."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
-def _read_soundfile(source: str | BinaryIO, sr: int) -> np.ndarray:
+
+def _read_soundfile(source: str | BinaryIO, sr: int, spill: int = 0) -> np.ndarray | SampleFile:
     with sf.SoundFile(source) as f:
-        mono = _Mono(f.samplerate, sr, frames=f.frames if f.seekable() else 0)
-        while True:
-            block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
-            last = len(block) < _BLOCK_FRAMES
-            mono.add(block, last=last)
-            if last:
-                break
+        mono = _Mono(f.samplerate, sr, frames=f.frames if f.seekable() else 0, spill=spill)
+        try:
+            while True:
+                block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                last = len(block) < _BLOCK_FRAMES
+                mono.add(block, last=last)
+                if last:
+                    break
+        except BaseException:
+            mono.discard()
+            raise
     return mono.result()
 
 
-def _read_pyav(source: str | BinaryIO, sr: int) -> np.ndarray:
+def _read_pyav(source: str | BinaryIO, sr: int, spill: int = 0) -> np.ndarray | SampleFile:
     """Decode the first audio stream of any container FFmpeg knows; bad packets are skipped, not fatal.
 
     Frames are converted to planar float at their own rate and layout by PyAV,
@@ -191,23 +237,29 @@ def _read_pyav(source: str | BinaryIO, sr: int) -> np.ndarray:
         mono: _Mono | None = None
         converter = None
         bad = 0
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.FFmpegError:
-                bad += 1
-                continue
-            for frame in frames:
-                if mono is None:
-                    mono = _Mono(frame.sample_rate, sr)
-                    converter = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=frame.sample_rate)
-                for out in converter.resample(frame):
-                    mono.add(out.to_ndarray().T)
-        if mono is None:
-            raise ValueError("corrupt or unsupported audio stream" if bad else "no audio frames")
-        for out in converter.resample(None):
-            mono.add(out.to_ndarray().T)
-        mono.add(np.zeros((0, 1), np.float32), last=True)
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:
+                    bad += 1
+                    continue
+                for frame in frames:
+                    if mono is None:
+                        mono = _Mono(frame.sample_rate, sr, spill=spill)
+                        converter = av.AudioResampler(format="fltp", layout=frame.layout.name,
+                                                      rate=frame.sample_rate)  # fmt: skip
+                    for out in converter.resample(frame):
+                        mono.add(out.to_ndarray().T)
+            if mono is None:
+                raise ValueError("corrupt or unsupported audio stream" if bad else "no audio frames")
+            for out in converter.resample(None):
+                mono.add(out.to_ndarray().T)
+            mono.add(np.zeros((0, 1), np.float32), last=True)
+        except BaseException:
+            if mono is not None:
+                mono.discard()
+            raise
         return mono.result()
 
 
@@ -218,7 +270,7 @@ def _av_reason(exc: Exception) -> str:
     return str(reason).splitlines()[0][:200]
 
 
-def _decode(source_for: Callable[[], str | BinaryIO], head: bytes, name: str, sr: int) -> DecodedAudio:
+def _decode(source_for: Callable[[], str | BinaryIO], head: bytes, name: str, sr: int, spill: int = 0) -> DecodedAudio:
     """Try the decoder the magic bytes point to (then PyAV); one line says why nothing could decode it.
 
     Anything that does not start like a WAV/FLAC/Ogg/AIFF goes to PyAV only:
@@ -231,15 +283,19 @@ def _decode(source_for: Callable[[], str | BinaryIO], head: bytes, name: str, sr
         try:
             with _quiet_native_stderr():
                 if decoder == "soundfile":
-                    samples = _read_soundfile(source_for(), sr)
+                    samples = _read_soundfile(source_for(), sr, spill)
                 else:
-                    samples = _read_pyav(source_for(), sr)
+                    samples = _read_pyav(source_for(), sr, spill)
         except AudioError as exc:
             raise AudioError(f"cannot decode {name}: {exc}") from None
         except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError) as exc:
             reasons.append(_short_reason(exc))
             continue
-        return _with_checks(DecodedAudio(_validate(samples, name), decoder), source_for, name, sr)
+        try:
+            return _with_checks(DecodedAudio(_validate(samples, name), decoder), source_for, name, sr)
+        except BaseException:
+            close_samples(samples)
+            raise
     raise AudioError(f"cannot decode {name}: {reasons[0]}")
 
 
@@ -262,25 +318,32 @@ def read_stdin() -> bytes:
     return read_stdin_bytes()
 
 
-def decode_audio(path: str | Path | bytes, sr: int = SAMPLE_RATE) -> DecodedAudio:
-    """Decode a file path, ``-`` (standard input), a pipe or device (read like ``-``) or raw bytes."""
+def decode_audio(path: str | Path | bytes, sr: int = SAMPLE_RATE, spill: bool = False) -> DecodedAudio:
+    """Decode a file path, ``-`` (standard input), a pipe or device (read like ``-``) or raw bytes.
+
+    With ``spill``, a recording longer than :data:`~whisper_npu.sample_file.SPILL_SECONDS` comes back as a
+    :class:`~whisper_npu.sample_file.SampleFile` (samples in a temporary file, read by range) that the
+    caller closes; otherwise, and always for shorter ones, as an array.
+    """
     from whisper_npu.audio_checks import is_stream, read_stream_path
+
+    limit = spill_samples() if spill and sr == SAMPLE_RATE else 0
 
     if isinstance(path, (bytes, bytearray)) or str(path) == STDIN:
         data = bytes(path) if isinstance(path, (bytes, bytearray)) else read_stdin()
         name = "standard input" if not isinstance(path, (bytes, bytearray)) else "audio bytes"
-        return _decode(lambda: io.BytesIO(data), data[:12], name, sr)
+        return _decode(lambda: io.BytesIO(data), data[:12], name, sr, limit)
     path = Path(path)
     if is_stream(path):
         streamed = read_stream_path(path)
-        return _decode(lambda: io.BytesIO(streamed), streamed[:12], str(path), sr)
+        return _decode(lambda: io.BytesIO(streamed), streamed[:12], str(path), sr, limit)
     _check_path(path)
     try:
         with open(path, "rb") as f:
             head = f.read(12)
     except OSError as exc:
         raise AudioError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return _decode(lambda: str(path), head, str(path), sr)
+    return _decode(lambda: str(path), head, str(path), sr, limit)
 
 
 def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -288,7 +351,9 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
     return decode_audio(path, sr).samples
 
 
-def _validate(audio: np.ndarray, name: str) -> np.ndarray:
+def _validate(audio: np.ndarray | SampleFile, name: str) -> np.ndarray | SampleFile:
+    if isinstance(audio, SampleFile):  # checked and cleaned block by block as it was written
+        return audio.finish(name)
     if audio.size == 0:
         raise AudioError(f"{name} contains no audio (0 samples)")
     finite = np.isfinite(audio)

@@ -192,10 +192,17 @@ def peak(samples: np.ndarray) -> float:
 
 def normalise_peaks(samples: np.ndarray, name: str) -> tuple[np.ndarray, str]:
     """Samples far outside [-1, 1] scaled back to full scale, with one warning line; others returned as they are."""
-    top = peak(samples)
+    from whisper_npu.sample_file import SampleFile
+
+    on_disk = isinstance(samples, SampleFile)
+    top = samples.peak if on_disk else peak(samples)
     if top <= PEAK_LIMIT:
         return samples, ""
-    scaled = (samples / np.float32(top)).astype(np.float32, copy=False)
+    if on_disk:
+        samples.scale(top)
+        scaled = samples
+    else:
+        scaled = (samples / np.float32(top)).astype(np.float32, copy=False)
     return scaled, (
         f"warning: {name} has samples up to {top:.3g} (audio should be within -1..1); scaled down by {top:.3g}"
     )

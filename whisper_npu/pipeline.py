@@ -36,6 +36,7 @@ from whisper_npu.types import Result
 if TYPE_CHECKING:
     from whisper_npu.longform import TranscriptionOutput
     from whisper_npu.progress import ProgressEvent, Tracker
+    from whisper_npu.sample_file import SampleFile
     from whisper_npu.vad import Chunk
 
 
@@ -89,8 +90,13 @@ def load(model: str | Path | None, model_dir: Path, device: str, npu_runtime: st
 # -- audio -------------------------------------------------------------------------------------------
 
 
-def decode(audio: str | Path | np.ndarray, sample_rate: int, report: RunReport) -> np.ndarray:
-    """16 kHz mono float32 samples of a file path (``"-"``: standard input) or an array at ``sample_rate``."""
+def decode(audio: str | Path | np.ndarray, sample_rate: int, report: RunReport) -> np.ndarray | SampleFile:
+    """16 kHz mono float32 samples of a file path (``"-"``: standard input) or an array at ``sample_rate``.
+
+    A decoded recording longer than :data:`~whisper_npu.sample_file.SPILL_SECONDS` comes back as a
+    :class:`~whisper_npu.sample_file.SampleFile` (a temporary file read by range, closed by :func:`run`),
+    so peak memory does not grow with its length; shorter ones and arrays as arrays.
+    """
     from whisper_npu.audio import decode_audio, prepare_array
 
     with report.stage("audio"):
@@ -98,7 +104,7 @@ def decode(audio: str | Path | np.ndarray, sample_rate: int, report: RunReport) 
             samples = prepare_array(audio, sample_rate)
             report.info["decoder"] = "array"
         else:
-            decoded = decode_audio(audio)
+            decoded = decode_audio(audio, spill=True)
             samples = decoded.samples
             report.info["decoder"] = decoded.decoder
             if decoded.warnings:
@@ -155,8 +161,8 @@ def mel(loaded: LoadedModel, samples: np.ndarray, plan: SpeechPlan, report: RunR
 
         return ChunkMels(plan.chunks, lambda a: log_mel_spectrogram(a, n_mels=n_mels, padding=N_SAMPLES,
                                                                     mel_op=mel_op), report)  # fmt: skip
-    with report.stage("mel"):
-        return [log_mel_spectrogram(samples, n_mels=n_mels, padding=N_SAMPLES, mel_op=mel_op)]
+    with report.stage("mel"):  # one timeline: the whole recording's samples, read into memory
+        return [log_mel_spectrogram(np.asarray(samples), n_mels=n_mels, padding=N_SAMPLES, mel_op=mel_op)]
 
 
 # -- encode / decode (and word alignment) ------------------------------------------------------------
@@ -264,9 +270,29 @@ def run(
 ) -> Result:
     """Every stage after loading on one recording; ``report.wall_s`` counts from ``started``
     (plus the model's load time when ``charge_load``: a fresh model handed in by the caller)."""
-    from whisper_npu.progress import Tracker
+    from whisper_npu.sample_file import close_samples
 
     samples = decode(audio, sample_rate, report)
+    try:
+        return _run_decoded(loaded, samples, opts, report, started=started, charge_load=charge_load,
+                            progress=progress, notes=notes)  # fmt: skip
+    finally:
+        close_samples(samples)  # a temporary sample file goes on success, error and Ctrl-C alike
+
+
+def _run_decoded(
+    loaded: LoadedModel,
+    samples: np.ndarray | SampleFile,
+    opts: TranscribeOptions,
+    report: RunReport,
+    *,
+    started: float,
+    charge_load: bool,
+    progress: Callable[[ProgressEvent], None] | None,
+    notes: list[str] | None,
+) -> Result:
+    from whisper_npu.progress import Tracker
+
     tracker = Tracker(progress, report.audio_s, started=started) if progress else None
     if tracker is not None:
         tracker.start()
