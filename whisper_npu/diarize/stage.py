@@ -99,26 +99,33 @@ def _embedding_frames(activity: np.ndarray, k: int, to_seg: np.ndarray, cap: int
     frames = np.flatnonzero(alone[to_seg])
     if len(frames) < cap // 4:
         frames = np.flatnonzero(activity[to_seg, k] == 1)
-    if len(frames) > cap:  # spread the cap over the whole window
-        frames = frames[np.linspace(0, len(frames) - 1, cap).astype(int)]
+    if len(frames) > cap:
+        # the ``cap`` consecutive speech frames spanning the least time: CAM++ reads temporal context
+        # (TDNN layers), so frames must stay in their natural order and rate, never thinned out
+        spans = frames[cap - 1 :] - frames[: len(frames) - cap + 1]
+        first = int(np.argmin(spans))
+        frames = frames[first : first + cap]
     return frames
 
 
-def diarize(
-    samples: np.ndarray,
-    vad_probs: np.ndarray | None = None,
-    counts: SpeakerCounts = SpeakerCounts(),  # noqa: B008 - frozen
-    options: DiarizeOptions | None = None,
-) -> Diarization:
-    """Speaker turns of 16 kHz mono ``samples`` (``vad_probs``: Silero probabilities per 512 samples, optional)."""
-    opts = options or DiarizeOptions()
-    samples = np.asarray(samples, dtype=np.float32)
-    duration = len(samples) / SAMPLE_RATE
+@dataclass
+class Frontend:
+    """Segmentation and embedding results: per-window activities, per-(window, local speaker) embeddings."""
+
+    starts: list[int]
+    activities: list[np.ndarray]
+    embeddings: np.ndarray  # [n, 192] unit vectors
+    weights: np.ndarray  # seconds of speech behind each embedding
+    owners: list[tuple[int, int]]  # (window index, local speaker) of each embedding
+
+
+def frontend(samples: np.ndarray, vad_probs: np.ndarray | None, opts: DiarizeOptions) -> Frontend:
+    """Segmentation of the speech windows and one embedding per (window, local speaker) with enough speech."""
     starts = [s for s in _window_starts(len(samples), int(opts.step_s * SAMPLE_RATE))
               if _has_speech(vad_probs, s, opts.vad_threshold)]  # fmt: skip
     activities: list[np.ndarray] = []
     embeddings: list[np.ndarray] = []
-    owners: list[tuple[int, int]] = []  # (window index, local speaker) of each embedding
+    owners: list[tuple[int, int]] = []
     weights: list[float] = []
     min_frames = int(opts.min_speech_s / models.SEG_STEP_S)
     cap = int(opts.max_embed_s * SAMPLE_RATE / FRAME_SHIFT)
@@ -140,12 +147,31 @@ def diarize(
                 embeddings.append(models.embed(feats[frames], opts.threads))
                 owners.append((w, k))
                 weights.append(len(frames) * FRAME_SHIFT / SAMPLE_RATE)
-    info: dict[str, Any] = {"windows": len(activities), "embeddings": len(embeddings)}
-    if not embeddings:
+    emb = np.stack(embeddings) if embeddings else np.zeros((0, models.EMBED_DIM), dtype=np.float32)
+    return Frontend(starts, activities, emb, np.asarray(weights, dtype=np.float64), owners)
+
+
+def diarize(
+    samples: np.ndarray,
+    vad_probs: np.ndarray | None = None,
+    counts: SpeakerCounts = SpeakerCounts(),  # noqa: B008 - frozen
+    options: DiarizeOptions | None = None,
+) -> Diarization:
+    """Speaker turns of 16 kHz mono ``samples`` (``vad_probs``: Silero probabilities per 512 samples, optional)."""
+    opts = options or DiarizeOptions()
+    samples = np.asarray(samples, dtype=np.float32)
+    front = frontend(samples, vad_probs, opts)
+    return from_frontend(front, len(samples) / SAMPLE_RATE, counts, opts)
+
+
+def from_frontend(front: Frontend, duration: float, counts: SpeakerCounts, opts: DiarizeOptions) -> Diarization:
+    """Clustering and reconstruction of a ``frontend`` result into named speaker turns."""
+    info: dict[str, Any] = {"windows": len(front.activities), "embeddings": len(front.embeddings)}
+    if len(front.embeddings) == 0:
         return Diarization([], [], info)
-    labels = cluster(np.stack(embeddings), np.asarray(weights), counts, threshold=opts.threshold)
+    labels = cluster(front.embeddings, front.weights, counts, threshold=opts.threshold)
     n_speakers = int(labels.max()) + 1
-    turns = _reconstruct(starts, activities, owners, labels, n_speakers, duration, opts.min_gap_s)
+    turns = _reconstruct(front.starts, front.activities, front.owners, labels, n_speakers, duration, opts.min_gap_s)
     names = {}
     for turn in sorted(turns, key=lambda t: t[0]):  # SPEAKER_00 speaks first
         names.setdefault(turn[2], f"SPEAKER_{len(names):02d}")
