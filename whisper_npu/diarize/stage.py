@@ -29,7 +29,7 @@ import numpy as np
 
 from whisper_npu.diarize import models
 from whisper_npu.diarize.clustering import THRESHOLD, cluster
-from whisper_npu.diarize.fbank import FRAME_LENGTH, FRAME_SHIFT, fbank
+from whisper_npu.diarize.fbank import FRAME_LENGTH, FRAME_SHIFT, fbank, num_frames
 from whisper_npu.options import SpeakerCounts
 
 SAMPLE_RATE = 16000
@@ -129,24 +129,33 @@ def frontend(samples: np.ndarray, vad_probs: np.ndarray | None, opts: DiarizeOpt
     weights: list[float] = []
     min_frames = int(opts.min_speech_s / models.SEG_STEP_S)
     cap = int(opts.max_embed_s * SAMPLE_RATE / FRAME_SHIFT)
+    to_seg = _fbank_to_seg_frames(num_frames(models.WINDOW_SAMPLES))
     for b in range(0, len(starts), opts.batch):
         batch_starts = starts[b : b + opts.batch]
         acts = models.segment(np.stack([_window(samples, s) for s in batch_starts]), opts.threads)
+        feats: list[np.ndarray] = []
         for start, act in zip(batch_starts, acts, strict=True):
             w = len(activities)
             activities.append(act)
-            speaking = [k for k in range(3) if int(act[:, k].sum()) >= min_frames]
-            if not speaking:
+            chosen = {}
+            for k in range(3):
+                if int(act[:, k].sum()) >= min_frames:
+                    frames = _embedding_frames(act, k, to_seg, cap)
+                    if len(frames) >= 20:  # under 0.2 s: no usable embedding
+                        chosen[k] = frames
+            if not chosen:
                 continue
-            feats = fbank(_window(samples, start))
-            to_seg = _fbank_to_seg_frames(len(feats))
-            for k in speaking:
-                frames = _embedding_frames(act, k, to_seg, cap)
-                if len(frames) < 20:  # under 0.2 s: no usable embedding
-                    continue
-                embeddings.append(models.embed(feats[frames], opts.threads))
+            # fbank frames are independent of each other: compute only the span the embeddings read
+            lo = min(int(f[0]) for f in chosen.values())
+            hi = max(int(f[-1]) for f in chosen.values()) + 1
+            span = _window(samples, start)[lo * FRAME_SHIFT : (hi - 1) * FRAME_SHIFT + FRAME_LENGTH]
+            window_feats = fbank(span)
+            for k, frames in chosen.items():
+                feats.append(window_feats[frames - lo])
                 owners.append((w, k))
                 weights.append(len(frames) * FRAME_SHIFT / SAMPLE_RATE)
+        if feats:
+            embeddings.extend(models.embed_many(feats, opts.threads))
     emb = np.stack(embeddings) if embeddings else np.zeros((0, models.EMBED_DIM), dtype=np.float32)
     return Frontend(starts, activities, emb, np.asarray(weights, dtype=np.float64), owners)
 
