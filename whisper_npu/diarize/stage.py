@@ -22,6 +22,8 @@ decoded audio, which the transcription already holds.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +54,7 @@ class DiarizeOptions:
     min_gap_s: float = 0.1  # silences shorter than this inside one speaker's speech are closed
     vad_threshold: float = 0.3  # windows whose VAD probability never reaches this are skipped
     threshold: float = THRESHOLD
-    threads: int = 0
+    threads: int = 0  # worker threads, each running whole window batches (0: 2)
 
 
 @dataclass
@@ -119,43 +121,71 @@ class Frontend:
     owners: list[tuple[int, int]]  # (window index, local speaker) of each embedding
 
 
+def _embed_batch(
+    samples: np.ndarray, starts: list[int], opts: DiarizeOptions
+) -> tuple[np.ndarray, list[int], list[np.ndarray], np.ndarray]:
+    """One batch of windows: activities [B, 589, 3], then (window in batch, local speaker) owners, embeddings."""
+    min_frames = int(opts.min_speech_s / models.SEG_STEP_S)
+    cap = int(opts.max_embed_s * SAMPLE_RATE / FRAME_SHIFT)
+    to_seg = _fbank_to_seg_frames(num_frames(models.WINDOW_SAMPLES))
+    acts = models.segment(np.stack([_window(samples, s) for s in starts]), 1)
+    feats: list[np.ndarray] = []
+    owners: list[tuple[int, int]] = []
+    weights: list[float] = []
+    for i, (start, act) in enumerate(zip(starts, acts, strict=True)):
+        chosen = {}
+        for k in range(3):
+            if int(act[:, k].sum()) >= min_frames:
+                frames = _embedding_frames(act, k, to_seg, cap)
+                if len(frames) >= 20:  # under 0.2 s: no usable embedding
+                    chosen[k] = frames
+        if not chosen:
+            continue
+        # fbank frames are independent of each other: compute only the span the embeddings read
+        lo = min(int(f[0]) for f in chosen.values())
+        hi = max(int(f[-1]) for f in chosen.values()) + 1
+        window_feats = fbank(_window(samples, start)[lo * FRAME_SHIFT : (hi - 1) * FRAME_SHIFT + FRAME_LENGTH])
+        for k, frames in chosen.items():
+            feats.append(window_feats[frames - lo])
+            owners.append((i, k))
+            weights.append(len(frames) * FRAME_SHIFT / SAMPLE_RATE)
+    embeddings = models.embed_many(feats, 1) if feats else np.zeros((0, models.EMBED_DIM), dtype=np.float32)
+    return acts, owners, embeddings, np.asarray(weights)
+
+
 def frontend(samples: np.ndarray, vad_probs: np.ndarray | None, opts: DiarizeOptions) -> Frontend:
-    """Segmentation of the speech windows and one embedding per (window, local speaker) with enough speech."""
+    """Segmentation of the speech windows and one embedding per (window, local speaker) with enough speech.
+
+    Batches of windows run on ``opts.threads`` worker threads (2 when 0), each through single-threaded
+    onnxruntime sessions (onnxruntime releases the GIL): the models' small convolutions split across
+    threads poorly, whole batches side by side keep both cores busy. At most two batches per thread are in
+    flight, so memory stays bounded on long files.
+    """
     starts = [s for s in _window_starts(len(samples), int(opts.step_s * SAMPLE_RATE))
               if _has_speech(vad_probs, s, opts.vad_threshold)]  # fmt: skip
+    batches = [starts[b : b + opts.batch] for b in range(0, len(starts), opts.batch)]
     activities: list[np.ndarray] = []
     embeddings: list[np.ndarray] = []
     owners: list[tuple[int, int]] = []
     weights: list[float] = []
-    min_frames = int(opts.min_speech_s / models.SEG_STEP_S)
-    cap = int(opts.max_embed_s * SAMPLE_RATE / FRAME_SHIFT)
-    to_seg = _fbank_to_seg_frames(num_frames(models.WINDOW_SAMPLES))
-    for b in range(0, len(starts), opts.batch):
-        batch_starts = starts[b : b + opts.batch]
-        acts = models.segment(np.stack([_window(samples, s) for s in batch_starts]), opts.threads)
-        feats: list[np.ndarray] = []
-        for start, act in zip(batch_starts, acts, strict=True):
-            w = len(activities)
-            activities.append(act)
-            chosen = {}
-            for k in range(3):
-                if int(act[:, k].sum()) >= min_frames:
-                    frames = _embedding_frames(act, k, to_seg, cap)
-                    if len(frames) >= 20:  # under 0.2 s: no usable embedding
-                        chosen[k] = frames
-            if not chosen:
-                continue
-            # fbank frames are independent of each other: compute only the span the embeddings read
-            lo = min(int(f[0]) for f in chosen.values())
-            hi = max(int(f[-1]) for f in chosen.values()) + 1
-            span = _window(samples, start)[lo * FRAME_SHIFT : (hi - 1) * FRAME_SHIFT + FRAME_LENGTH]
-            window_feats = fbank(span)
-            for k, frames in chosen.items():
-                feats.append(window_feats[frames - lo])
-                owners.append((w, k))
-                weights.append(len(frames) * FRAME_SHIFT / SAMPLE_RATE)
-        if feats:
-            embeddings.extend(models.embed_many(feats, opts.threads))
+    workers = opts.threads if opts.threads > 0 else 2
+
+    def collect(done: Future) -> None:
+        acts, local_owners, embs, w = done.result()
+        first = len(activities)
+        activities.extend(acts)
+        owners.extend((first + i, k) for i, k in local_owners)
+        embeddings.extend(embs)
+        weights.extend(w.tolist())
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future] = deque()
+        for batch in batches:
+            pending.append(pool.submit(_embed_batch, samples, batch, opts))
+            if len(pending) >= 2 * workers:
+                collect(pending.popleft())
+        while pending:
+            collect(pending.popleft())
     emb = np.stack(embeddings) if embeddings else np.zeros((0, models.EMBED_DIM), dtype=np.float32)
     return Frontend(starts, activities, emb, np.asarray(weights, dtype=np.float64), owners)
 
