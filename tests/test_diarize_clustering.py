@@ -41,10 +41,10 @@ def test_threshold_merges_centroids_just_above_it():
 
 
 def test_threshold_is_in_the_measured_range():
-    # between CAM++ embeddings of >= 2 s of consecutive speech from the shared recordings, same-speaker cosines
-    # are above 0.75 in 95 % of pairs and different-speaker ones below 0.33 in 95-99 %; the count is stable
-    # for thresholds 0.6-0.65 on the benchmark (a real 4-speaker case in test_diarize_stage checks 0.6 itself)
-    assert 0.58 <= THRESHOLD <= 0.67
+    # on the benchmark conversations the speaker count is the same for thresholds 0.45-0.62 (3 s consecutive
+    # speech per embedding); below, different voices merge, above, one voice splits (test_diarize_stage checks
+    # real conversations on both sides)
+    assert 0.45 <= THRESHOLD <= 0.62
 
 
 @pytest.mark.parametrize("n", [3, 5])

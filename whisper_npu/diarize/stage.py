@@ -50,7 +50,7 @@ class DiarizeOptions:
     step_s: float = 8.0  # window hop: 10 s windows overlapping by 2 s (bench: as accurate as 5 s, ~35 % less work)
     batch: int = 4  # windows per segmentation call
     min_speech_s: float = 0.4  # a local speaker needs this much speech in a window to get an embedding
-    max_embed_s: float = 4.0  # embedding input cap per (window, speaker); CAM++ is most of the stage time
+    max_embed_s: float = 3.0  # embedding input cap per (window, speaker); CAM++ is most of the stage time
     min_gap_s: float = 0.1  # silences shorter than this inside one speaker's speech are closed
     vad_threshold: float = 0.3  # windows whose VAD probability never reaches this are skipped
     threshold: float = THRESHOLD
