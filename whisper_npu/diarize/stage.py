@@ -48,7 +48,7 @@ class Turn:
 @dataclass
 class DiarizeOptions:
     step_s: float = 8.0  # window hop: 10 s windows overlapping by 2 s (bench: as accurate as 5 s, ~35 % less work)
-    batch: int = 4  # windows per segmentation call
+    batch: int = 1  # windows per segmentation call (SincNet holds ~50 MB per window; two run at once)
     min_speech_s: float = 0.4  # a local speaker needs this much speech in a window to get an embedding
     max_embed_s: float = 3.0  # embedding input cap per (window, speaker); CAM++ is most of the stage time
     min_gap_s: float = 0.1  # silences shorter than this inside one speaker's speech are closed
