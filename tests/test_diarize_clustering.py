@@ -47,6 +47,14 @@ def test_threshold_is_in_the_measured_range():
     assert 0.45 <= THRESHOLD <= 0.62
 
 
+def test_threshold_argument_is_a_similarity_not_a_distance():
+    # speakers whose centroids are at cosine ~0.6: apart when 0.75 is asked, one when 0.45 is
+    embs, truth = _speakers(0.6)
+    w = np.full(len(embs), 4.0)
+    assert _same_partition(cluster(embs, w, threshold=0.75), truth)
+    assert cluster(embs, w, threshold=0.45).max() == 0
+
+
 @pytest.mark.parametrize("n", [3, 5])
 def test_several_speakers_found(n):
     embs, truth = _speakers(0.1, n=n, seed=n)
