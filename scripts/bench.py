@@ -26,6 +26,7 @@ SUITES = {
     "int8-plans": "int8 quantisation plans: speed and WER per plan",
     "npu-emulated": "WER and host cost of the emulated NPU path vs the CPU (EMULATED, not NPU time)",
     "live": "live captions on a simulated clock: final-text latency, WER vs offline, repeats, lost words",
+    "diarize": "speaker diarization on built conversations: DER, speaker count, cpWER, stage speed and memory",
 }
 
 

@@ -75,3 +75,14 @@ def test_assets_have_licence_origin_and_digest(name):
     assert len(origin["source_sha256"]) == 64
     licence = (models.ASSETS / f"{Path(name).stem}.LICENSE").read_text()
     assert ("MIT License" in licence) if "segmentation" in name else ("Apache License" in licence)
+
+
+def test_batched_embeddings_equal_one_at_a_time(ref):
+    audio = ref["audio"].astype(np.float32) / 32767
+    feats = fbank(audio)
+    # two inputs of one length (one onnxruntime call) and one of another, in mixed order
+    parts = [feats[0:300], feats[500:720], feats[300:600]]
+    batched = models.embed_many(parts)
+    for part, vec in zip(parts, batched, strict=True):
+        assert np.abs(vec - models.embed(part)).max() < 1e-4
+    assert abs(float(np.linalg.norm(batched[1])) - 1) < 1e-5

@@ -7,8 +7,16 @@ import pytest
 
 from whisper_npu.bench.corpus import conversation
 from whisper_npu.diarize import models
+from whisper_npu.diarize.fbank import FRAME_SHIFT, fbank
 from whisper_npu.diarize.metrics import der
-from whisper_npu.diarize.stage import _reconstruct, diarize
+from whisper_npu.diarize.stage import (
+    DiarizeOptions,
+    _embedding_frames,
+    _fbank_to_seg_frames,
+    _reconstruct,
+    diarize,
+    frontend,
+)
 from whisper_npu.errors import OptionError
 from whisper_npu.options import check_counts
 
@@ -47,6 +55,37 @@ def test_two_local_speakers_of_one_cluster_are_one_turn():
     assert len(turns) == 1
 
 
+def test_embedding_frames_are_consecutive_speech_not_thinned_out():
+    to_seg = _fbank_to_seg_frames(998)
+    cap = 400
+    whole = _act([[(0, 589)], [], []])
+    frames = _embedding_frames(whole, 0, to_seg, cap)
+    assert len(frames) == cap and np.all(np.diff(frames) == 1)  # 4 s at CAM++'s 10 ms rate
+    # speech in two runs: a 2 s run, a 1 s pause, a 6 s run -> the cap comes from the 6 s run alone
+    two = _act([[(0, 118), (178, 534)], [], []])
+    frames = _embedding_frames(two, 0, to_seg, cap)
+    assert len(frames) == cap and np.all(np.diff(frames) == 1)
+    assert to_seg[frames[0]] >= 178
+    # less speech than the cap: every speech frame, in order
+    short = _act([[(100, 200)], [], []])
+    frames = _embedding_frames(short, 0, to_seg, cap)
+    assert np.all(np.diff(frames) == 1) and len(frames) == int((to_seg >= 100).sum() - (to_seg >= 200).sum())
+
+
+def test_frontend_embeds_the_frames_it_says():
+    conv = conversation(2, seed=11)
+    audio = conv.audio[: 16000 * 10]
+    front = frontend(audio, None, DiarizeOptions())
+    assert front.owners and len(front.embeddings) == len(front.owners) == len(front.weights)
+    feats = fbank(audio)
+    to_seg = _fbank_to_seg_frames(len(feats))
+    cap = int(DiarizeOptions().max_embed_s * 16000 / FRAME_SHIFT)
+    for (w, k), vec, weight in zip(front.owners, front.embeddings, front.weights, strict=True):
+        frames = _embedding_frames(front.activities[w], k, to_seg, cap)
+        assert weight == pytest.approx(len(frames) * FRAME_SHIFT / 16000)
+        assert np.abs(vec - models.embed(feats[frames])).max() < 1e-4
+
+
 def test_counts_are_checked():
     with pytest.raises(OptionError, match="at least 1"):
         check_counts(0, None, None)
@@ -77,7 +116,8 @@ def test_short_file_and_one_speaker():
     assert all(0 <= t.start < t.end <= len(jfk) / 16000 + 1e-6 for t in whole.turns)
 
 
-@pytest.mark.parametrize(("n", "seed"), [(2, 11), (3, 12)])
+# 2/211 gets one speaker with a threshold of 0.3, 4/414 five with 0.65 (both right from 0.45 to 0.62)
+@pytest.mark.parametrize(("n", "seed"), [(2, 11), (3, 12), (2, 211), (4, 414)])
 def test_real_conversation(n, seed):
     conv = conversation(n, seed=seed)
     out = diarize(conv.audio)

@@ -50,6 +50,8 @@ def session(name: str, threads: int = 0) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads if threads > 0 else 2
     opts.inter_op_num_threads = 1
+    # no busy-waiting between the many short runs: spinning threads only burn a shared CPU
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     return ort.InferenceSession(str(model_path(name)), opts, providers=["CPUExecutionProvider"])
 
@@ -62,6 +64,20 @@ def segment(windows: np.ndarray, threads: int = 0) -> np.ndarray:
 
 def embed(feats: np.ndarray, threads: int = 0) -> np.ndarray:
     """[frames, 80] fbank (mean-normalised here) -> unit-length 192-d embedding."""
-    feats = feats - feats.mean(axis=0, keepdims=True)
-    vec = session(EMBEDDING_FILE, threads).run(None, {"fbank": feats[None].astype(np.float32)})[0][0]
-    return vec / max(float(np.linalg.norm(vec)), 1e-8)
+    return embed_many([feats], threads)[0]
+
+
+def embed_many(feats: list[np.ndarray], threads: int = 0) -> np.ndarray:
+    """Unit-length embeddings [n, 192] of fbank matrices; equal lengths share one onnxruntime call.
+
+    Inputs are never padded (padding would change CAM++'s statistics pooling), only grouped by length.
+    """
+    out = np.zeros((len(feats), EMBED_DIM), dtype=np.float32)
+    by_length: dict[int, list[int]] = {}
+    for i, f in enumerate(feats):
+        by_length.setdefault(len(f), []).append(i)
+    sess = session(EMBEDDING_FILE, threads)
+    for idx in by_length.values():
+        batch = np.stack([feats[i] - feats[i].mean(axis=0, keepdims=True) for i in idx]).astype(np.float32)
+        out[idx] = sess.run(None, {"fbank": batch})[0]
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-8)

@@ -22,6 +22,8 @@ decoded audio, which the transcription already holds.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +31,7 @@ import numpy as np
 
 from whisper_npu.diarize import models
 from whisper_npu.diarize.clustering import THRESHOLD, cluster
-from whisper_npu.diarize.fbank import FRAME_LENGTH, FRAME_SHIFT, fbank
+from whisper_npu.diarize.fbank import FRAME_LENGTH, FRAME_SHIFT, fbank, num_frames
 from whisper_npu.options import SpeakerCounts
 
 SAMPLE_RATE = 16000
@@ -46,13 +48,13 @@ class Turn:
 @dataclass
 class DiarizeOptions:
     step_s: float = 8.0  # window hop: 10 s windows overlapping by 2 s (bench: as accurate as 5 s, ~35 % less work)
-    batch: int = 4  # windows per segmentation call
+    batch: int = 1  # windows per segmentation call (SincNet holds ~50 MB per window; two run at once)
     min_speech_s: float = 0.4  # a local speaker needs this much speech in a window to get an embedding
-    max_embed_s: float = 4.0  # embedding input cap per (window, speaker); CAM++ is most of the stage time
+    max_embed_s: float = 3.0  # embedding input cap per (window, speaker); CAM++ is most of the stage time
     min_gap_s: float = 0.1  # silences shorter than this inside one speaker's speech are closed
     vad_threshold: float = 0.3  # windows whose VAD probability never reaches this are skipped
     threshold: float = THRESHOLD
-    threads: int = 0
+    threads: int = 0  # worker threads, each running whole window batches (0: 2)
 
 
 @dataclass
@@ -99,9 +101,93 @@ def _embedding_frames(activity: np.ndarray, k: int, to_seg: np.ndarray, cap: int
     frames = np.flatnonzero(alone[to_seg])
     if len(frames) < cap // 4:
         frames = np.flatnonzero(activity[to_seg, k] == 1)
-    if len(frames) > cap:  # spread the cap over the whole window
-        frames = frames[np.linspace(0, len(frames) - 1, cap).astype(int)]
+    if len(frames) > cap:
+        # the ``cap`` consecutive speech frames spanning the least time: CAM++ reads temporal context
+        # (TDNN layers), so frames must stay in their natural order and rate, never thinned out
+        spans = frames[cap - 1 :] - frames[: len(frames) - cap + 1]
+        first = int(np.argmin(spans))
+        frames = frames[first : first + cap]
     return frames
+
+
+@dataclass
+class Frontend:
+    """Segmentation and embedding results: per-window activities, per-(window, local speaker) embeddings."""
+
+    starts: list[int]
+    activities: list[np.ndarray]
+    embeddings: np.ndarray  # [n, 192] unit vectors
+    weights: np.ndarray  # seconds of speech behind each embedding
+    owners: list[tuple[int, int]]  # (window index, local speaker) of each embedding
+
+
+def _embed_batch(
+    samples: np.ndarray, starts: list[int], opts: DiarizeOptions
+) -> tuple[np.ndarray, list[int], list[np.ndarray], np.ndarray]:
+    """One batch of windows: activities [B, 589, 3], then (window in batch, local speaker) owners, embeddings."""
+    min_frames = int(opts.min_speech_s / models.SEG_STEP_S)
+    cap = int(opts.max_embed_s * SAMPLE_RATE / FRAME_SHIFT)
+    to_seg = _fbank_to_seg_frames(num_frames(models.WINDOW_SAMPLES))
+    acts = models.segment(np.stack([_window(samples, s) for s in starts]), 1)
+    feats: list[np.ndarray] = []
+    owners: list[tuple[int, int]] = []
+    weights: list[float] = []
+    for i, (start, act) in enumerate(zip(starts, acts, strict=True)):
+        chosen = {}
+        for k in range(3):
+            if int(act[:, k].sum()) >= min_frames:
+                frames = _embedding_frames(act, k, to_seg, cap)
+                if len(frames) >= 20:  # under 0.2 s: no usable embedding
+                    chosen[k] = frames
+        if not chosen:
+            continue
+        # fbank frames are independent of each other: compute only the span the embeddings read
+        lo = min(int(f[0]) for f in chosen.values())
+        hi = max(int(f[-1]) for f in chosen.values()) + 1
+        window_feats = fbank(_window(samples, start)[lo * FRAME_SHIFT : (hi - 1) * FRAME_SHIFT + FRAME_LENGTH])
+        for k, frames in chosen.items():
+            feats.append(window_feats[frames - lo])
+            owners.append((i, k))
+            weights.append(len(frames) * FRAME_SHIFT / SAMPLE_RATE)
+    embeddings = models.embed_many(feats, 1) if feats else np.zeros((0, models.EMBED_DIM), dtype=np.float32)
+    return acts, owners, embeddings, np.asarray(weights)
+
+
+def frontend(samples: np.ndarray, vad_probs: np.ndarray | None, opts: DiarizeOptions) -> Frontend:
+    """Segmentation of the speech windows and one embedding per (window, local speaker) with enough speech.
+
+    Batches of windows run on ``opts.threads`` worker threads (2 when 0), each through single-threaded
+    onnxruntime sessions (onnxruntime releases the GIL): the models' small convolutions split across
+    threads poorly, whole batches side by side keep both cores busy. At most two batches per thread are in
+    flight, so memory stays bounded on long files.
+    """
+    starts = [s for s in _window_starts(len(samples), int(opts.step_s * SAMPLE_RATE))
+              if _has_speech(vad_probs, s, opts.vad_threshold)]  # fmt: skip
+    batches = [starts[b : b + opts.batch] for b in range(0, len(starts), opts.batch)]
+    activities: list[np.ndarray] = []
+    embeddings: list[np.ndarray] = []
+    owners: list[tuple[int, int]] = []
+    weights: list[float] = []
+    workers = opts.threads if opts.threads > 0 else 2
+
+    def collect(done: Future) -> None:
+        acts, local_owners, embs, w = done.result()
+        first = len(activities)
+        activities.extend(acts)
+        owners.extend((first + i, k) for i, k in local_owners)
+        embeddings.extend(embs)
+        weights.extend(w.tolist())
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future] = deque()
+        for batch in batches:
+            pending.append(pool.submit(_embed_batch, samples, batch, opts))
+            if len(pending) >= 2 * workers:
+                collect(pending.popleft())
+        while pending:
+            collect(pending.popleft())
+    emb = np.stack(embeddings) if embeddings else np.zeros((0, models.EMBED_DIM), dtype=np.float32)
+    return Frontend(starts, activities, emb, np.asarray(weights, dtype=np.float64), owners)
 
 
 def diarize(
@@ -113,39 +199,18 @@ def diarize(
     """Speaker turns of 16 kHz mono ``samples`` (``vad_probs``: Silero probabilities per 512 samples, optional)."""
     opts = options or DiarizeOptions()
     samples = np.asarray(samples, dtype=np.float32)
-    duration = len(samples) / SAMPLE_RATE
-    starts = [s for s in _window_starts(len(samples), int(opts.step_s * SAMPLE_RATE))
-              if _has_speech(vad_probs, s, opts.vad_threshold)]  # fmt: skip
-    activities: list[np.ndarray] = []
-    embeddings: list[np.ndarray] = []
-    owners: list[tuple[int, int]] = []  # (window index, local speaker) of each embedding
-    weights: list[float] = []
-    min_frames = int(opts.min_speech_s / models.SEG_STEP_S)
-    cap = int(opts.max_embed_s * SAMPLE_RATE / FRAME_SHIFT)
-    for b in range(0, len(starts), opts.batch):
-        batch_starts = starts[b : b + opts.batch]
-        acts = models.segment(np.stack([_window(samples, s) for s in batch_starts]), opts.threads)
-        for start, act in zip(batch_starts, acts, strict=True):
-            w = len(activities)
-            activities.append(act)
-            speaking = [k for k in range(3) if int(act[:, k].sum()) >= min_frames]
-            if not speaking:
-                continue
-            feats = fbank(_window(samples, start))
-            to_seg = _fbank_to_seg_frames(len(feats))
-            for k in speaking:
-                frames = _embedding_frames(act, k, to_seg, cap)
-                if len(frames) < 20:  # under 0.2 s: no usable embedding
-                    continue
-                embeddings.append(models.embed(feats[frames], opts.threads))
-                owners.append((w, k))
-                weights.append(len(frames) * FRAME_SHIFT / SAMPLE_RATE)
-    info: dict[str, Any] = {"windows": len(activities), "embeddings": len(embeddings)}
-    if not embeddings:
+    front = frontend(samples, vad_probs, opts)
+    return from_frontend(front, len(samples) / SAMPLE_RATE, counts, opts)
+
+
+def from_frontend(front: Frontend, duration: float, counts: SpeakerCounts, opts: DiarizeOptions) -> Diarization:
+    """Clustering and reconstruction of a ``frontend`` result into named speaker turns."""
+    info: dict[str, Any] = {"windows": len(front.activities), "embeddings": len(front.embeddings)}
+    if len(front.embeddings) == 0:
         return Diarization([], [], info)
-    labels = cluster(np.stack(embeddings), np.asarray(weights), counts, threshold=opts.threshold)
+    labels = cluster(front.embeddings, front.weights, counts, threshold=opts.threshold)
     n_speakers = int(labels.max()) + 1
-    turns = _reconstruct(starts, activities, owners, labels, n_speakers, duration, opts.min_gap_s)
+    turns = _reconstruct(front.starts, front.activities, front.owners, labels, n_speakers, duration, opts.min_gap_s)
     names = {}
     for turn in sorted(turns, key=lambda t: t[0]):  # SPEAKER_00 speaks first
         names.setdefault(turn[2], f"SPEAKER_{len(names):02d}")

@@ -1,16 +1,18 @@
-"""Diarization benchmark on multi-speaker conversations built from ../shared (whisper_npu/bench/corpus.py).
+"""Diarization: DER, speaker count, cpWER, speed and memory of the stage on conversations built from ../shared.
 
-Prints one row per conversation and a summary: DER strict (no collar, overlap
-scored) and with a 0.25 s collar (md-eval's +-0.25 s), whether the speaker count
-was found, the diarization stage's wall time / x-realtime and CPU seconds,
+Conversations come from ``whisper_npu.bench.corpus.conversation`` (2-5 speakers
+x ``--seeds`` seeds, seed ``100 * speakers + --seed-offset + i``, plus one long
+file). Prints one row per conversation and a summary: DER strict (no collar,
+overlap scored) and with a 0.25 s collar (md-eval's +-0.25 s), whether the
+speaker count was found, the stage's wall time / x-realtime and its process CPU
+seconds (all threads; less sensitive to a shared machine than wall time),
 optionally cpWER against the WER of the same words attributed by the reference
-turns (--cpwer N: the first N conversations in which every speaker says its whole
-recording are transcribed with diarization),
-and the peak memory the stage adds on the long file (measured in a child process).
+turns (--cpwer N: the first N conversations in which every speaker says its
+whole recording are transcribed with diarization), and the peak memory the
+stage adds on the long file (measured in a child process).
 
-Time it under the shared lock and note the load::
-
-    flock /tmp/wnpu-bench.lock python scripts/bench_diarization.py --threads 2
+    flock /tmp/wnpu-bench.lock python scripts/bench.py --suite diarize --threads 2 --cpwer 3
+    python scripts/bench.py --suite diarize --seed-offset 10 --seeds 5 --long-minutes 0 --no-memory  # held-out seeds
 """
 
 from __future__ import annotations
@@ -25,20 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
-    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
-    wanted = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
-    return f"{model} ({', '.join(wanted)}; {os.cpu_count()} CPUs)"
-
 
 def conversations(args: argparse.Namespace) -> list:
     from whisper_npu.bench.corpus import conversation
@@ -46,7 +34,7 @@ def conversations(args: argparse.Namespace) -> list:
     convs = []
     for n in args.speakers:
         for seed in range(args.seeds):
-            convs.append(conversation(n, seed=100 * n + seed))
+            convs.append(conversation(n, seed=100 * n + args.seed_offset + seed))
     if args.long_minutes > 0:
         long = conversation(4, seed=7, min_seconds=args.long_minutes * 60, max_speaker_s=40.0)
         long.name = f"long-4spk-{long.duration / 60:.0f}min"
@@ -106,10 +94,12 @@ def transcribe_scores(conv, threads: int) -> tuple[float, float]:
     return cpwer(conv.words, hyp_text), cpwer(conv.words, oracle_text)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bench.py --suite diarize", description=__doc__.splitlines()[0])
     ap.add_argument("--speakers", type=int, nargs="+", default=[2, 3, 4, 5], help="speaker counts to build")
     ap.add_argument("--seeds", type=int, default=3, help="conversations per speaker count")
+    ap.add_argument("--seed-offset", type=int, default=0,
+                    help="first seed after 100 x speakers (0: the documented set; 10: held-out conversations)")
     ap.add_argument("--long-minutes", type=float, default=10.0, help="length of the long file (0: none)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cpwer", type=int, default=0,
@@ -119,7 +109,7 @@ def main() -> int:
     ap.add_argument("--max-embed", type=float, default=None, help="seconds of speech per embedding")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory child process")
     ap.add_argument("--memory-child", type=float, default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     options = {}
     if args.threshold is not None:
         options["threshold"] = args.threshold
@@ -133,7 +123,7 @@ def main() -> int:
 
     from whisper_npu.diarize.metrics import der
 
-    print(f"CPU: {cpu_flags()}; load average at start: {os.getloadavg()}")
+    print(f"{os.cpu_count()} CPUs; load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"threads {args.threads}; options {options or 'defaults'}")
     convs = conversations(args)
     # warm the sessions so model load is not charged to the first conversation
@@ -170,14 +160,17 @@ def main() -> int:
     right = sum(r["ref"] == r["hyp"] for r in rows)
     print(f"\npooled DER strict {pooled('strict'):.1f} %, with 0.25 s collar {pooled('collar'):.1f} %; "
           f"speaker count right on {right}/{len(rows)} ({100 * right / len(rows):.0f} %)")  # fmt: skip
-    print(f"stage: {audio:.0f} s of audio in {wall:.1f} s wall = {audio / wall:.1f}x realtime "
-          f"({sum(r['cpu'] for r in rows):.1f} CPU s); load average at end: {os.getloadavg()}")  # fmt: skip
+    cpu = sum(r["cpu"] for r in rows)
+    print(f"stage: {audio:.0f} s of audio in {wall:.1f} s wall = {audio / wall:.1f}x realtime; {cpu:.1f} CPU s "
+          f"= {1000 * cpu / audio:.1f} CPU ms per audio s ({audio / cpu:.1f}x realtime per CPU second); "
+          f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
     scored = [r for r in rows if not np.isnan(r["cpwer"])]
     if scored:
         print(f"cpWER mean {100 * np.mean([r['cpwer'] for r in scored]):.1f} % vs the same words by reference "
               f"turns {100 * np.mean([r['oracle'] for r in scored]):.1f} % ({len(scored)} conversations)")
     if not args.no_memory and args.long_minutes > 0:
-        cmd = [sys.executable, __file__, "--memory-child", str(args.long_minutes * 60), "--threads", str(args.threads)]
+        cmd = [sys.executable, "-m", "whisper_npu.bench.suites.diarize", "--memory-child", str(args.long_minutes * 60),
+               "--threads", str(args.threads)]  # fmt: skip
         for key, flag in (("threshold", "--threshold"), ("step_s", "--step"), ("max_embed_s", "--max-embed")):
             if key in options:
                 cmd += [flag, str(options[key])]
@@ -187,5 +180,5 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the memory child: python -m whisper_npu.bench.suites.diarize --memory-child S
     raise SystemExit(main())
