@@ -53,7 +53,12 @@ def _tokenizer_for(model: WhisperModel, options: TranscribeOptions) -> tuple[Tok
 
 
 def _decode_with_fallback(
-    model: WhisperModel, enc: Any, tokenizer: Tokenizer, options: TranscribeOptions, prompt: list[int]
+    model: WhisperModel,
+    enc: Any,
+    tokenizer: Tokenizer,
+    options: TranscribeOptions,
+    prompt: list[int],
+    max_timestamp: float | None = None,
 ) -> DecodingResult:
     result: DecodingResult | None = None
     for temperature in options.temperatures:
@@ -68,6 +73,7 @@ def _decode_with_fallback(
             suppress_blank=options.suppress_blank,
             without_timestamps=options.without_timestamps,
             max_initial_timestamp=options.max_initial_timestamp,
+            max_timestamp=max_timestamp,
         )
         result = decode_window(model, enc, tokenizer, dec)
         if not _needs_fallback(result, options):
