@@ -162,6 +162,54 @@ MUTATIONS: list[Mutation] = [
         LIVE_POLICY,
         "a pause does not finalise the sentence before it: the last words wait for the next speech",
     ),
+    _m(
+        "live-context-no-padding",
+        "live",
+        "whisper_npu/live/decoder.py",
+        "seconds = math.ceil((n_samples / 16000 + self.context_pad_s) / self.context_step_s - 1e-6)",
+        "seconds = math.ceil((n_samples / 16000) / self.context_step_s - 1e-6)",
+        "tests/test_live_decoder.py",
+        "the encoder window ends where the buffer does: no silence after the last words, which Whisper then "
+        "reads less reliably",
+    ),
+    _m(
+        "live-no-full-redecode",
+        "live",
+        "whisper_npu/live/decoder.py",
+        "if context < N_FRAMES and _needs_fallback(result, self.options):",
+        "if False:",
+        "tests/test_live_decoder.py",
+        "a looping short-context result is kept: repeated phrases reach the committed text",
+    ),
+    _m(
+        "live-timestamps-uncapped",
+        "live",
+        "whisper_npu/live/decoder.py",
+        "return enc, _decode_with_fallback(model, enc, tokenizer, self.options, prompt, max_timestamp=limit)",
+        "return enc, _decode_with_fallback(model, enc, tokenizer, self.options, prompt)",
+        "tests/test_live_decoder.py tests/test_live_e2e.py",
+        "timestamps past the buffer's end: a short context runs on and repeats its last sentence",
+    ),
+    _m(
+        "dec-max-timestamp-no-eot",
+        "decoding",
+        _D,
+        "if last_ts and sampled[-1] >= self.max_ts:  # a segment reached the end of the audio",
+        "if False:",
+        T_DEC_RULES,
+        "a segment closed at the end of a live buffer is followed by more text: the model invents what it "
+        "has not heard",
+    ),
+    _m(
+        "model-short-context-positions-from-end",
+        "model",
+        _G,
+        'positions = g.op("Slice", [positions, g.const([0]), g.op("Shape", [x], start=1, end=2), g.const([0])])',
+        'positions = g.op("Slice", [positions, g.op("Neg", [g.op("Shape", [x], start=1, end=2)]), '
+        "g.const([1 << 30]), g.const([0])])",
+        "tests/test_model.py",
+        "a short mel gets the last S positional rows instead of the first: every live step reads shifted audio",
+    ),
     # -- audio: file decoding, mixdown, resampling ------------------------------------------------
     _m(
         "audio-mix-first-channel",
@@ -2082,7 +2130,7 @@ MUTATIONS: list[Mutation] = [
         "diarize-rttm-unsorted",
         "diarize",
         "whisper_npu/writers/formats.py",
-        "    for t in sorted(turns, key=lambda t: (_get(t, \"start\"), _get(t, \"speaker\"))):\n",
+        '    for t in sorted(turns, key=lambda t: (_get(t, "start"), _get(t, "speaker"))):\n',
         "    for t in turns:\n",
         "tests/test_diarize_rttm.py",
         "RTTM lines in speaker order instead of time order",
