@@ -32,12 +32,22 @@ def hypotheses(loaded, **kw) -> WhisperHypotheses:
     return WhisperHypotheses(loaded, api.validate(loaded, **LIVE_DEFAULTS), RunReport(), **kw)
 
 
-def test_encoder_window_is_the_buffer_plus_silence_rounded_up(tiny_loaded, jfk_audio, encoded):
+def test_encoder_window_is_the_buffer_plus_silence_rounded_up(tiny_loaded, jfk_audio, encoded, monkeypatch):
+    caps: list[float] = []
+    real = live_decoder._decode_with_fallback
+
+    def decode(*args, max_timestamp=None):
+        caps.append(max_timestamp)
+        return real(*args, max_timestamp=max_timestamp)
+
+    monkeypatch.setattr(live_decoder, "_decode_with_fallback", decode)
     live = hypotheses(tiny_loaded, context_step_s=1.0, context_pad_s=1.0)
     lengths = [2.3, 7.9, 11.0]
     for seconds in lengths:
+        caps.clear()
         hyp = live(jfk_audio[: int(seconds * SR)], 10.0, "")
         assert all(10.0 <= w.start <= w.end <= 10.0 + seconds + 1e-6 for w in hyp.words)  # inside the buffer
+        assert caps and all(c == pytest.approx(seconds) for c in caps)  # no timestamp past the buffer's end
     # 2.3 s + 1 s of silence -> 4 s (400 mel frames), 7.9 -> 9 s, 11 -> 12 s: never shorter than buffer + pad
     # (a result that needs it is decoded again in a 30 s window, counted by full_redecodes)
     assert [f for f in encoded if f != 3000] == [400, 900, 1200] and encoded.count(3000) == live.full_redecodes
