@@ -141,3 +141,31 @@ def test_low_temperature_sampling_follows_the_logits(tok):
     for seed in range(5):
         out = decode_window(model, ENC, tok, _plain(tok, temperature=0.05, best_of=2, seed=seed))
         assert out.tokens == [a]
+
+
+def test_max_timestamp_caps_timestamps_and_a_segment_closed_there_ends_the_window(tok):
+    """A live buffer of 2 s: the model prefers a closing timestamp at 5 s and then another segment (what a
+    short context makes Whisper do: run on past the audio and repeat). Capped at 2 s, the segment closes
+    at 2 s at the latest and the window ends there."""
+    hello, again = _word(tok, " hello"), _word(tok, " apple")
+
+    def script(seq):
+        s = seq[1:]
+        if not s:
+            return {ts(tok, 0.0): 5.0}
+        if s[-1] in (hello, again):
+            return {ts(tok, 5.0): 6.0, ts(tok, 1.5): 4.0, ts(tok, 2.0): 3.0}
+        if len(s) == 1:
+            return {hello: 5.0}
+        if len(s) in (3, 4) and s[-1] >= tok.timestamp_begin:
+            return {ts(tok, 5.0): 4.0, ts(tok, 1.5): 7.0, again: 6.0, tok.eot: 1.0}
+        return {tok.eot: 5.0}
+
+    model = ScriptedModel(tok, script)
+    free = decode_window(model, ENC, tok, DecodingOptions()).tokens
+    capped = decode_window(model, ENC, tok, DecodingOptions(max_timestamp=2.0)).tokens
+    assert free[:3] == [ts(tok, 0.0), hello, ts(tok, 5.0)] and len(free) > 3
+    assert capped == [ts(tok, 0.0), hello, ts(tok, 1.5)] + capped[3:]
+    assert all(t <= ts(tok, 2.0) for t in capped if t >= tok.timestamp_begin)
+    at_end = decode_window(model, ENC, tok, DecodingOptions(max_timestamp=1.5)).tokens
+    assert at_end == [ts(tok, 0.0), hello, ts(tok, 1.5)]  # closed at the end of the audio: EOT follows

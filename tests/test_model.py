@@ -56,7 +56,7 @@ def _attention(q, k, v, heads, mask=None, record=None):
 def reference_encoder(w, mel):
     x = _gelu(_conv1d(mel, w.get("encoder/conv1/weight"), w.get("encoder/conv1/bias"), 1))
     x = _gelu(_conv1d(x, w.get("encoder/conv2/weight"), w.get("encoder/conv2/bias"), 2)).T
-    x = x + w.get("encoder/position_encodings/encodings")
+    x = x + w.get("encoder/position_encodings/encodings")[: len(x)]  # a short mel: the first positions
     heads = w.scalar("encoder/num_heads")
     i = 0
     while f"encoder/layer_{i}/ffn/linear_0/weight" in w:
@@ -187,3 +187,24 @@ def test_base_encoder_runs(base_loaded):
     assert model.is_multilingual and model.dims.n_text_state == 512
     enc = model.encode(np.zeros((1, 80, 3000), np.float32))
     assert enc.cross_k[0].shape == (1, 8, 1500, 64)  # [B, H, S, hd] for the fused attention
+
+
+def test_short_context_encoder_matches_numpy_reference(tiny_model, weights, mel):
+    """A mel shorter than 30 s (the live buffer's window) runs the short-context encoder: S = frames / 2
+    encoder positions with the first S rows of the positional table, and the decoder and alignment heads
+    read K/V of any S."""
+    short = np.ascontiguousarray(mel[:, :800])
+    audio = reference_encoder(weights, short.astype(np.float64))
+    layers: list[np.ndarray] = []
+    expected = reference_decoder(weights, TOKENS, audio, layers)
+    enc = tiny_model.encode(short[None])
+    assert enc.cross_k[0].shape == (1, 6, 400, 64)
+    logits, _, attn = tiny_model.decode(np.array([TOKENS]), enc, return_attention=True)
+    assert np.max(np.abs(logits[0] - expected)) < 2e-3 * np.abs(expected).max()
+    heads = tiny_model.config["alignment_heads"]
+    np.testing.assert_allclose(attn[0], np.stack([layers[layer][head] for layer, head in heads]), atol=2e-3)
+    full, _ = tiny_model.decode(np.array([TOKENS]), tiny_model.encode(mel[None]))
+    assert np.abs(full[0] - logits[0]).max() > 1e-2  # not the 30 s window's output
+    for bad in (799, 3002):
+        with pytest.raises(ValueError, match="mel frames"):
+            tiny_model.encode(np.zeros((1, 80, bad), np.float32))

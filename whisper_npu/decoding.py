@@ -43,6 +43,9 @@ class DecodingOptions:
     suppress_blank: bool = True
     without_timestamps: bool = False
     max_initial_timestamp: float | None = 1.0
+    # Seconds of audio in the window (a live buffer shorter than 30 s): no timestamp after it, and a
+    # segment closed at it ends the window (EOT), so the model cannot run on past the audio it has.
+    max_timestamp: float | None = None
     seed: int = 0
 
 
@@ -102,6 +105,9 @@ class LogitRules:
         self.max_initial = None
         if options.max_initial_timestamp is not None:
             self.max_initial = tokenizer.timestamp_begin + round(options.max_initial_timestamp / TIME_PRECISION)
+        self.max_ts = None
+        if options.max_timestamp is not None:
+            self.max_ts = tokenizer.timestamp_begin + max(1, int(options.max_timestamp / TIME_PRECISION))
 
     def apply(self, logits: np.ndarray, sequences: list[list[int]]) -> np.ndarray:
         """Filter ``logits`` in place and return their log-softmax.
@@ -134,6 +140,11 @@ class LogitRules:
                 # never decrease; after a closed pair the next segment must not start earlier
                 floor = stamps[-1] if (last_ts and not penultimate_ts) else stamps[-1] + 1
                 logits[k, ts:floor] = NEG_INF
+            if self.max_ts is not None:
+                logits[k, self.max_ts + 1 :] = NEG_INF
+                if last_ts and sampled[-1] >= self.max_ts:  # a segment reached the end of the audio
+                    logits[k, :eot] = NEG_INF
+                    logits[k, eot + 1 :] = NEG_INF
         if n_sampled == 0:
             logits[:, :ts] = NEG_INF  # a window starts with a timestamp
             if self.max_initial is not None:

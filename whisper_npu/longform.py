@@ -52,8 +52,13 @@ def _tokenizer_for(model: WhisperModel, options: TranscribeOptions) -> tuple[Tok
     return tokenizer, language
 
 
-def _decoding_options(options: TranscribeOptions, prompt: list[int], temperature: float) -> DecodingOptions:
-    """One window's decoding options at one temperature: beam search at 0, ``best_of`` samples above it."""
+def _decoding_options(
+    options: TranscribeOptions, prompt: list[int], temperature: float, max_timestamp: float | None = None
+) -> DecodingOptions:
+    """One window's decoding options at one temperature: beam search at 0, ``best_of`` samples above it.
+
+    ``max_timestamp`` caps the window's timestamps (a live window shorter than 30 s ends there).
+    """
     return DecodingOptions(
         temperature=temperature,
         beam_size=options.beam_size if temperature == 0 else None,
@@ -65,15 +70,21 @@ def _decoding_options(options: TranscribeOptions, prompt: list[int], temperature
         suppress_blank=options.suppress_blank,
         without_timestamps=options.without_timestamps,
         max_initial_timestamp=options.max_initial_timestamp,
+        max_timestamp=max_timestamp,
     )
 
 
 def _decode_with_fallback(
-    model: WhisperModel, enc: Any, tokenizer: Tokenizer, options: TranscribeOptions, prompt: list[int]
+    model: WhisperModel,
+    enc: Any,
+    tokenizer: Tokenizer,
+    options: TranscribeOptions,
+    prompt: list[int],
+    max_timestamp: float | None = None,
 ) -> DecodingResult:
     result: DecodingResult | None = None
     for temperature in options.temperatures:
-        result = decode_window(model, enc, tokenizer, _decoding_options(options, prompt, temperature))
+        result = decode_window(model, enc, tokenizer, _decoding_options(options, prompt, temperature, max_timestamp))
         if not _needs_fallback(result, options):
             break
     assert result is not None

@@ -4,10 +4,19 @@ The buffer (at most one 30 s window) is turned into a log-mel window, encoded,
 decoded with timestamps and the committed text as prompt, cut into segments at
 timestamp pairs exactly as the long-form loop does, and aligned to words with
 the cross-attention alignment heads (``longform.add_word_timestamps``).
+
+Short context: the encoder's cost grows with its input (linearly, its attention
+quadratically), and a live buffer is usually 2-10 s long, so the window is not
+padded to 30 s but to the buffer's length plus ``context_pad_s`` of silence,
+rounded up to a multiple of ``context_step_s`` (whisper.cpp's ``audio_ctx``;
+``model.encode`` runs the short-context encoder graph on it). The silence after
+the speech is what Whisper saw in training at the end of every utterance: without
+it the last words of a short context are read less reliably.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -34,9 +43,22 @@ PROMPT_CHARS = 200
 class WhisperHypotheses:
     """Callable ``(audio, offset_s, committed_text) -> Hypothesis`` over a loaded model."""
 
-    def __init__(self, loaded: Any, options: TranscribeOptions, report: RunReport) -> None:
+    def __init__(
+        self,
+        loaded: Any,
+        options: TranscribeOptions,
+        report: RunReport,
+        context_step_s: float = 0.0,
+        context_pad_s: float = 1.0,
+    ) -> None:
         self.loaded = loaded
         self.model = loaded.model
+        # 0: always a 30 s window; the NPU-routed encoder takes nothing else
+        self.context_step_s = context_step_s if getattr(self.model, "short_context", False) else 0.0
+        self.context_pad_s = context_pad_s
+        self.full_redecodes = 0  # short-context results decoded again in a 30 s window
+        if self.context_step_s:
+            self.model.open_short_encoder()  # built (or read from the graph cache) now, not in the first step
         self.options = options
         self.report = report
         self.tokenizer, self.language = _tokenizer_for(self.model, options)
@@ -54,20 +76,42 @@ class WhisperHypotheses:
         previous = self.tokenizer.encode(" " + text) if text else []
         return previous_text_prompt(previous, self._hotwords, self.model.dims.n_text_ctx)
 
-    def __call__(self, audio: np.ndarray, offset_s: float, committed_text: str) -> Hypothesis:
+    def context_frames(self, n_samples: int) -> int:
+        """Mel frames of the window for a buffer of ``n_samples``: 3000 (30 s) or the short context."""
+        if not self.context_step_s:
+            return N_FRAMES
+        seconds = math.ceil((n_samples / 16000 + self.context_pad_s) / self.context_step_s - 1e-6) * self.context_step_s
+        return min(N_FRAMES, 2 * math.ceil(seconds * 50))
+
+    def _window(self, audio: np.ndarray, context: int, prompt: list[int]) -> tuple[Any, Any]:
+        """Encode ``audio`` in a window of ``context`` mel frames and decode it: (encoder output, result)."""
         model, tokenizer, report = self.model, self.tokenizer, self.report
-        audio = audio[:N_SAMPLES]
-        frames = min(len(audio) // HOP_LENGTH, N_FRAMES)
         with report.stage("mel"):
-            mel = log_mel_spectrogram(audio, n_mels=model.dims.n_mels, padding=N_SAMPLES, mel_op=self._mel_op)
-            window = np.ascontiguousarray(mel[:, :N_FRAMES])
+            padding = context * HOP_LENGTH - len(audio) + 2 * HOP_LENGTH  # whole frames up to the context's end
+            mel = log_mel_spectrogram(audio, n_mels=model.dims.n_mels, padding=padding, mel_op=self._mel_op)
+            window = np.ascontiguousarray(mel[:, :context])
         with report.stage("encoder"):
             enc = model.encode(window[None])
         with report.stage("decoder"):
             if self.language is None:
                 self.language, self.language_probability = detect_language(model, enc, tokenizer)
                 tokenizer.language = self.language
-            result = _decode_with_fallback(model, enc, tokenizer, self.options, self._prompt(committed_text))
+            # No timestamp after the buffer's end: the model closes its last segment there or before.
+            limit = len(audio) / 16000
+            return enc, _decode_with_fallback(model, enc, tokenizer, self.options, prompt, max_timestamp=limit)
+
+    def __call__(self, audio: np.ndarray, offset_s: float, committed_text: str) -> Hypothesis:
+        model, tokenizer, report = self.model, self.tokenizer, self.report
+        audio = audio[:N_SAMPLES]
+        frames = min(len(audio) // HOP_LENGTH, N_FRAMES)
+        context = self.context_frames(len(audio))
+        prompt = self._prompt(committed_text)
+        enc, result = self._window(audio, context, prompt)
+        if context < N_FRAMES and _needs_fallback(result, self.options):
+            # A short context makes Whisper loop more often (it repeats what it heard when it runs out of
+            # audio); a repetitive or unsure result is decoded again in a whole 30 s window.
+            self.full_redecodes += 1
+            enc, result = self._window(audio, N_FRAMES, prompt)
         if _is_silence(result, self.options):
             return Hypothesis([])
         cut = _split_segments(result.tokens, tokenizer, 0.0, frames)

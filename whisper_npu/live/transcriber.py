@@ -62,6 +62,9 @@ class LiveOptions:
     lead_s: float = 0.4  # silence kept before speech in the buffer
     settle_s: float = 2.5  # a word of one hypothesis ending this long before the buffer end is final
     vad_threshold: float = 0.5
+    # Encoder window: the buffer plus context_pad_s of silence, rounded up to context_step_s (0: always 30 s)
+    context_step_s: float = 1.0
+    context_pad_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.step_s <= 10.0:
@@ -70,6 +73,8 @@ class LiveOptions:
             raise WhisperNpuError(f"live pause {self.pause_s} s: must be above 0 and below the buffer limit")
         if not self.step_s < self.trim_s <= self.max_buffer_s <= 28.0:
             raise WhisperNpuError("live buffer: need step < trim <= max buffer <= 28 s (one 30 s window)")
+        if not (0.0 <= self.context_step_s <= 30.0 and 0.0 <= self.context_pad_s <= 10.0):
+            raise WhisperNpuError("live encoder context: step 0 to 30 s, padding 0 to 10 s")
 
 
 @dataclass
@@ -132,7 +137,9 @@ class LiveTranscriber:
             if self.loaded.fresh:
                 self.report.load_s = self.loaded.load_s
                 self.loaded.fresh = False
-            decoder = WhisperHypotheses(self.loaded, opts, self.report)
+            decoder = WhisperHypotheses(
+                self.loaded, opts, self.report, self.live.context_step_s, self.live.context_pad_s
+            )
         self.decoder = decoder
         self._timer = timer
         self._vad = vad if vad is not None else SpeechStream()

@@ -8,7 +8,7 @@ those nodes. Biases are separate ``Add`` nodes named ``<name>.bias``.
 
 Two graphs:
 
-* encoder: mel ``[B, n_mels, 3000]`` -> conv stem -> pre-LN blocks -> final LN,
+* encoder: mel ``[B, n_mels, 3000]`` (or fewer frames: ``short_context``) -> conv stem -> pre-LN blocks -> final LN,
   then the cross-attention K/V of *every decoder layer*, computed once per
   window (K and V laid out ``[B, H, S, hd]``, as the decoder's fused attention
   reads them; with int8 cross-attention K is ``[B, H, hd, S]``, the right-hand
@@ -460,12 +460,22 @@ def _mlp(g: _Builder, m: Ct2Model, x: str, src: str, name: str, split: bool = Fa
 
 
 def build_encoder(
-    m: Ct2Model, dims: ModelDims, int8: Int8Plan | None = None, split_linears: bool = False
+    m: Ct2Model,
+    dims: ModelDims,
+    int8: Int8Plan | None = None,
+    split_linears: bool = False,
+    short_context: bool = False,
 ) -> onnx.ModelProto:
     """The encoder graph: mel -> cross-attention K/V of every decoder layer.
 
     ``split_linears`` builds every wide linear as d_model-wide column blocks (q/k/v, fc1.0..3, cross k/v)
     for the NPU path, where each block is one overlay launch whose result is consumed in place.
+
+    ``short_context`` builds it for a mel of any even length F <= 3000 frames (whisper.cpp's ``audio_ctx``):
+    S = F / 2 encoder frames, the positional table sliced to S, K/V ``[B, H, S, hd]``. The encoder's cost
+    grows with S (its attention with S^2), so a 5 s buffer costs about a sixth of a 30 s window. It is a
+    separate graph: with the table's static shape onnxruntime fuses the last residual Add into the final
+    LayerNorm, which changes the last bits; the 30 s graph stays exactly as it was.
     """
     g = _Builder("encoder", int8)
     d, h = dims.n_audio_state, dims.n_audio_head
@@ -496,7 +506,11 @@ def build_encoder(
     )
     x = g.gelu(x)
     x = g.op("Transpose", [x], perm=[0, 2, 1])
-    x = g.op("Add", [x, g.init("encoder.positions", m.get("encoder/position_encodings/encodings"))])
+    positions = g.init("encoder.positions", m.get("encoder/position_encodings/encodings"))
+    if short_context:  # the first S rows of the table, S = the frames the conv stem produced
+        positions = g.op("Slice", [positions, g.const([0]), g.op("Shape", [x], start=1, end=2), g.const([0])])
+    x = g.op("Add", [x, positions])
+    frames: int | str = "S" if short_context else dims.n_audio_ctx
 
     for i in range(dims.n_audio_layer):
         src, name = f"encoder/layer_{i}", f"encoder.layer{i}"
@@ -529,23 +543,24 @@ def build_encoder(
         v = g.heads(v, ht, dt // ht, [0, 2, 1, 3])
         kv_type = TensorProto.FLOAT
         if int8_cross:
-            k, v = _quantize_cross(g, k, v, i, scale_outputs, dims.n_audio_ctx, ht)
+            k, v = _quantize_cross(g, k, v, i, scale_outputs, frames, ht)
             kv_type = TensorProto.INT8
         g.nodes.append(helper.make_node("Identity", [k], [f"cross_k{i}"], name=f"cross_k{i}.out"))
         g.nodes.append(helper.make_node("Identity", [v], [f"cross_v{i}"], name=f"cross_v{i}.out"))
-        k_dims = [dt // ht, dims.n_audio_ctx] if int8_cross else [dims.n_audio_ctx, dt // ht]
+        k_dims = [dt // ht, frames] if int8_cross else [frames, dt // ht]
         outputs += [
             helper.make_tensor_value_info(f"cross_k{i}", kv_type, ["B", ht, *k_dims]),
-            helper.make_tensor_value_info(f"cross_v{i}", kv_type, ["B", ht, dims.n_audio_ctx, dt // ht]),
+            helper.make_tensor_value_info(f"cross_v{i}", kv_type, ["B", ht, frames, dt // ht]),
         ]
     outputs += scale_outputs  # after every K/V pair: WhisperModel.encode reads them by position
-    inputs = [helper.make_tensor_value_info("mel", TensorProto.FLOAT, ["B", dims.n_mels, 2 * dims.n_audio_ctx])]
+    mel_frames = "F" if short_context else 2 * dims.n_audio_ctx
+    inputs = [helper.make_tensor_value_info("mel", TensorProto.FLOAT, ["B", dims.n_mels, mel_frames])]
     graph = helper.make_graph(g.nodes, "whisper_encoder", inputs, outputs, g.inits)
     return _model(graph, g.uses_ms_domain)
 
 
 def _quantize_cross(
-    g: _Builder, k: str, v: str, layer: int, scale_outputs: list[onnx.ValueInfoProto], frames: int, heads: int
+    g: _Builder, k: str, v: str, layer: int, scale_outputs: list[onnx.ValueInfoProto], frames: int | str, heads: int
 ) -> tuple[str, str]:
     """int8 cross K [B,H,hd,S] and V [B,H,S,hd], one scale per frame and head, both scales as [B,H,1,S].
 
@@ -647,14 +662,15 @@ def build_decoder(
         # cross-attention over the encoder output (K/V precomputed by the encoder graph)
         cross_k, cross_v = f"cross_k{i}", f"cross_v{i}"
         kv_type = TensorProto.INT8 if g.cross_int8 else TensorProto.FLOAT
-        k_dims = [hd, dims.n_audio_ctx] if g.cross_int8 else [dims.n_audio_ctx, hd]
+        # S encoder frames: n_audio_ctx for a 30 s window, fewer from the short-context encoder
+        k_dims = [hd, "S"] if g.cross_int8 else ["S", hd]
         inputs += [
             helper.make_tensor_value_info(cross_k, kv_type, ["Bk", h, *k_dims]),
-            helper.make_tensor_value_info(cross_v, kv_type, ["Bk", h, dims.n_audio_ctx, hd]),
+            helper.make_tensor_value_info(cross_v, kv_type, ["Bk", h, "S", hd]),
         ]
         if g.cross_int8:
             inputs += [
-                helper.make_tensor_value_info(f"cross_{kv}_scale{i}", TensorProto.FLOAT, ["Bk", h, 1, dims.n_audio_ctx])
+                helper.make_tensor_value_info(f"cross_{kv}_scale{i}", TensorProto.FLOAT, ["Bk", h, 1, "S"])
                 for kv in "kv"
             ]
         a = g.layer_norm(
@@ -744,12 +760,12 @@ def _cross_attention_int8_block(
     o = g.op("Reshape", [o, g.op("Concat", [g.const([-1]), t_1d, g.const([d])], axis=0)])
     if alignment:
         # cross-attention weights [B, H, T, S] for word timestamps (alignment heads are picked in numpy)
-        s_len = dims.n_audio_ctx
-        p5 = g.op("Reshape", [p, g.op("Concat", [bk_1d, g.const([h, -1]), t_1d, g.const([s_len])], axis=0)])
+        s_1d = g.op("Shape", [p], start=-1)  # S encoder frames
+        p5 = g.op("Reshape", [p, g.op("Concat", [bk_1d, g.const([h, -1]), t_1d, s_1d], axis=0)])
         p5 = g.op("Transpose", [p5], perm=[0, 2, 1, 3, 4])  # [Bk, R, H, T, S]
-        probs = g.op("Reshape", [p5, g.op("Concat", [g.const([-1, h]), t_1d, g.const([s_len])], axis=0)])
+        probs = g.op("Reshape", [p5, g.op("Concat", [g.const([-1, h]), t_1d, s_1d], axis=0)])
         g.nodes.append(helper.make_node("Identity", [probs], [f"cross_p{layer}"], name=f"cross_p{layer}.out"))
-        outputs.append(helper.make_tensor_value_info(f"cross_p{layer}", TensorProto.FLOAT, ["B", h, "T", s_len]))
+        outputs.append(helper.make_tensor_value_info(f"cross_p{layer}", TensorProto.FLOAT, ["B", h, "T", "S"]))
     return o
 
 

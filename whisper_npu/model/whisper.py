@@ -307,6 +307,19 @@ class WhisperModel:
         # A step without word timings asks for logits + cache only, so the alignment layers'
         # cross-attention weights are neither rearranged nor copied out.
         self._step_outputs = [n for n in self._decoder_outputs if not n.startswith(("cross_p", "cross_q"))]
+        # The short-context encoder (``build_encoder(short_context=True)``), opened on first use.
+        self._short_encoder_factory: Callable[[], ort.InferenceSession] | None = None
+        self._short_encoder: ort.InferenceSession | None = None
+
+    @property
+    def short_context(self) -> bool:
+        """Whether :meth:`encode` takes a mel shorter than 30 s (encoder cost grows with its length)."""
+        return self._short_encoder_factory is not None
+
+    def open_short_encoder(self) -> None:
+        """Open (build or load from the graph cache) the short-context encoder now rather than on first use."""
+        if self._short_encoder is None and self._short_encoder_factory is not None:
+            self._short_encoder = self._short_encoder_factory()
 
     @classmethod
     def load(
@@ -352,6 +365,8 @@ class WhisperModel:
             try:
                 if which == "encoder":
                     return build_encoder(ct2, dims, plan, split_linears=router is not None)
+                if which == "encoder_short":
+                    return build_encoder(ct2, dims, plan, short_context=True)
                 routes_logits = router is not None and router.select("decoder", "decoder.logits")
                 return build_decoder(ct2, dims, alignment_layers, plan, logits_matmul=routes_logits)
             except (KeyError, ValueError) as exc:
@@ -375,17 +390,38 @@ class WhisperModel:
             decoder = _session(build("decoder"), "decoder", opts, router)
             info.graph_cache = "not used (NPU-routed graphs)" if router is not None else "off"
         model = cls(model_dir, dims, ct2.config, encoder, decoder)
+
+        def short_encoder() -> ort.InferenceSession:
+            if router is None and graph_cache is not None:
+                return cache.session(key, "encoder_short", lambda: build("encoder_short"), opts, providers).session
+            return _session(build("encoder_short"), "encoder", opts, None)
+
+        if router is None:  # the NPU-routed encoder takes 30 s windows only
+            model._short_encoder_factory = short_encoder
         info.seconds = time.perf_counter() - t0
         model.load_info = info
         return model
 
     def encode(self, mel: np.ndarray) -> EncoderOutput:
-        """mel float32 [B, n_mels, 3000] -> cross-attention K/V for every decoder layer."""
+        """mel float32 [B, n_mels, 3000] -> cross-attention K/V for every decoder layer.
+
+        With :attr:`short_context`, a mel of F < 3000 frames (F even) runs the short-context encoder
+        and the K/V have S = F / 2 frames; the decoder and the alignment take any S.
+        """
         mel = np.ascontiguousarray(mel, dtype=np.float32)
         if mel.ndim == 2:
             mel = mel[None]
+        frames = int(mel.shape[-1])
+        encoder: ort.InferenceSession | SegmentedGraph = self._encoder
+        full = 2 * self.dims.n_audio_ctx
+        if frames != full:
+            if not self.short_context or frames % 2 or not 0 < frames < full:
+                raise ValueError(f"encoder input has {frames} mel frames; this encoder takes {full}")
+            self.open_short_encoder()
+            assert self._short_encoder is not None
+            encoder = self._short_encoder
         t0, c0 = time.perf_counter(), time.process_time()
-        outs = self._encoder.run(None, {"mel": mel})
+        outs = encoder.run(None, {"mel": mel})
         self.counter.add("encoder", time.perf_counter() - t0)
         self.counter.cpu_seconds["encoder"] += time.process_time() - c0
         self.counter.encoder_windows[int(mel.shape[0])] += 1

@@ -34,6 +34,7 @@ from whisper_npu.bench import corpus as longaudio
 from whisper_npu.bench.runner import normalize_text, word_error_rate
 from whisper_npu.live import LiveTranscriber
 from whisper_npu.live.policy import normalise
+from whisper_npu.live.transcriber import LiveOptions
 
 SR = 16000
 BLOCK_S = 0.1
@@ -76,7 +77,15 @@ def tail_lost(reference_tail: str, offline: str, live: str) -> int:
 
 def run_one(name: str, material: longaudio.LongAudio, loaded, args, timer) -> dict:
     offline = whisper_npu.transcribe(material.audio, model=loaded, language=args.language_of(name))
-    live = LiveTranscriber(model=loaded, timer=timer, step_s=args.step, language=args.language_of(name))
+    live = LiveTranscriber(
+        model=loaded,
+        timer=timer,
+        step_s=args.step,
+        language=args.language_of(name),
+        beam_size=args.beam_size,
+        context_step_s=args.context_step,
+        context_pad_s=args.context_pad,
+    )
     events = simulate(live, material.audio, timer)
     result = live.result()
     finals = [e for e in events if e.type == "final"]
@@ -118,6 +127,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--step", type=float, default=1.0, help="live step (s)")
+    parser.add_argument("--beam-size", type=int, default=1, help="live decoding beam (1: greedy)")
+    parser.add_argument("--context-step", type=float, default=LiveOptions.context_step_s,
+                        help="encoder window rounded up to this many seconds (0: always 30 s)")  # fmt: skip
+    parser.add_argument("--context-pad", type=float, default=LiveOptions.context_pad_s,
+                        help="seconds of silence after the buffer in the encoder window")  # fmt: skip
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     parser.add_argument("--english-seconds", type=float, default=240.0, help="length of the continuous English")
     parser.add_argument("--no-english", action="store_true")
@@ -134,7 +148,10 @@ def main(argv: list[str] | None = None) -> None:
     simd = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
     print(f"cpu: {platform.processor() or platform.machine()}, flags: {' '.join(simd)}; cores {os.cpu_count()}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"model {args.model}, threads {args.threads}, step {args.step} s, clock {args.clock}")
+    print(
+        f"model {args.model}, threads {args.threads}, step {args.step} s, beam {args.beam_size}, encoder context: "
+        f"buffer + {args.context_pad} s rounded up to {args.context_step} s (0: 30 s), clock {args.clock}"
+    )
     timer = time.perf_counter if args.clock == "wall" else time.process_time
     loaded = whisper_npu.load_model(args.model, device="cpu", threads=args.threads)
 
