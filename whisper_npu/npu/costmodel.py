@@ -187,7 +187,7 @@ def _evict() -> None:
     _evict_buffer += 1
 
 
-def _cold(fn, repeats: int = 7) -> float:  # type: ignore[no-untyped-def]
+def _cold(fn, repeats: int = 11) -> float:  # type: ignore[no-untyped-def]
     """Median seconds of single calls of ``fn``, each after :func:`_evict`.
 
     Cold, because that is how a decoder step finds its operands: the step streams every weight of the decoder
