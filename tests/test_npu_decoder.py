@@ -145,15 +145,30 @@ def test_decoder_probes_evict_the_caches_before_every_timed_call_and_take_the_me
     monkeypatch.setattr(costmodel, "_clock", clock)
     assert costmodel._cold(call, repeats=7) == 5.0  # the median, not the best (1.0)
     assert log == ["call"] + ["evict", "call"] * 7
+    # two probes take turns, each call cold: a, b, a, b ...
+    log.clear()
+    turns = costmodel._cold(lambda: log.append("a"), lambda: log.append("b"), repeats=3)
+    assert len(turns) == 2
+    assert log == ["a", "b"] + ["evict", "a", "evict", "b"] * 3
     assert costmodel.EVICT_BYTES >= 2 * 32 << 20  # twice the L3 of the Zen 3 parts
 
 
 def test_probe_line_recovers_the_fixed_and_per_unit_cost(monkeypatch) -> None:
     from whisper_npu.npu import costmodel
 
-    monkeypatch.setattr(costmodel, "_cold", lambda fn: fn())
+    monkeypatch.setattr(costmodel, "_cold", lambda *fns: [fn() for fn in fns])
     intercept, slope = costmodel._line(lambda n: lambda: 3e-3 + n * 2e-4, (4, 40))
     assert math.isclose(intercept, 3e-3) and math.isclose(slope, 2e-4)
+
+
+def test_self_attention_probe_splits_per_row_and_per_cached_position(monkeypatch) -> None:
+    """A GroupQueryAttention step of R rows after P cached positions costs R x (per row + (P + 1) x per position)."""
+    from whisper_npu.npu import costmodel
+
+    row_s, pos_s, rows = 3e-5, 4e-7, 40
+    monkeypatch.setattr(costmodel, "_line", lambda run, points: (rows * (row_s + pos_s), rows * pos_s))
+    got_row, got_pos = costmodel._self_attention_probe(6, 64, rows=rows)
+    assert math.isclose(got_row, row_s) and math.isclose(got_pos, pos_s)
 
 
 # -- routing policy ---------------------------------------------------------------------------------------

@@ -187,35 +187,39 @@ def _evict() -> None:
     _evict_buffer += 1
 
 
-def _cold(fn, repeats: int = 11) -> float:  # type: ignore[no-untyped-def]
-    """Median seconds of single calls of ``fn``, each after :func:`_evict`.
+def _cold(*fns, repeats: int = 9) -> float | list[float]:  # type: ignore[no-untyped-def]
+    """Median seconds of single calls of each of ``fns``, each call after :func:`_evict`; the functions take
+    turns (a, b, a, b, ...), so that both see the same moments of a shared machine.
 
     Cold, because that is how a decoder step finds its operands: the step streams every weight of the decoder
     (tiny.en 108 MB, of which the logits 80 MB; base 180 MB) through a 32 MB L3, so the cross K/V, the
     self-attention cache and each layer's weights were evicted since their last use. The median, not the best,
     because the stage times predicted from these probes are the machine's typical calls, not its luckiest.
     """
-    fn()
-    times = []
-    for _ in range(repeats):
-        _evict()
-        t0 = _clock()
+    times: list[list[float]] = [[] for _ in fns]
+    for fn in fns:
         fn()
-        times.append(_clock() - t0)
-    return float(np.median(times))
+    for _ in range(repeats):
+        for fn, out in zip(fns, times, strict=True):
+            _evict()
+            t0 = _clock()
+            fn()
+            out.append(_clock() - t0)
+    medians = [float(np.median(t)) for t in times]
+    return medians[0] if len(fns) == 1 else medians
 
 
 def _line(run, points: tuple[int, int]) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """(intercept, slope) of the cold time of ``run(n)`` (:func:`_cold`) through two sizes."""
-    t = {n: _cold(run(n)) for n in points}
-    slope = max((t[points[1]] - t[points[0]]) / (points[1] - points[0]), 1e-12)
-    return max(t[points[0]] - points[0] * slope, 1e-12), slope
+    """(intercept, slope) of the cold time of ``run(n)`` (:func:`_cold`, both sizes in turn) through two sizes."""
+    t_lo, t_hi = _cold(run(points[0]), run(points[1]))
+    slope = max((t_hi - t_lo) / (points[1] - points[0]), 1e-12)
+    return max(t_lo - points[0] * slope, 1e-12), slope
 
 
 def _skinny_gemm() -> dict[str, float]:
     """The decoder step's own kernels on synthetic data, on 2 threads, cold (:func:`_cold`), each at two sizes:
 
-    * the logits product as the graph runs it (Gemm, transB, a [16384, 384] float32 weight) at M = 4 and 40
+    * the logits product as the graph runs it (Gemm, transB, a [16384, 384] float32 weight) at M = 1 and 40
       rows: the line through both gives the weight-read and per-row costs;
     * the cross attention (com.microsoft.MultiHeadAttention, 6 heads of 64, the rows of each of 4 windows
       attending to that window's K/V [4, 6, 1500, 64]) at 1 and 10 rows per window: per window (reading its
@@ -234,7 +238,7 @@ def _skinny_gemm() -> dict[str, float]:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["M", K])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["M", N])], [numpy_helper.from_array(w, "w")],
     )  # fmt: skip
-    weight, per_row = _line(lambda m: lambda: gemm.run(None, {"x": np.ones((m, K), np.float32)}), (4, 40))
+    weight, per_row = _line(lambda m: lambda: gemm.run(None, {"x": np.ones((m, K), np.float32)}), (1, 40))
     S, H, hd, W = FRAMES_PER_WINDOW, 6, 64, 4
     k = rng.standard_normal((W, H, S, hd), dtype=np.float32)
     v = rng.standard_normal((W, H, S, hd), dtype=np.float32)
@@ -293,10 +297,9 @@ def _self_attention_probe(H: int, hd: int, rows: int = 40, capacity: int = 448) 
 
         return run
 
-    lo, hi = 16, 400
-    t_lo, t_hi = _cold(step(lo)), _cold(step(hi))
-    per_pos = max((t_hi - t_lo) / (hi - lo), 1e-12) / rows
-    return max(t_lo / rows - (lo + 1) * per_pos, 1e-12), per_pos
+    fixed, slope = _line(step, (16, 400))  # t(P) = rows x (per row + (P + 1) x per position)
+    per_pos = slope / rows
+    return max(fixed / rows - per_pos, 1e-12), per_pos
 
 
 def _node_seconds() -> float:
