@@ -42,15 +42,21 @@ def test_stage_prediction_sums_the_recorded_calls() -> None:
     enc, dec = predict_stage_seconds("tiny", {1: 3, 4: 1}, shapes, RATES)
     dims = WHISPER_DIMS["tiny"]
     expected = sum(
-        n * sum(decoder_cpu_seconds(dims, DecoderCall(r, t, w, c * 32 + 16), RATES).values())
-        for (r, t, w, c), n in shapes.items()
+        n * sum(decoder_cpu_seconds(dims, DecoderCall(b * t, t, w, c * 32 + 16), RATES).values())
+        for (b, t, w, c), n in shapes.items()
     )
     assert math.isclose(dec, expected)
     assert math.isclose(enc, 3 * encoder_cpu_seconds("tiny", 1, RATES) + encoder_cpu_seconds("tiny", 4, RATES))
-    # the prompt call (90 tokens of one row) counts as 90 rows, not one
+
+
+def test_a_recorded_prompt_call_is_predicted_as_batch_times_tokens_rows() -> None:
+    """RunCounter keys a call by its batch; the prompt of 90 tokens in one row multiplies 90 rows by each weight."""
+    dims = WHISPER_DIMS["tiny"]
+    _, prompt = predict_stage_seconds("tiny", {}, {(1, 90, 1, 0): 1}, RATES)
+    assert math.isclose(prompt, sum(decoder_cpu_seconds(dims, DecoderCall(90, 90, 1, 16), RATES).values()))
+    _, two = predict_stage_seconds("tiny", {}, {(2, 45, 1, 0): 1}, RATES)  # same rows, two sequences
     one_row = sum(decoder_cpu_seconds(dims, DecoderCall(1, 1, 1, 16), RATES).values())
-    prompt = sum(decoder_cpu_seconds(dims, DecoderCall(90, 90, 1, 16), RATES).values())
-    assert prompt > one_row
+    assert prompt > 2 * one_row and two > 2 * one_row
 
 
 def test_run_counter_records_decoder_shapes_and_cpu_seconds(tiny_model) -> None:

@@ -7,6 +7,7 @@ is; the emulated products are checked against float32 numpy within the bf16 tole
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from itertools import combinations
 
 import numpy as np
@@ -67,6 +68,107 @@ def test_decoder_cpu_prediction_grows_with_rows_tokens_windows_and_context() -> 
     base = sum(decoder_cpu_seconds(dims, DecoderCall(5, 1, 1, 32), RATES).values())
     for bigger in (DecoderCall(40, 1, 1, 32), DecoderCall(5, 1, 8, 32), DecoderCall(5, 1, 1, 320)):
         assert sum(decoder_cpu_seconds(dims, bigger, RATES).values()) > base, bigger
+
+
+#: Rates with the decoder's attention kernels measured (what ``calibrate`` returns): per layer, at d = 384.
+MEASURED = replace(
+    RATES, skinny_gemm_flops=60e9, weight_s_per_byte=1.6e-10, cross_window_s=4e-4, cross_row_s=2e-4,
+    self_row_s=6e-5, self_pos_s=5e-7,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("model", ["tiny", "base"])
+def test_measured_self_attention_costs_per_row_and_per_cached_position(model: str) -> None:
+    """GroupQueryAttention: a task per row (and head: d / 384) plus each row's cached positions, every layer."""
+    dims = WHISPER_DIMS[model]
+    L, scale = dims.decoder_layers, dims.d_model / 384
+
+    def self_attn(call: DecoderCall) -> float:
+        return decoder_cpu_seconds(dims, call, MEASURED)["self_attention"]
+
+    call = DecoderCall(40, 1, 8, 99)
+    assert math.isclose(self_attn(call), L * scale * 40 * (6e-5 + 100 * 5e-7))
+    assert math.isclose(self_attn(DecoderCall(80, 1, 8, 99)), 2 * self_attn(call))  # per row
+    assert math.isclose(self_attn(DecoderCall(40, 1, 1, 99)), self_attn(call))  # not per window
+    more = self_attn(DecoderCall(40, 1, 8, 99 + 64)) - self_attn(call)
+    assert math.isclose(more, L * scale * 40 * 64 * 5e-7)  # 64 more cached positions per row
+
+
+@pytest.mark.parametrize("model", ["tiny", "base"])
+def test_measured_cross_attention_reads_each_window_once_and_costs_per_query_row(model: str) -> None:
+    dims = WHISPER_DIMS[model]
+    L, scale = dims.decoder_layers, dims.d_model / 384
+
+    def cross(call: DecoderCall) -> float:
+        parts = decoder_cpu_seconds(dims, call, MEASURED)
+        assert parts["softmax"] == 0.0  # inside the measured kernel
+        return parts["cross_attention"]
+
+    assert math.isclose(cross(DecoderCall(40, 1, 8, 50)), L * scale * (8 * 4e-4 + 40 * 2e-4))
+    # the same 40 rows over one window's K/V instead of eight: seven fewer K/V reads
+    assert math.isclose(cross(DecoderCall(40, 1, 8, 50)) - cross(DecoderCall(40, 1, 1, 50)), L * scale * 7 * 4e-4)
+
+
+def test_npu_logits_are_blocks_of_the_d_by_block_overlay_sharing_one_cast() -> None:
+    """K is the reduction (d), N the overlay's block of the vocabulary: 8 launches of [rows, d] x [d, 6528], the
+    activations cast once for all of them."""
+    from whisper_npu.npu.costmodel import decoder_gemms_npu
+    from whisper_npu.npu.designs import DECODER_TILE_M, LOGITS_BLOCKS
+
+    dims = WHISPER_DIMS["tiny"]
+    for rows in (5, 40):
+        p = predict("logits", rows, D, LOGITS_BLOCK_N, rates=RATES, tile_m=DECODER_TILE_M)
+        got = decoder_gemms_npu(dims, rows, "npu1", RATES)["logits"]
+        assert math.isclose(got, LOGITS_BLOCKS * (p.npu_s - p.pack_s) + p.pack_s)
+        assert math.isclose(p.pack_s, RATES.pack_s_per_elem * rows * D)
+
+
+# -- the calibration probes: cold, median, a line through two sizes -----------------------------------------
+
+
+def test_decoder_probes_evict_the_caches_before_every_timed_call_and_take_the_median(monkeypatch) -> None:
+    from whisper_npu.npu import costmodel
+
+    log: list[str] = []
+    durations = iter([5.0, 1.0, 9.0, 2.0, 7.0, 3.0, 8.0])
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    def call() -> None:
+        log.append("call")
+        if len(log) > 1:  # not the warm-up
+            now[0] += next(durations)
+
+    monkeypatch.setattr(costmodel, "_evict", lambda: log.append("evict"))
+    monkeypatch.setattr(costmodel, "_clock", clock)
+    assert costmodel._cold(call, repeats=7) == 5.0  # the median, not the best (1.0)
+    assert log == ["call"] + ["evict", "call"] * 7
+    # two probes take turns, each call cold: a, b, a, b ...
+    log.clear()
+    turns = costmodel._cold(lambda: log.append("a"), lambda: log.append("b"), repeats=3)
+    assert len(turns) == 2
+    assert log == ["a", "b"] + ["evict", "a", "evict", "b"] * 3
+    assert costmodel.EVICT_BYTES >= 2 * 32 << 20  # twice the L3 of the Zen 3 parts
+
+
+def test_probe_line_recovers_the_fixed_and_per_unit_cost(monkeypatch) -> None:
+    from whisper_npu.npu import costmodel
+
+    monkeypatch.setattr(costmodel, "_cold", lambda *fns: [fn() for fn in fns])
+    intercept, slope = costmodel._line(lambda n: lambda: 3e-3 + n * 2e-4, (4, 40))
+    assert math.isclose(intercept, 3e-3) and math.isclose(slope, 2e-4)
+
+
+def test_self_attention_probe_splits_per_row_and_per_cached_position(monkeypatch) -> None:
+    """A GroupQueryAttention step of R rows after P cached positions costs R x (per row + (P + 1) x per position)."""
+    from whisper_npu.npu import costmodel
+
+    row_s, pos_s, rows = 3e-5, 4e-7, 40
+    monkeypatch.setattr(costmodel, "_line", lambda run, points: (rows * (row_s + pos_s), rows * pos_s))
+    got_row, got_pos = costmodel._self_attention_probe(6, 64, rows=rows)
+    assert math.isclose(got_row, row_s) and math.isclose(got_pos, pos_s)
 
 
 # -- routing policy ---------------------------------------------------------------------------------------

@@ -755,8 +755,8 @@ def _bench_project(project: str, paths: list[Path], runs: int, threads: int, cal
     if calibrate:
         if not paths:
             raise WhisperNpuError("--calibrate needs audio files to measure on")
-        render_calibration(out, paths, threads=threads)
-        render_npu_projection(out, {})
+        render_calibration(_full_width(out), paths, threads=threads)
+        render_npu_projection(_full_width(out), {})
         return
     measured = measure_cpu_rows(paths, runs=runs, threads=threads) if paths else {}
     render_npu_projection(_full_width(out), measured)

@@ -525,6 +525,8 @@ def calibration_rows(paths: list[Path], threads: int = 2) -> list[dict[str, Any]
                           "weight_gb_s": round(1 / (rates.weight_s_per_byte or 1e30) / 1e9, 2),
                           "cross_window_ms": round((rates.cross_window_s or 0) * 1e3, 3),
                           "cross_row_ms": round((rates.cross_row_s or 0) * 1e3, 4),
+                          "self_row_us": round((rates.self_row_s or 0) * 1e6, 2),
+                          "self_pos_ns": round((rates.self_pos_s or 0) * 1e9, 1),
                           "mem_gb_s": round(rates.mem_bw_bytes_s / 1e9, 2),
                           "elementwise_ns": round(rates.elementwise_s_per_elem * 1e9, 3),
                           "node_us": round(rates.node_s * 1e6, 2)},

@@ -95,6 +95,11 @@ class HostRates:
     #: for d = 384 over 1500 frames; scaled by d / 384 for other widths.
     cross_window_s: float | None = None
     cross_row_s: float | None = None
+    #: onnxruntime's decoder self attention per layer (com.microsoft.GroupQueryAttention over the in-place cache):
+    #: per row (a task per row and head) and per row and cached position (reading that position's K/V), for
+    #: d = 384; scaled by d / 384 for other widths.
+    self_row_s: float | None = None
+    self_pos_s: float | None = None
     clock: str = "wall"  # "cpu": rates per CPU-second of this process (see calibrate)
 
 
@@ -168,23 +173,60 @@ def _ort_session(nodes: list, inputs: list, outputs: list, inits: list):  # type
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
+#: Bytes written between two timed calls of a decoder probe: twice this machine class's L3 (32 MB on the Zen 3
+#: parts this was measured on), so the call reads its operands from memory.
+EVICT_BYTES = 64 << 20
+_evict_buffer: np.ndarray | None = None
+
+
+def _evict() -> None:
+    """Push the caches' contents out to memory (writes ``EVICT_BYTES``)."""
+    global _evict_buffer
+    if _evict_buffer is None:
+        _evict_buffer = np.zeros(EVICT_BYTES, np.uint8)
+    _evict_buffer += 1
+
+
+def _cold(*fns, repeats: int = 9) -> float | list[float]:  # type: ignore[no-untyped-def]
+    """Median seconds of single calls of each of ``fns``, each call after :func:`_evict`; the functions take
+    turns (a, b, a, b, ...), so that both see the same moments of a shared machine.
+
+    Cold, because that is how a decoder step finds its operands: the step streams every weight of the decoder
+    (tiny.en 108 MB, of which the logits 80 MB; base 180 MB) through a 32 MB L3, so the cross K/V, the
+    self-attention cache and each layer's weights were evicted since their last use. The median, not the best,
+    because the stage times predicted from these probes are the machine's typical calls, not its luckiest.
+    """
+    times: list[list[float]] = [[] for _ in fns]
+    for fn in fns:
+        fn()
+    for _ in range(repeats):
+        for fn, out in zip(fns, times, strict=True):
+            _evict()
+            t0 = _clock()
+            fn()
+            out.append(_clock() - t0)
+    medians = [float(np.median(t)) for t in times]
+    return medians[0] if len(fns) == 1 else medians
+
+
 def _line(run, points: tuple[int, int]) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """(intercept, slope) of the time of ``run(n)`` through two sizes (best of 3 each, 3 calls per timing)."""
-    t = {}
-    for n in points:
-        run(n)()
-        t[n] = _best_of(lambda n=n: [run(n)() for _ in range(3)], repeats=3) / 3
-    slope = max((t[points[1]] - t[points[0]]) / (points[1] - points[0]), 1e-12)
-    return max(t[points[0]] - points[0] * slope, 1e-12), slope
+    """(intercept, slope) of the cold time of ``run(n)`` (:func:`_cold`, both sizes in turn) through two sizes."""
+    t_lo, t_hi = _cold(run(points[0]), run(points[1]))
+    slope = max((t_hi - t_lo) / (points[1] - points[0]), 1e-12)
+    return max(t_lo - points[0] * slope, 1e-12), slope
 
 
 def _skinny_gemm() -> dict[str, float]:
-    """The decoder step's own kernels on synthetic data, on 2 threads, each timed at two sizes:
+    """The decoder step's own kernels on synthetic data, on 2 threads, cold (:func:`_cold`), each at two sizes:
 
-    * the logits product as the graph runs it (Gemm, transB, a [16384, 384] float32 weight past the caches)
-      at M = 4 and 40 rows: the line through both gives the weight-read and per-row costs;
-    * the cross attention (com.microsoft.MultiHeadAttention, 6 heads of 64, one window's K/V [1, 6, 1500, 64])
-      at 4 and 40 query rows: the per-window and per-row costs (per layer).
+    * the logits product as the graph runs it (Gemm, transB, a [16384, 384] float32 weight) at M = 1 and 40
+      rows: the line through both gives the weight-read and per-row costs;
+    * the cross attention (com.microsoft.MultiHeadAttention, 6 heads of 64, the rows of each of 4 windows
+      attending to that window's K/V [4, 6, 1500, 64]) at 1 and 10 rows per window: per window (reading its
+      K/V) and per query row, per layer;
+    * the self attention (com.microsoft.GroupQueryAttention, 40 rows of one token over a [40, 6, 448, 64]
+      cache extended in place, as ``WhisperModel.decode`` binds it) after 16 and 400 cached positions: per
+      row and per row x position, per layer.
     """
     from onnx import TensorProto, helper, numpy_helper
 
@@ -196,27 +238,68 @@ def _skinny_gemm() -> dict[str, float]:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["M", K])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["M", N])], [numpy_helper.from_array(w, "w")],
     )  # fmt: skip
-    weight, per_row = _line(lambda m: lambda: gemm.run(None, {"x": np.ones((m, K), np.float32)}), (4, 40))
-    S, H, hd = FRAMES_PER_WINDOW, 6, 64
-    kv = rng.standard_normal((1, H, S, hd), dtype=np.float32)
+    weight, per_row = _line(lambda m: lambda: gemm.run(None, {"x": np.ones((m, K), np.float32)}), (1, 40))
+    S, H, hd, W = FRAMES_PER_WINDOW, 6, 64, 4
+    k = rng.standard_normal((W, H, S, hd), dtype=np.float32)
+    v = rng.standard_normal((W, H, S, hd), dtype=np.float32)
     mha = _ort_session(
         [helper.make_node("MultiHeadAttention", ["q", "k", "v"], ["o"], domain="com.microsoft", num_heads=H,
                           scale=1.0)],
-        [helper.make_tensor_value_info("q", TensorProto.FLOAT, [1, "R", H * hd]),
-         helper.make_tensor_value_info("k", TensorProto.FLOAT, [1, H, S, hd]),
-         helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, H, S, hd])],
-        [helper.make_tensor_value_info("o", TensorProto.FLOAT, [1, "R", H * hd])], [],
+        [helper.make_tensor_value_info("q", TensorProto.FLOAT, [W, "R", H * hd]),
+         helper.make_tensor_value_info("k", TensorProto.FLOAT, [W, H, S, hd]),
+         helper.make_tensor_value_info("v", TensorProto.FLOAT, [W, H, S, hd])],
+        [helper.make_tensor_value_info("o", TensorProto.FLOAT, [W, "R", H * hd])], [],
     )  # fmt: skip
     window, row = _line(
-        lambda r: lambda: mha.run(None, {"q": np.ones((1, r, H * hd), np.float32), "k": kv, "v": kv}), (4, 40)
+        lambda r: lambda: mha.run(None, {"q": np.ones((W, r, H * hd), np.float32), "k": k, "v": v}), (1, 10)
     )
+    self_row, self_pos = _self_attention_probe(H, hd)
     return {
         "skinny_gemm_flops": 2 * K * N / per_row,
         "weight_s_per_byte": weight / (K * N * 4),
         # per window and per row of one layer's cross attention, for d = 384 (scaled by d where used)
-        "cross_window_s": window,
-        "cross_row_s": row,
+        "cross_window_s": window / W,
+        "cross_row_s": row / W,
+        "self_row_s": self_row,
+        "self_pos_s": self_pos,
     }
+
+
+def _self_attention_probe(H: int, hd: int, rows: int = 40, capacity: int = 448) -> tuple[float, float]:
+    """(per row, per row x cached position) seconds of one layer's GroupQueryAttention decoder step, cold."""
+    from onnx import TensorProto, helper
+
+    def info(name: str, shape: list) -> object:  # type: ignore[type-arg]
+        return helper.make_tensor_value_info(name, TensorProto.INT32 if name in ("sl", "tsl") else TensorProto.FLOAT,
+                                             shape)  # fmt: skip
+
+    gqa = _ort_session(
+        [helper.make_node("GroupQueryAttention", ["q", "k", "v", "pk", "pv", "sl", "tsl"], ["o", "ck", "cv"],
+                          domain="com.microsoft", num_heads=H, kv_num_heads=H, scale=1.0)],
+        [info("q", ["B", 1, H * hd]), info("k", ["B", 1, H * hd]), info("v", ["B", 1, H * hd]),
+         info("pk", ["B", H, "C", hd]), info("pv", ["B", H, "C", hd]), info("sl", ["B"]), info("tsl", [])],
+        [info("o", ["B", 1, H * hd]), info("ck", ["B", H, "C", hd]), info("cv", ["B", H, "C", hd])], [],
+    )  # fmt: skip
+    cache = [np.random.default_rng(2).standard_normal((rows, H, capacity, hd), dtype=np.float32) for _ in "kv"]
+    x = np.ones((rows, 1, H * hd), np.float32)
+
+    def step(cached: int):  # type: ignore[no-untyped-def]
+        def run() -> None:
+            b = gqa.io_binding()
+            feeds = {"q": x, "k": x, "v": x, "pk": cache[0], "pv": cache[1],
+                     "sl": np.full(rows, cached, np.int32), "tsl": np.array(cached + 1, np.int32)}  # fmt: skip
+            for name, value in feeds.items():
+                b.bind_cpu_input(name, value)
+            b.bind_output("o", "cpu")
+            for name, buf in (("ck", cache[0]), ("cv", cache[1])):  # in place, as the decoder binds its cache
+                b.bind_output(name, "cpu", 0, np.float32, list(buf.shape), buf.ctypes.data)
+            gqa.run_with_iobinding(b)
+
+        return run
+
+    fixed, slope = _line(step, (16, 400))  # t(P) = rows x (per row + (P + 1) x per position)
+    per_pos = slope / rows
+    return max(fixed / rows - per_pos, 1e-12), per_pos
 
 
 def _node_seconds() -> float:
@@ -404,10 +487,12 @@ def decoder_cpu_seconds(
 ) -> dict[str, float]:
     """Predicted CPU seconds of one decoder call (onnxruntime, float32), by part.
 
-    gemm: every weight read once per call + 2·rows·K·N FLOPs; cross attention: 4·rows·S·d FLOPs per layer and
-    each window's cross K/V (2·S·d floats) read once; self attention: 4·rows·(P+T)·d FLOPs and each row's cache
-    read; softmax over rows·H·S scores; element-wise (3 LayerNorms, GELU over 4d, adds) ~14·d per row; and
-    onnxruntime's per-node dispatch.
+    gemm: every weight read once per call + 2·rows·K·N FLOPs; cross attention: per layer, each window's cross
+    K/V read once + a cost per query row (onnxruntime's MultiHeadAttention timed cold, or 4·rows·S·d FLOPs +
+    the K/V bytes when not measured); self attention: per layer, a cost per row + per row and cached position
+    (GroupQueryAttention timed cold, or 4·rows·(P+T)·d FLOPs + each row's cache read); softmax over rows·H·S
+    scores when the attention is not measured; element-wise (3 LayerNorms, GELU over 4d, adds) ~14·d per row;
+    and onnxruntime's per-node dispatch.
     """
     d, L, S = dims.d_model, dims.decoder_layers, FRAMES_PER_WINDOW
     heads = d // 64
@@ -420,11 +505,15 @@ def decoder_cpu_seconds(
     else:
         cross = L * (4 * call.rows * S * d / flops + call.windows * 2 * S * d * 4 / rates.mem_bw_bytes_s)
         softmax = L * call.rows * heads * S * rates.elementwise_s_per_elem
+    if rates.self_row_s is not None and rates.self_pos_s is not None:  # measured: GroupQueryAttention, cold
+        self_attention = L * d / 384 * call.rows * (rates.self_row_s + span * rates.self_pos_s)
+    else:
+        self_attention = L * (4 * call.rows * span * d / flops + seqs * 2 * span * d * 4 / rates.mem_bw_bytes_s)
     return {
         "gemm": sum(decoder_gemms_cpu(dims, call.rows, rates, vocab).values()),
         "cross_attention": cross,
         "softmax": softmax,
-        "self_attention": L * (4 * call.rows * span * d / flops + seqs * 2 * span * d * 4 / rates.mem_bw_bytes_s),
+        "self_attention": self_attention,
         "elementwise": L * call.rows * 14 * d * rates.elementwise_s_per_elem,
         "nodes": (L * DECODER_NODES_PER_LAYER + DECODER_NODES_FIXED) * rates.node_s,
     }
@@ -689,11 +778,12 @@ def predict_stage_seconds(
     vocab: int = DECODER_VOCAB,
 ) -> tuple[float, float]:
     """Predicted CPU (encoder, decoder) seconds for the calls a run made: ``encoder_windows`` maps windows per
-    call to calls, ``decoder_shapes`` (rows, tokens, windows, cached // 32) to calls (``RunCounter``)."""
+    call to calls, ``decoder_shapes`` (batch, tokens, windows, cached // 32) to calls (``RunCounter``); a call
+    multiplies batch x tokens rows by each weight (a prompt of 90 tokens in one row is 90 rows)."""
     dims = WHISPER_DIMS[model]
     enc = sum(n * encoder_cpu_seconds(model, w, rates) for w, n in encoder_windows.items())
     dec = 0.0
-    for (rows, tokens, windows, cached32), n in decoder_shapes.items():
-        call = DecoderCall(rows, tokens, windows, cached32 * 32 + 16)
+    for (batch, tokens, windows, cached32), n in decoder_shapes.items():
+        call = DecoderCall(batch * tokens, tokens, windows, cached32 * 32 + 16)
         dec += n * sum(decoder_cpu_seconds(dims, call, rates, vocab).values())
     return enc, dec
