@@ -118,7 +118,9 @@ def _best_of(fn, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
 
 @lru_cache(maxsize=2)
 def calibrate(clock: str = "wall") -> HostRates:
-    """Measure the host rates (~3 s on an idle 2-core Zen 3: the decoder probes run cold, medians of 9). Cached: one calibration per process and clock (``calibrate.cache_clear()``).
+    """Measure the host rates (~3 s on an idle 2-core Zen 3: the decoder probes run cold, medians of 9).
+
+    Cached: one calibration per process and clock (``calibrate.cache_clear()``).
 
     ``clock="cpu"`` times the same work in this process's CPU seconds (all its threads): rates per CPU-second,
     which other processes on a shared machine do not change (they only delay the work); they predict stage
