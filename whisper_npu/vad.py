@@ -109,6 +109,8 @@ class SpeechStream:
             )
             probs.append(np.asarray(p).reshape(-1))
         return np.concatenate(probs)
+
+
 def _windows(audio: np.ndarray, first: int, count: int) -> np.ndarray:
     """Frames ``first .. first+count`` as (count, CONTEXT + FRAME) rows: the previous frame's last CONTEXT
     samples (zeros before the first frame), then the frame (zero-padded past the end of the audio)."""

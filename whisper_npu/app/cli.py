@@ -241,7 +241,17 @@ def transcribe(
         spec = ray_batch.WorkerSpec(model, device.value, npu_runtime.value, threads, compute_type.value, options)
         with _ray_executor(ray_batch, spec, workers, address) as executor:
             _transcribe_batch(
-                api, paths, None, options, output_dir, formats, overwrite, quiet, layout, discovered, executor,
+                api,
+                paths,
+                None,
+                options,
+                output_dir,
+                formats,
+                overwrite,
+                quiet,
+                layout,
+                discovered,
+                executor,
                 verbose=verbose,
             )
         return

@@ -30,9 +30,7 @@ SEG_STEP_S = 270 / 16000  # frame hop of SincNet + pooling (stride 10 x 3 x 3 x 
 SEG_SPAN_S = 991 / 16000  # receptive field of one output frame
 EMBED_DIM = 192
 #: powerset class -> active local speakers (3 speakers, at most 2 at once)
-POWERSET = np.array(
-    [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=np.uint8
-)
+POWERSET = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=np.uint8)
 
 
 def model_path(name: str) -> Path:

@@ -19,4 +19,3 @@ def parse_rttm(text: str) -> list[tuple[float, float, str]]:
             start, dur = float(cols[3]), float(cols[4])
             out.append((start, start + dur, cols[7]))
     return out
-

@@ -98,12 +98,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench.py --suite diarize", description=__doc__.splitlines()[0])
     ap.add_argument("--speakers", type=int, nargs="+", default=[2, 3, 4, 5], help="speaker counts to build")
     ap.add_argument("--seeds", type=int, default=3, help="conversations per speaker count")
-    ap.add_argument("--seed-offset", type=int, default=0,
-                    help="first seed after 100 x speakers (0: the documented set; 10: held-out conversations)")
+    ap.add_argument(
+        "--seed-offset",
+        type=int,
+        default=0,
+        help="first seed after 100 x speakers (0: the documented set; 10: held-out conversations)",
+    )
     ap.add_argument("--long-minutes", type=float, default=10.0, help="length of the long file (0: none)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cpwer", type=int, default=0,
-                    help="transcribe the first N conversations (with every speaker's whole recording) for cpWER")
+    ap.add_argument(
+        "--cpwer",
+        type=int,
+        default=0,
+        help="transcribe the first N conversations (with every speaker's whole recording) for cpWER",
+    )
     ap.add_argument("--threshold", type=float, default=None, help="clustering threshold (default: the stage's)")
     ap.add_argument("--step", type=float, default=None, help="segmentation window hop in seconds")
     ap.add_argument("--max-embed", type=float, default=None, help="seconds of speech per embedding")
@@ -166,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
           f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
     scored = [r for r in rows if not np.isnan(r["cpwer"])]
     if scored:
-        print(f"cpWER mean {100 * np.mean([r['cpwer'] for r in scored]):.1f} % vs the same words by reference "
-              f"turns {100 * np.mean([r['oracle'] for r in scored]):.1f} % ({len(scored)} conversations)")
+        print(
+            f"cpWER mean {100 * np.mean([r['cpwer'] for r in scored]):.1f} % vs the same words by reference "
+            f"turns {100 * np.mean([r['oracle'] for r in scored]):.1f} % ({len(scored)} conversations)"
+        )
     if not args.no_memory and args.long_minutes > 0:
         cmd = [sys.executable, "-m", "whisper_npu.bench.suites.diarize", "--memory-child", str(args.long_minutes * 60),
                "--threads", str(args.threads)]  # fmt: skip

@@ -100,4 +100,3 @@ def main(argv: list[str] | None = None) -> None:
         wer = word_error_rate(" ".join(refs), " ".join(texts[name]))
         per_file = " ".join(f"{100 * word_error_rate(r, t):.1f}" for r, t in zip(refs, texts[name], strict=True))
         print(f"{name:<36} {100 * wer:>6.2f}% {audio_s / wall[name]:>10.1f}x   per file: {per_file}", flush=True)
-

@@ -76,4 +76,3 @@ def main(argv: list[str] | None = None) -> None:
             fw = [_in_child(_load_fw, model_dir, ct, "", args.threads)[0] for _ in range(args.runs)]
             print(f"{model:<9} {'faster-whisper (' + ct + ')':<28} {statistics.median(fw):>7.3f} {'':>7}  -")
     print("median of runs; each load in a fresh process; imports excluded")
-

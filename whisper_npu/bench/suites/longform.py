@@ -112,4 +112,3 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|")
     for sys_name, (dur, sec, werw, refw, outw) in totals.items():
         print(f"| {sys_name} | {dur / sec:.1f}x | {100 * werw / refw:.1f} % | {outw:.0f} / {refw:.0f} |")
-

@@ -68,4 +68,3 @@ def main(argv: list[str] | None = None) -> None:
             f"{name:<22} {rtf:>9.1f}x {100 * wer:>6.1f}% {len(r.segments):>9} {words_in_silence(r, silences):>17}"
             f"   ({rtf / base:.2f}x the no-VAD speed)"
         )
-

@@ -141,4 +141,3 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{row['system']:<20} {row['peak_mb']:>12.0f} {row['wall_s']:>8.1f} {rtf:>10.1f}x {row['words']:>6}")
     print("peak RSS = VmHWM of a child process running only that system (model load included)")
     print(json.dumps(rows))
-

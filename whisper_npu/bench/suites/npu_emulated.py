@@ -225,10 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
     parser.add_argument("--repeat", type=int, default=1, help="NPU runs per file (best host time per op is kept)")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--long", type=float, default=0.0, metavar="SECONDS",
-                        help="also a long-form file of at least SECONDS (default path: VAD batches), 0: none")
-    parser.add_argument("--skip-host-off", action="store_true",
-                        help="skip the second pass with the emulated arithmetic off (WER and routing only)")
+    parser.add_argument(
+        "--long",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="also a long-form file of at least SECONDS (default path: VAD batches), 0: none",
+    )
+    parser.add_argument(
+        "--skip-host-off",
+        action="store_true",
+        help="skip the second pass with the emulated arithmetic off (WER and routing only)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("WHISPER_NPU_XCLBINS", str(_fixtures(args.models)))
     before = machine_reference()
@@ -252,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         for f in r["files"]:
             routed = f["decoder"]["routed_calls"]
             by_rows = f["decoder"]["policy"].get("on_npu_by_rows", {})
-            print(f"{r['model']} {f['file']}: decoder GEMM ops on the NPU (EMULATED) {len(routed)}, calls "
-                  f"{sum(routed.values())}; groups by step rows {by_rows}")
+            print(
+                f"{r['model']} {f['file']}: decoder GEMM ops on the NPU (EMULATED) {len(routed)}, calls "
+                f"{sum(routed.values())}; groups by step rows {by_rows}"
+            )
     print("host ms per window = sum over ops of each op's best run (thread CPU time of conversion, sync and launch")
     print("calls, copies out of C; EMULATED path: the emulator's compute and host<->device copies are not counted).")
     print("'arithmetic off host': the same calls with the emulated arithmetic switched off (emulator.set_compute),")
@@ -267,4 +277,3 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(rows, indent=2) + "\n")
     ok = all(r["npu_emulated_wer"] <= r["cpu_wer"] + WER_MARGIN and r["jfk_identical"] for r in rows)
     return 0 if ok else 1
-
