@@ -1152,6 +1152,15 @@ MUTATIONS: list[Mutation] = [
     ),
     # -- batch on Ray (tests/test_ray_batch.py runs only where the ray extra is installed) ------------
     _m(
+        "ray-workers-at-nice-15",
+        "ray_batch",
+        _RAY,
+        '            os.environ.setdefault(WORKER_NICENESS_ENV, "0")\n',
+        "",
+        "tests/test_batch_executor.py",
+        "a local Ray instance leaves its model actors at Ray's nice 15: any other load on the machine starves them",
+    ),
+    _m(
         "ray-killed-worker-not-retried",
         "ray_batch",
         _RAY,

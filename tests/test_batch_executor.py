@@ -8,6 +8,7 @@ main test venv; tests/test_ray_batch.py runs the same guarantees on real Ray.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -260,3 +261,20 @@ def test_unreachable_address_is_refused_quickly():
         ray_batch.check_address("127.0.0.1:1", timeout=2)
     with pytest.raises(WhisperNpuError, match="HOST:PORT"):
         ray_batch.check_address("nonsense")
+
+
+def test_a_local_ray_instance_runs_its_workers_at_the_drivers_priority(monkeypatch):
+    seen: dict[str, object] = {}
+
+    class InitRecorder:
+        def init(self, **kwargs):
+            seen.update(kwargs, niceness=os.environ.get(ray_batch.WORKER_NICENESS_ENV))
+
+    monkeypatch.delenv(ray_batch.WORKER_NICENESS_ENV, raising=False)
+    monkeypatch.setattr(ray_batch, "local_npu_count", lambda: 0)
+    ray_batch.RayExecutor(ray_batch.WorkerSpec(threads=1), num_cpus=2)._init(InitRecorder())
+    assert seen["address"] == "local" and seen["niceness"] == "0"  # Ray's default 15 starves the actors
+    seen.clear()
+    monkeypatch.setenv(ray_batch.WORKER_NICENESS_ENV, "5")  # a user's own setting is kept
+    ray_batch.RayExecutor(ray_batch.WorkerSpec(threads=1), num_cpus=2)._init(InitRecorder())
+    assert seen["niceness"] == "5"

@@ -38,6 +38,7 @@ READY_TIMEOUT_S = 300.0  # the workers' model load (the first placement on a fre
 MAX_ATTEMPTS = 3  # a file is sent to at most this many workers before it counts as failed
 DEFAULT_THREADS = 2  # model threads per worker when neither --threads nor --workers says otherwise
 LOCAL_OBJECT_STORE = 128 * 2**20  # only transcripts travel through the object store
+WORKER_NICENESS_ENV = "RAY_worker_niceness"  # read by the raylet when it starts worker processes
 
 
 def require_ray() -> Any:
@@ -88,6 +89,7 @@ class ModelWorker:
             "name": self.label,
             "node": _node_ip(),
             "pid": os.getpid(),
+            "nice": os.nice(0),
             "device": self.model.device,
             "threads": self.model.threads,
             "model": self.model.name,
@@ -213,6 +215,11 @@ class RayExecutor:
         if self.address:
             kwargs["address"] = self.address
         else:
+            # Ray starts its worker processes at nice 15 so that its own daemons stay responsive; on a
+            # machine with any other load that starves the model actors (measured: 0.66x the local batch's
+            # throughput, docs/CLUSTER.md). The actors are the work here, so a local instance runs them at
+            # the driver's priority, as the local batch runs. A cluster's nodes keep their own setting.
+            os.environ.setdefault(WORKER_NICENESS_ENV, "0")
             npus = local_npu_count()
             kwargs.update(
                 address="local",
