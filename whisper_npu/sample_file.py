@@ -35,6 +35,7 @@ import numpy as np
 
 from whisper_npu.constants import SAMPLE_RATE
 from whisper_npu.errors import AudioError
+from whisper_npu.tempfiles import remove_dead
 
 #: Recordings longer than this are decoded into a temporary file; shorter ones stay in memory.
 SPILL_SECONDS = 300.0
@@ -55,36 +56,9 @@ def temp_dirs() -> list[Path]:
     return [cache_dir() / "tmp", Path(tempfile.gettempdir())]
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):  # someone else's live process / not a pid at all
-        return True
-    return True
-
-
 def remove_stale(folder: Path) -> int:
     """Delete sample files in ``folder`` whose process has died (never anything else); how many."""
-    removed = 0
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return 0
-    for entry in entries:
-        match = NAME_RE.match(entry.name)
-        if match is None or _pid_alive(int(match["pid"])):
-            continue
-        try:
-            if entry.is_file(follow_symlinks=False):
-                os.unlink(entry.path)
-                removed += 1
-        except OSError:
-            pass
-    return removed
+    return remove_dead(folder, NAME_RE)
 
 
 def _create() -> tuple[int, Path, bool]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from whisper_npu.errors import OutputError
+from whisper_npu.tempfiles import remove_dead
 
 NAME_MAX = 255  # bytes in one path component on Linux filesystems (ext4, xfs, btrfs, tmpfs)
 TEMP_TAG = "whisper-npu"
@@ -61,40 +62,13 @@ def fit_name(name: str, room: int) -> str:
     return "".join(out)
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
 def remove_stale_temp_files(folder: Path) -> int:
     """Delete, in ``folder`` only (not below it), temp files this program made whose writer has died.
 
     Only names matching TEMP_RE are considered, and only when their pid is no longer
     running, so user files and the temp files of a concurrent run are never touched.
     """
-    removed = 0
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return 0
-    for entry in entries:
-        match = TEMP_RE.match(entry.name)
-        if match is None or _pid_alive(int(match["pid"])):
-            continue
-        try:
-            if entry.is_file(follow_symlinks=False):
-                os.unlink(entry.path)
-                removed += 1
-        except OSError:
-            pass
-    return removed
+    return remove_dead(folder, TEMP_RE)
 
 
 def _describe_os_error(exc: OSError) -> str:
