@@ -1101,7 +1101,7 @@ MUTATIONS: list[Mutation] = [
         _WRS,
         "src = self._ids.get((st.st_dev, st.st_ino))",
         "src = next((p for p in self._ids.values() if p == out), None)",
-        "tests/test_safety.py",
+        "tests/test_safety.py tests/test_writers.py",
         "input guard compares paths, not inodes: a link to an input is overwritten",
     ),
     # -- batch ---------------------------------------------------------------------------------------

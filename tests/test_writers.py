@@ -203,3 +203,21 @@ def test_temp_file_of_another_users_live_writer_is_kept(tmp_path, monkeypatch):
     assert writers.remove_stale_temp_files(tmp_path) == 1
     assert kept.exists() and not gone.exists()
     assert os.listdir(tmp_path) == [kept.name]
+
+
+@pytest.mark.parametrize("link", ["hard", "sym"])
+def test_an_output_that_is_a_link_to_an_input_is_refused(tmp_path, link):
+    """The input guard compares files (device, inode), not path strings: a link to an input is the input."""
+    talk = tmp_path / "talk.wav"
+    talk.write_bytes(b"RIFF recording")
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "talk.txt"
+    if link == "hard":
+        os.link(talk, target)
+    else:
+        target.symlink_to(talk)
+    with pytest.raises(OutputError, match="refusing to overwrite input file"):
+        writers.guard_inputs([target], [talk])
+    writers.guard_inputs([out / "other.txt", tmp_path / "missing.txt"], [talk])  # other names pass
+    assert talk.read_bytes() == b"RIFF recording"
