@@ -163,6 +163,15 @@ MUTATIONS: list[Mutation] = [
         "a pause does not finalise the sentence before it: the last words wait for the next speech",
     ),
     _m(
+        "live-short-window-default",
+        "live",
+        "whisper_npu/live/transcriber.py",
+        "    context_step_s: float = 0.0\n",
+        "    context_step_s: float = 1.0\n",
+        "tests/test_live_e2e.py::test_default_live_session_never_commits_a_phrase_twice",
+        "live windows of a few seconds by default: tiny.en repeats a sentence and the session commits it twice",
+    ),
+    _m(
         "live-context-no-padding",
         "live",
         "whisper_npu/live/decoder.py",

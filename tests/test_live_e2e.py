@@ -142,3 +142,26 @@ def test_sigterm_saves_what_was_transcribed(tmp_path):
     assert proc.returncode == 143, err.decode()
     saved = " ".join(words((tmp_path / f"{long_file.stem}.txt").read_text()))
     assert " ".join(words(first.decode())) in saved
+
+
+def _repeated_phrase(words_: list[str], longest: int = 8) -> list[str] | None:
+    """The first phrase of 1..``longest`` words said twice in a row ("ask not ask not"), or None."""
+    for n in range(1, longest + 1):
+        for i in range(len(words_) - 2 * n + 1):
+            if words_[i : i + n] == words_[i + n : i + 2 * n]:
+                return words_[i : i + 2 * n]
+    return None
+
+
+@pytest.mark.parametrize("step_s", [1.0, 2.0])
+def test_default_live_session_never_commits_a_phrase_twice(tiny_loaded, jfk_audio, step_s):
+    """With the default options the committed text holds no phrase twice in a row (short encoder windows made
+    tiny.en repeat "And so my fellow Americans." inside one hypothesis, and LocalAgreement committed it)."""
+    from whisper_npu.live import LiveTranscriber
+
+    live = LiveTranscriber(model=tiny_loaded, step_s=step_s)
+    for pos in range(0, len(jfk_audio), 8000):
+        live.feed(jfk_audio[pos : pos + 8000])
+    got = words(live.finish().text)
+    assert _repeated_phrase(got) is None, got
+    assert got[-3:] == ["for", "your", "country"] or got[-4:-1] == ["for", "your", "country"], got

@@ -62,8 +62,10 @@ class LiveOptions:
     lead_s: float = 0.4  # silence kept before speech in the buffer
     settle_s: float = 2.5  # a word of one hypothesis ending this long before the buffer end is final
     vad_threshold: float = 0.5
-    # Encoder window: the buffer plus context_pad_s of silence, rounded up to context_step_s (0: always 30 s)
-    context_step_s: float = 1.0
+    # Encoder window: the buffer plus context_pad_s of silence, rounded up to context_step_s (0: always 30 s).
+    # 0 by default: with windows of a few seconds tiny.en repeats a sentence inside one hypothesis, and two
+    # hypotheses agreeing on the repeat commit it (the JFK clip in 1 s steps: "Ask not. Ask not."); docs/LIVE.md.
+    context_step_s: float = 0.0
     context_pad_s: float = 1.0
 
     def __post_init__(self) -> None:
