@@ -5,9 +5,11 @@ decoded with timestamps and the committed text as prompt, cut into segments at
 timestamp pairs exactly as the long-form loop does, and aligned to words with
 the cross-attention alignment heads (``longform.add_word_timestamps``).
 
-Short context: the encoder's cost grows with its input (linearly, its attention
-quadratically), and a live buffer is usually 2-10 s long, so the window is not
-padded to 30 s but to the buffer's length plus ``context_pad_s`` of silence,
+Short context (opt-in: ``context_step_s`` > 0; the session default is 0, a 30 s
+window, because tiny.en repeats sentences in windows of a few seconds; docs/LIVE.md):
+the encoder's cost grows with its input (linearly, its attention quadratically),
+and a live buffer is usually 2-10 s long, so the window is then not padded to
+30 s but to the buffer's length plus ``context_pad_s`` of silence,
 rounded up to a multiple of ``context_step_s`` (whisper.cpp's ``audio_ctx``;
 ``model.encode`` runs the short-context encoder graph on it). The silence after
 the speech is what Whisper saw in training at the end of every utterance: without
