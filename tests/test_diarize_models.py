@@ -86,3 +86,14 @@ def test_batched_embeddings_equal_one_at_a_time(ref):
     for part, vec in zip(parts, batched, strict=True):
         assert np.abs(vec - models.embed(part)).max() < 1e-4
     assert abs(float(np.linalg.norm(batched[1])) - 1) < 1e-5
+
+
+def test_batched_segmentation_equals_one_window_at_a_time(ref):
+    """The front-end runs per window and the LSTM on the batch: each window's activity is its own."""
+    audio = ref["audio"].astype(np.float32) / 32767
+    windows = np.stack([audio, audio[::-1].copy(), np.roll(audio, 40000), np.zeros_like(audio)])
+    batched = models.segment(windows)
+    for window, act in zip(windows, batched, strict=True):
+        assert (act == models.segment(window[None])[0]).mean() > 0.995
+    assert batched[3].sum() == 0  # silence: no speaker
+    assert not np.array_equal(batched[0], batched[2])

@@ -126,4 +126,6 @@ def test_real_conversation(n, seed):
     assert der(conv.turns, hyp, collar=0.25).rate < 0.12
     assert der(conv.turns, hyp).rate < 0.2
     forced = diarize(conv.audio, counts=check_counts(n + 1, None, None))
-    assert len(forced.speakers) == n + 1
+    # the requested count is honoured by the clustering; a forced extra voice may win no frame of its own
+    assert forced.info["clusters"] == n + 1
+    assert n <= len(forced.speakers) <= n + 1
