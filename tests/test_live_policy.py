@@ -216,3 +216,34 @@ def test_a_buffer_longer_than_a_window_is_decoded_window_by_window():
     live.finish()
     assert max(length for _, length in decoder.calls) <= 28.0 + 1e-6
     assert [w.text for w in live.committed] == [w.text for w in words]
+
+
+def test_repeats_phrase_finds_a_phrase_said_twice_back_to_back():
+    from whisper_npu.live.policy import repeats_phrase
+
+    assert repeats_phrase("And so my fellow Americans. And so my fellow Americans. Ask not.")
+    assert repeats_phrase("Ask not. Ask not. What your country")
+    assert repeats_phrase("ask NOT, ask not!")  # compared on normalised words
+    assert not repeats_phrase("No, no, I said it was fine.")  # one word twice is ordinary speech
+    assert not repeats_phrase("ask not what your country can do for you, ask what you can do for your country")
+    assert not repeats_phrase("")
+
+
+def test_a_short_remainder_at_end_of_input_is_decoded_with_the_audio_before_it(monkeypatch):
+    """After a trim, the end-of-input decode of a remainder under FINAL_CONTEXT_S gets the audio just before the
+    buffer (on its own, a fraction of a second is where Whisper invents "Thank you."); re-read words are not
+    committed twice."""
+    from whisper_npu.live import transcriber
+
+    FINAL_CONTEXT_S = 5.0  # noqa: N806 - longer than this script's last sentence
+    monkeypatch.setattr(transcriber, "FINAL_CONTEXT_S", FINAL_CONTEXT_S)
+
+    words = script([[f"s{i}w{j}" for j in range(3)] for i in range(8)])  # short sentences: trims close to the end
+    audio = audio_for(words, sound_after_s=0.5)
+    live, decoder, events, result, after_feed = run(words, audio, trim_s=1.5, max_buffer_s=8.0)
+    offset, length = decoder.calls[-1]
+    buf_start = live._buf_start / SR
+    assert buf_start > 0 and live.received / SR - buf_start < FINAL_CONTEXT_S  # trimmed, a short remainder
+    assert offset == pytest.approx(max(0.0, buf_start - FINAL_CONTEXT_S), abs=1e-3)
+    assert offset + length == pytest.approx(live.received / SR, abs=1e-3)
+    assert [w.text for w in live.committed] == [w.text for w in words]  # nothing repeated, nothing lost

@@ -53,11 +53,16 @@ def _tokenizer_for(model: WhisperModel, options: TranscribeOptions) -> tuple[Tok
 
 
 def _decoding_options(
-    options: TranscribeOptions, prompt: list[int], temperature: float, max_timestamp: float | None = None
+    options: TranscribeOptions,
+    prompt: list[int],
+    temperature: float,
+    max_timestamp: float | None = None,
+    sample_len: int | None = None,
 ) -> DecodingOptions:
     """One window's decoding options at one temperature: beam search at 0, ``best_of`` samples above it.
 
-    ``max_timestamp`` caps the window's timestamps (a live window shorter than 30 s ends there).
+    ``max_timestamp`` caps the window's timestamps (a live window shorter than 30 s ends there);
+    ``sample_len`` caps its new tokens (a live buffer of a few seconds cannot hold 224 tokens of speech).
     """
     return DecodingOptions(
         temperature=temperature,
@@ -71,6 +76,7 @@ def _decoding_options(
         without_timestamps=options.without_timestamps,
         max_initial_timestamp=options.max_initial_timestamp,
         max_timestamp=max_timestamp,
+        sample_len=sample_len,
     )
 
 
@@ -81,10 +87,12 @@ def _decode_with_fallback(
     options: TranscribeOptions,
     prompt: list[int],
     max_timestamp: float | None = None,
+    sample_len: int | None = None,
 ) -> DecodingResult:
     result: DecodingResult | None = None
     for temperature in options.temperatures:
-        result = decode_window(model, enc, tokenizer, _decoding_options(options, prompt, temperature, max_timestamp))
+        opts = _decoding_options(options, prompt, temperature, max_timestamp, sample_len)
+        result = decode_window(model, enc, tokenizer, opts)
         if not _needs_fallback(result, options):
             break
     assert result is not None

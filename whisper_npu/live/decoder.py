@@ -5,15 +5,17 @@ decoded with timestamps and the committed text as prompt, cut into segments at
 timestamp pairs exactly as the long-form loop does, and aligned to words with
 the cross-attention alignment heads (``longform.add_word_timestamps``).
 
-Short context (opt-in: ``context_step_s`` > 0; the session default is 0, a 30 s
-window, because tiny.en repeats sentences in windows of a few seconds; docs/LIVE.md):
+Short context (``context_step_s`` > 0, the session default; 0 is always a 30 s window):
 the encoder's cost grows with its input (linearly, its attention quadratically),
 and a live buffer is usually 2-10 s long, so the window is then not padded to
 30 s but to the buffer's length plus ``context_pad_s`` of silence,
 rounded up to a multiple of ``context_step_s`` (whisper.cpp's ``audio_ctx``;
 ``model.encode`` runs the short-context encoder graph on it). The silence after
 the speech is what Whisper saw in training at the end of every utterance: without
-it the last words of a short context are read less reliably.
+it the last words of a short context are read less reliably. In a short window
+tiny.en loops more often, typically saying the last phrase twice with collapsed
+timestamps; such a hypothesis (or one cut at the buffer's token cap) is decoded
+again in a 30 s window, which does not repeat it (docs/LIVE.md).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from whisper_npu.decoding import detect_language, previous_text_prompt
 from whisper_npu.features import HOP_LENGTH, N_FRAMES, N_SAMPLES, log_mel_spectrogram
-from whisper_npu.live.policy import Hypothesis, Word
+from whisper_npu.live.policy import Hypothesis, Word, repeats_phrase
 from whisper_npu.longform import (
     _decode_with_fallback,
     _is_silence,
@@ -40,6 +42,11 @@ from whisper_npu.types import Segment
 
 # Previous-text prompt: the last characters of the committed text (whole words).
 PROMPT_CHARS = 200
+# New tokens a buffer may produce: speech runs at up to ~6 tokens/s with timestamps (more in languages the
+# tokenizer splits finely); twice that plus a margin. A decode that reaches the cap is looping: it stops there
+# instead of at 224 tokens, and is treated as unreliable.
+TOKENS_PER_S = 12
+TOKENS_MARGIN = 20
 
 
 class WhisperHypotheses:
@@ -50,7 +57,7 @@ class WhisperHypotheses:
         loaded: Any,
         options: TranscribeOptions,
         report: RunReport,
-        context_step_s: float = 0.0,
+        context_step_s: float = 1.0,
         context_pad_s: float = 1.0,
     ) -> None:
         self.loaded = loaded
@@ -100,18 +107,41 @@ class WhisperHypotheses:
                 tokenizer.language = self.language
             # No timestamp after the buffer's end: the model closes its last segment there or before.
             limit = len(audio) / 16000
-            return enc, _decode_with_fallback(model, enc, tokenizer, self.options, prompt, max_timestamp=limit)
+            result = _decode_with_fallback(
+                model, enc, tokenizer, self.options, prompt, max_timestamp=limit, sample_len=self.sample_len(len(audio))
+            )
+            return enc, result
 
-    def __call__(self, audio: np.ndarray, offset_s: float, committed_text: str) -> Hypothesis:
+    def sample_len(self, n_samples: int) -> int:
+        """Most new tokens a decode of ``n_samples`` of audio may produce."""
+        return min(self.model.dims.n_text_ctx // 2, TOKENS_MARGIN + math.ceil(TOKENS_PER_S * n_samples / 16000))
+
+    def _looping(self, result: Any, n_samples: int) -> bool:
+        """Too repetitive or unsure, a phrase said twice back to back, or cut at the token cap."""
+        return (
+            _needs_fallback(result, self.options)
+            or repeats_phrase(result.text)
+            or len(result.tokens) >= self.sample_len(n_samples)
+        )
+
+    def final(self, audio: np.ndarray, offset_s: float, committed_text: str) -> Hypothesis:
+        """The end-of-input decode, always in a 30 s window: what is left is often a fraction of a second,
+        and in a short window tiny.en fills it with "Thank you."; in 30 s it hears that nothing was said."""
+        return self(audio, offset_s, committed_text, whole_window=True)
+
+    def __call__(
+        self, audio: np.ndarray, offset_s: float, committed_text: str, whole_window: bool = False
+    ) -> Hypothesis:
         model, tokenizer, report = self.model, self.tokenizer, self.report
         audio = audio[:N_SAMPLES]
         frames = min(len(audio) // HOP_LENGTH, N_FRAMES)
-        context = self.context_frames(len(audio))
+        context = N_FRAMES if whole_window else self.context_frames(len(audio))
         prompt = self._prompt(committed_text)
         enc, result = self._window(audio, context, prompt)
-        if context < N_FRAMES and _needs_fallback(result, self.options):
+        if context < N_FRAMES and self._looping(result, len(audio)):
             # A short context makes Whisper loop more often (it repeats what it heard when it runs out of
-            # audio); a repetitive or unsure result is decoded again in a whole 30 s window.
+            # audio, often a phrase said twice back to back); such a result is decoded again in a whole
+            # 30 s window.
             self.full_redecodes += 1
             enc, result = self._window(audio, N_FRAMES, prompt)
         if _is_silence(result, self.options):
@@ -135,4 +165,4 @@ class WhisperHypotheses:
             for w in seg.words
         ]
         ends = [offset_s + seg.end for seg in segments]
-        return Hypothesis(words, ends, unreliable=_needs_fallback(result, self.options))
+        return Hypothesis(words, ends, unreliable=self._looping(result, len(audio)))

@@ -74,6 +74,21 @@ def after_committed(words: list[Word], committed: list[Word]) -> list[Word]:
     return fresh
 
 
+def repeats_phrase(text: str, min_words: int = 2, longest: int = 12) -> bool:
+    """True when a phrase of ``min_words``..``longest`` words occurs twice back to back ("ask not ask not").
+
+    In a short encoder window tiny.en often says the last phrase it heard again at the end of the window,
+    with collapsed timestamps; one such hypothesis reaching a pause would commit the phrase twice.
+    (Single repeated words, "no no", are common in speech and are not counted.)
+    """
+    keys = [k for k in (normalise(w) for w in text.split()) if k]
+    for n in range(min_words, min(longest, len(keys) // 2) + 1):
+        for i in range(len(keys) - 2 * n + 1):
+            if keys[i : i + n] == keys[i + n : i + 2 * n]:
+                return True
+    return False
+
+
 def agreed_prefix(previous: list[Word], current: list[Word]) -> int:
     """How many leading words of ``current`` the previous hypothesis also had (normalised text)."""
     n = 0

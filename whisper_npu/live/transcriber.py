@@ -48,6 +48,8 @@ SR = 16000
 FRAME_S = FRAME / SR
 # Live decoding options that differ from file transcription: greedy, one temperature (a fallback
 # ladder would multiply the cost of a step; an unreliable hypothesis is simply not committed alone).
+# The end-of-input decode of a buffer shorter than this is given the audio before it, up to this long.
+FINAL_CONTEXT_S = 3.0
 LIVE_DEFAULTS = {"beam_size": 1, "temperatures": (0.0,), "word_timestamps": True}
 
 
@@ -63,9 +65,9 @@ class LiveOptions:
     settle_s: float = 2.5  # a word of one hypothesis ending this long before the buffer end is final
     vad_threshold: float = 0.5
     # Encoder window: the buffer plus context_pad_s of silence, rounded up to context_step_s (0: always 30 s).
-    # 0 by default: with windows of a few seconds tiny.en repeats a sentence inside one hypothesis, and two
-    # hypotheses agreeing on the repeat commit it (the JFK clip in 1 s steps: "Ask not. Ask not."); docs/LIVE.md.
-    context_step_s: float = 0.0
+    # A short window costs less and reads the buffer's end better (docs/LIVE.md); a hypothesis that loops in it
+    # (tiny.en often says the last phrase twice: "Ask not. Ask not.") is decoded again in a 30 s window.
+    context_step_s: float = 1.0
     context_pad_s: float = 1.0
 
     def __post_init__(self) -> None:
@@ -151,6 +153,7 @@ class LiveTranscriber:
         self._speech = np.zeros(0, np.float32)  # probability per frame, whole stream
         self._audio = np.zeros(0, np.float32)  # buffer samples, from self._buf_start
         self._buf_start = 0  # absolute sample index of the buffer's first sample
+        self._before = np.zeros(0, np.float32)  # up to FINAL_CONTEXT_S of audio just before the buffer
         self.received = 0  # samples received
         self._last_decode = 0  # self.received at the last decode
         self.committed: list[Word] = []
@@ -240,13 +243,14 @@ class LiveTranscriber:
             return events + (self._partial([], t0) if self._partial_text else [])
         if speech_end is None:  # words the VAD did not hear: agreement alone decides
             speech_end = now_s
-        hyp = self._decode()
+        hyp = self._decode(final)
         fresh = after_committed(hyp.words, self.committed)
         paused = now_s - speech_end >= self.live.pause_s
         if final or paused:
             # Everything said before the pause (or the end of input) is final. Words the model placed well
-            # after the last speech the VAD heard are its habit of filling silence ("Thank you.").
-            limit = speech_end + 0.3 if not final else float("inf")
+            # after the last speech the VAD heard are its habit of filling silence ("Thank you."), at the end
+            # of input as at a pause.
+            limit = speech_end + 0.3
             events += self._commit([w for w in fresh if w.start < limit], t0)
             self._pending = []
             if paused:
@@ -284,11 +288,20 @@ class LiveTranscriber:
             self._cut(end if end > start + 1.0 else limit)
         return events
 
-    def _decode(self) -> Hypothesis:
+    def _decode(self, final: bool = False) -> Hypothesis:
         self.decodes += 1
         committed_before = [w for w in self.committed if w.end <= self._buf_start / SR + 1e-6]
         text = "".join(w.text for w in committed_before).strip()
-        hyp = self.decoder(self._audio, self._buf_start / SR, text)
+        audio, start = self._audio, self._buf_start
+        if final and len(audio) < FINAL_CONTEXT_S * SR and len(self._before):
+            # A short remainder alone (a fraction of a second after the last commit) is where Whisper invents
+            # words ("Thank you."); decoded with the audio before it, the model hears where the speech ended.
+            # The re-read committed words are dropped by time and text (after_committed).
+            audio = np.concatenate([self._before, audio])
+            start -= len(self._before)
+        # a decoder may decode the end of input its own way (WhisperHypotheses: in a whole 30 s window)
+        decode = getattr(self.decoder, "final", self.decoder) if final else self.decoder
+        hyp = decode(audio, start / SR, text)
         self._hyp_ends = hyp.segment_ends
         return hyp
 
@@ -340,6 +353,8 @@ class LiveTranscriber:
         """Drop buffer audio before ``time_s`` (never past what was received)."""
         new_start = min(int(round(time_s * SR)), self.received)
         if new_start > self._buf_start:
+            dropped = self._audio[: new_start - self._buf_start]
+            self._before = np.concatenate([self._before, dropped])[-int(FINAL_CONTEXT_S * SR) :]
             self._audio = self._audio[new_start - self._buf_start :]
             self._buf_start = new_start
 
