@@ -47,7 +47,7 @@ class Turn:
 
 @dataclass
 class DiarizeOptions:
-    step_s: float = 9.0  # hop: 10 s windows overlap by 1 s (speaker counts as with 8 s, 11 % less work)
+    step_s: float = 8.0  # window hop: 10 s windows overlapping by 2 s (bench: as accurate as 5 s, ~35 % less work)
     batch: int = 4  # windows per task: one LSTM call and one set of CAM++ calls for all of them
     min_speech_s: float = 0.4  # a local speaker needs this much speech in a window to get an embedding
     max_embed_s: float = 3.0  # embedding input cap per (window, speaker); CAM++ is most of the stage time
