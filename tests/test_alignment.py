@@ -1,10 +1,16 @@
-"""alignment.py: the word rules applied after DTW (long words clamped, punctuation joined to its word)."""
+"""alignment.py: the word rules applied after DTW (long words clamped, punctuation joined to its word), and the
+memory of the alignment's float64 work (the peak of a word-timed run)."""
 
 from __future__ import annotations
 
-import pytest
+import tracemalloc
 
-from whisper_npu.alignment import WordTiming, clamp_long_words, merge_punctuations
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from whisper_npu.alignment import WordTiming, _token_logprobs, clamp_long_words, median_filter, merge_punctuations
+from whisper_npu.decoding import log_softmax
 
 
 def _w(word: str, start: float, end: float) -> WordTiming:
@@ -27,3 +33,37 @@ def test_punctuation_joins_its_word():
     merged = merge_punctuations(words)
     assert [w.word for w in merged] == [' "Hello,', " world."]
     assert [len(w.tokens) for w in merged] == [3, 2]
+
+
+def _peak_bytes(fn, *args):
+    """Bytes allocated at the peak of ``fn(*args)`` beyond what was allocated before (numpy included)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = fn(*args)
+        return result, tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_median_filter_is_the_whole_array_median_with_a_fraction_of_its_memory():
+    """The attention weights of a word-timed window ([heads, tokens, frames] float64, ~15 MB for a
+    30 s window) are filtered one head at a time: np.median of all windows at once copies 7 values per
+    element, and that was the peak of a word-timed run."""
+    x = np.random.default_rng(0).standard_normal((8, 40, 1500))
+    got, peak = _peak_bytes(median_filter, x)
+    padded = np.pad(x, [(0, 0), (0, 0), (3, 3)], mode="reflect")
+    np.testing.assert_array_equal(got, np.median(sliding_window_view(padded, 7, axis=-1), axis=-1))
+    assert peak < 5 * x.nbytes, f"{peak / x.nbytes:.1f}x the input"  # all heads at once: 10x
+
+
+def test_token_logprobs_are_the_whole_log_softmax_with_a_fraction_of_its_memory():
+    rng = np.random.default_rng(1)
+    logits = (rng.standard_normal((101, 50256)) * 4).astype(np.float32)
+    logits[3, 7:] = -np.inf
+    tokens = rng.integers(0, 7, 100).tolist()  # one row fewer than the logits, as in find_alignment
+    got, peak = _peak_bytes(_token_logprobs, logits, tokens)
+    whole = log_softmax(logits.astype(np.float64))
+    np.testing.assert_array_equal(got, whole[np.arange(100), tokens])
+    assert peak < 2 * logits.nbytes, f"{peak / logits.nbytes:.1f}x the float32 logits"  # all rows: 6x

@@ -184,9 +184,10 @@ def _fake_enc(n: int) -> EncoderOutput:
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_live_windows_hold_each_windows_own_kv_and_never_write_the_callers(seed):
-    """After every end, batch position p holds window order[p]'s K/V, for any order of ends; the
-    caller's arrays are untouched (they serve fallback decodes and word timings afterwards)."""
+def test_live_windows_hold_each_windows_own_kv_in_the_callers_arrays_and_restore_them(seed):
+    """After every end, batch position p holds window order[p]'s K/V, for any order of ends, as a view
+    of the caller's arrays (a copy of the survivors was the peak of a long run); ``restore`` leaves the
+    caller's arrays as they were (they serve fallback decodes and word timings afterwards)."""
     rng = np.random.default_rng(seed)
     n = 7
     enc = _fake_enc(n)
@@ -198,30 +199,35 @@ def test_live_windows_hold_each_windows_own_kv_and_never_write_the_callers(seed)
         live.keep(set(alive))
         assert sorted(live.order) == sorted(alive)
         assert live.enc.batch == len(alive)
-        for a, orig in zip(live.enc.arrays(), pristine, strict=True):
+        for a, caller, orig in zip(live.enc.arrays(), enc.arrays(), pristine, strict=True):
             np.testing.assert_array_equal(a, orig[live.order])
             assert a.flags.c_contiguous
-        for a, orig in zip(enc.arrays(), pristine, strict=True):
-            np.testing.assert_array_equal(a, orig)
+            assert np.shares_memory(a, caller), "the survivors were copied"
+    live.restore()
+    for a, orig in zip(enc.arrays(), pristine, strict=True):
+        np.testing.assert_array_equal(a, orig)
 
 
-def test_live_windows_are_views_until_a_middle_window_ends_then_copy_once():
+def test_live_windows_never_copy_and_copy_read_only_arrays_once():
     enc = _fake_enc(6)
+    pristine = [a.copy() for a in enc.arrays()]
     live = _LiveWindows(enc)
     live.keep({1, 2, 3, 4, 5})
     live.keep({1, 2, 3, 4})
     assert live.order == [1, 2, 3, 4]
+    live.keep({1, 3, 4})  # a gap: packed by swapping inside the caller's arrays
+    assert sorted(live.order) == [1, 3, 4]
     assert all(np.shares_memory(a, b) for a, b in zip(live.enc.arrays(), enc.arrays(), strict=True))
-    live.keep({1, 3, 4})  # a gap: one copy of the survivors
-    assert live.order == [1, 3, 4] and live.owned
-    owned = live.enc.arrays()
-    assert not any(np.shares_memory(a, b) for a, b in zip(owned, enc.arrays(), strict=True))
-    live.keep({3, 4})  # the first one: a view of our copy
-    assert live.order == [3, 4]
-    live.enc.cross_k[0][...] += 0  # writable
-    live.keep({4})
-    assert live.order == [4]
-    assert all(np.shares_memory(a, b) for a, b in zip(live.enc.arrays(), owned, strict=True))
+    live.restore()
+    assert all(np.array_equal(a, b) for a, b in zip(enc.arrays(), pristine, strict=True))
+    for a in enc.arrays():
+        a.flags.writeable = False
+    frozen = _LiveWindows(enc)
+    frozen.keep({0, 2, 5})  # read-only: one copy of our own, the caller's arrays untouched
+    assert not any(np.shares_memory(a, b) for a, b in zip(frozen.enc.arrays(), enc.arrays(), strict=True))
+    for a, orig in zip(frozen.enc.arrays(), pristine, strict=True):
+        np.testing.assert_array_equal(a, orig[frozen.order])
+    frozen.restore()
 
 
 def test_windows_ending_in_the_middle_decode_as_alone(tiny_model, tok):
@@ -243,11 +249,14 @@ def test_windows_ending_in_the_middle_decode_as_alone(tiny_model, tok):
         seen_orders.append(list(self.order))
 
     _LiveWindows.keep = recording
+    enc = tiny_model.encode(np.stack(mels))
+    pristine = [a.copy() for a in enc.arrays()]
     try:
-        batched = decode_batch(tiny_model, tiny_model.encode(np.stack(mels)), tok, opts)
+        batched = decode_batch(tiny_model, enc, tok, opts)
     finally:
         _LiveWindows.keep = keep
     assert any(o != sorted(o) for o in seen_orders), "the test should reach the in-place reorder"
+    assert all(np.array_equal(a, b) for a, b in zip(enc.arrays(), pristine, strict=True)), "K/V not restored"
     for mel, got in zip(mels, batched, strict=True):
         single = decode_window(tiny_model, tiny_model.encode(mel[None]), tok, opts)
         assert got.tokens == single.tokens

@@ -40,7 +40,17 @@ def median_filter(x: np.ndarray, width: int = MEDFILT_WIDTH) -> np.ndarray:
     if x.shape[-1] <= pad:
         return x
     padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect")
-    return np.median(np.lib.stride_tricks.sliding_window_view(padded, width, axis=-1), axis=-1)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=-1)
+    if x.ndim == 1:
+        return np.median(windows, axis=-1)
+    # np.median copies the windows it is given (``width`` values per element): one leading index
+    # (one alignment head) at a time keeps that copy to a fraction of the whole. Same values.
+    first = np.median(windows[0], axis=-1)
+    out = np.empty((len(windows), *first.shape), first.dtype)
+    out[0] = first
+    for i in range(1, len(windows)):
+        out[i] = np.median(windows[i], axis=-1)
+    return out
 
 
 def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,8 +124,7 @@ def find_alignment(
     tokens = [*sot, tokenizer.no_timestamps, *text_tokens, tokenizer.eot]
     logits, _, attn = model.decode(np.array([tokens], dtype=np.int64), enc, return_attention=True)
     start = len(sot) + 1
-    logprobs = log_softmax(logits[0, start - 1 : -1, : tokenizer.eot].astype(np.float64))
-    token_probs = np.exp(logprobs[np.arange(len(text_tokens)), text_tokens])
+    token_probs = np.exp(_token_logprobs(logits[0, start - 1 : -1, : tokenizer.eot], text_tokens))
 
     weights = attn[0][:, :, : max(1, num_frames // 2)].astype(np.float64)  # [heads, tokens, frames]
     std = weights.std(axis=-2, keepdims=True)
@@ -137,6 +146,24 @@ def find_alignment(
         WordTiming(w, t, float(s), float(e), p)
         for w, t, s, e, p in zip(words[:-1], word_tokens[:-1], starts, ends, probs, strict=True)
     ]
+
+
+# Rows of logits turned into float64 log-probabilities at a time (~0.4 MB each for a 50k vocabulary).
+LOGPROB_ROWS = 16
+
+
+def _token_logprobs(logits: np.ndarray, tokens: list[int]) -> np.ndarray:
+    """float64 log-softmax of row t of ``logits`` [>= T, V] at ``tokens[t]``, for the T tokens.
+
+    A block of rows at a time: the log-softmax of all T rows at once holds three float64 copies of
+    them (~0.4 MB a row each), the largest allocation of a word-timed window. Rows are independent,
+    so the values are the same.
+    """
+    out = np.empty(len(tokens))
+    for i in range(0, len(tokens), LOGPROB_ROWS):
+        block = log_softmax(logits[i : min(i + LOGPROB_ROWS, len(tokens))].astype(np.float64))
+        out[i : i + len(block)] = block[np.arange(len(block)), tokens[i : i + LOGPROB_ROWS]]
+    return out
 
 
 def clamp_long_words(words: list[WordTiming]) -> None:

@@ -290,18 +290,23 @@ class _LiveWindows:
     """The windows still in a batched beam search, in decoder-batch order, and their cross-attention K/V.
 
     When windows finish, the survivors' K/V must be packed (the decoder broadcasts window i's K/V
-    over rows [i*beam, (i+1)*beam)). A tiny window's K/V are ~18 MB, so copying every survivor each
-    time a window in the middle ends was ~35 ms per end on the VAD path. Instead: survivors that sit
-    in one run of positions are a view; otherwise the first such end copies the survivors once into
-    arrays of our own, and later ends move only the survivors beyond the new end into the holes (the
-    batch order then stops being ascending, which no row's result depends on). The caller's
-    ``EncoderOutput`` is never written to: it is reused for fallback decodes and word timings.
+    over rows [i*beam, (i+1)*beam)). Survivors that sit in one run of positions are a view of the
+    caller's arrays. Otherwise they are packed inside the caller's arrays, by swapping each finished
+    window inside the run with a survivor beyond its new end: a copy of the survivors (~18 MB per
+    tiny window, most of a batch) was the largest allocation of a long recording's run. The batch
+    order then stops being ascending, which no row's result depends on. ``restore`` puts every
+    window back at its own position (the search calls it whatever happens), so the caller, which
+    reuses its ``EncoderOutput`` for fallback decodes and word timings, finds it as it was. Read-only
+    arrays are copied once instead.
     """
 
     def __init__(self, enc: EncoderOutput) -> None:
         self.order: list[int] = list(range(enc.batch))  # window at each batch position
+        self.base = enc  # the arrays the batch is a run of
+        self.caller: EncoderOutput | None = enc  # None once self.base is a copy of our own
+        self.slots: list[int] = list(range(enc.batch))  # window at each position of self.base
+        self.start = 0  # position in self.base of the batch's first window
         self.enc = enc
-        self.owned = False  # True once self.enc holds our own copies (in-place moves allowed)
 
     def keep(self, alive: set[int]) -> None:
         """Drop the windows not in ``alive`` from the batch."""
@@ -309,23 +314,34 @@ class _LiveWindows:
         if len(stay) == len(self.order):
             return
         n = len(stay)
-        if stay == list(range(stay[0], stay[0] + n)):
-            self.enc = self.enc.select(slice(stay[0], stay[0] + n))
-        elif not self.owned:
-            self.enc = self.enc.select(np.array(stay, dtype=np.int64))
-            self.owned = True
-        else:
-            holes = np.array([p for p in range(n) if p not in stay], dtype=np.int64)
-            movers = np.array([p for p in stay if p >= n], dtype=np.int64)
-            for a in self.enc.arrays():
-                a[holes] = a[movers]
-            order = list(self.order)
-            for h, m in zip(holes.tolist(), movers.tolist(), strict=True):
-                order[h] = order[m]
-            self.order = order[:n]
-            self.enc = self.enc.select(slice(0, n))
+        if stay != list(range(stay[0], stay[0] + n)):
+            if not all(a.flags.writeable for a in self.base.arrays()):
+                self.base = self.base.map(np.array)  # our own copy to pack in (nothing to restore)
+                self.caller = None
+            holes = [p for p in range(n) if p not in stay]
+            movers = [p for p in stay if p >= n]
+            for h, m in zip(holes, movers, strict=True):
+                self._swap(self.start + h, self.start + m)
+            stay = list(range(n))
+        self.start += stay[0]
+        self.order = self.slots[self.start : self.start + n]
+        self.enc = self.base.select(slice(self.start, self.start + n))
+
+    def _swap(self, p: int, q: int) -> None:
+        """Exchange the K/V (and the windows named) at positions ``p`` and ``q`` of ``self.base``."""
+        for a in self.base.arrays():
+            tmp = a[p].copy()
+            a[p] = a[q]
+            a[q] = tmp
+        self.slots[p], self.slots[q] = self.slots[q], self.slots[p]
+
+    def restore(self) -> None:
+        """Every window back at its own position of the caller's arrays (undoes ``keep``'s swaps)."""
+        if self.caller is None:
             return
-        self.order = [self.order[p] for p in stay]
+        for p in range(len(self.slots)):
+            while self.slots[p] != p:
+                self._swap(p, self.slots[p])
 
 
 def _length_score(sum_lp: float, length: int, penalty: float | None) -> float:
@@ -384,8 +400,16 @@ def _sample(model, enc, rules, options, initial, last, cache, max_len, eot) -> l
 
 
 def _beam_search(model, enc, rules, options, initial, last, cache, max_len, eot) -> list[Pick]:
+    batch = _LiveWindows(enc)  # the windows in the decoder batch and their K/V, packed in enc's arrays
+    try:
+        return _beam_steps(model, batch, rules, options, initial, last, cache, max_len, eot)
+    finally:
+        batch.restore()  # enc as it was, for the caller's fallback decodes and word timings
+
+
+def _beam_steps(model, batch, rules, options, initial, last, cache, max_len, eot) -> list[Pick]:
     beam = options.beam_size
-    n_windows = enc.batch
+    n_windows = batch.enc.batch
     max_finished = max(1, round(beam * options.patience))
     # per window: live hypotheses (tokens, sum log-prob, token log-probs) and finished ones
     live: list[list[tuple[list[int], float, list[float]]]] = [[(list(initial), 0.0, [])] for _ in range(n_windows)]
@@ -393,7 +417,6 @@ def _beam_search(model, enc, rules, options, initial, last, cache, max_len, eot)
     done = [False] * n_windows
     row_of: list[list[int]] = [[g] for g in range(n_windows)]  # rows of the current decoder batch per window
     seqs = [list(initial) for _ in range(n_windows)]
-    batch = _LiveWindows(enc)  # the windows in the decoder batch and their K/V
     logits = np.array(last, dtype=np.float32)
     while True:
         logprobs = rules.apply(logits, seqs)
