@@ -212,7 +212,7 @@ MUTATIONS: list[Mutation] = [
         "live-no-full-redecode",
         "live",
         "whisper_npu/live/decoder.py",
-        "if context < N_FRAMES and self._looping(result, len(audio)):",
+        "if context < N_FRAMES and looping:",
         "if False:",
         "tests/test_live_decoder.py",
         "a looping short-context result is kept: repeated phrases reach the committed text",

@@ -303,7 +303,7 @@ class _LiveWindows:
     def __init__(self, enc: EncoderOutput) -> None:
         self.order: list[int] = list(range(enc.batch))  # window at each batch position
         self.base = enc  # the arrays the batch is a run of
-        self.caller: EncoderOutput | None = enc  # None once self.base is a copy of our own
+        self.copied = False  # True once self.base is a copy of our own (read-only caller arrays)
         self.slots: list[int] = list(range(enc.batch))  # window at each position of self.base
         self.start = 0  # position in self.base of the batch's first window
         self.enc = enc
@@ -317,7 +317,7 @@ class _LiveWindows:
         if stay != list(range(stay[0], stay[0] + n)):
             if not all(a.flags.writeable for a in self.base.arrays()):
                 self.base = self.base.map(np.array)  # our own copy to pack in (nothing to restore)
-                self.caller = None
+                self.copied = True
             holes = [p for p in range(n) if p not in stay]
             movers = [p for p in stay if p >= n]
             for h, m in zip(holes, movers, strict=True):
@@ -337,7 +337,7 @@ class _LiveWindows:
 
     def restore(self) -> None:
         """Every window back at its own position of the caller's arrays (undoes ``keep``'s swaps)."""
-        if self.caller is None:
+        if self.copied:
             return
         for p in range(len(self.slots)):
             while self.slots[p] != p:

@@ -138,12 +138,14 @@ class WhisperHypotheses:
         context = N_FRAMES if whole_window else self.context_frames(len(audio))
         prompt = self._prompt(committed_text)
         enc, result = self._window(audio, context, prompt)
-        if context < N_FRAMES and self._looping(result, len(audio)):
+        looping = self._looping(result, len(audio))
+        if context < N_FRAMES and looping:
             # A short context makes Whisper loop more often (it repeats what it heard when it runs out of
             # audio, often a phrase said twice back to back); such a result is decoded again in a whole
             # 30 s window.
             self.full_redecodes += 1
             enc, result = self._window(audio, N_FRAMES, prompt)
+            looping = self._looping(result, len(audio))
         if _is_silence(result, self.options):
             return Hypothesis([])
         cut = _split_segments(result.tokens, tokenizer, 0.0, frames)
@@ -165,4 +167,4 @@ class WhisperHypotheses:
             for w in seg.words
         ]
         ends = [offset_s + seg.end for seg in segments]
-        return Hypothesis(words, ends, unreliable=self._looping(result, len(audio)))
+        return Hypothesis(words, ends, unreliable=looping)

@@ -48,9 +48,9 @@ SR = 16000
 FRAME_S = FRAME / SR
 # Live decoding options that differ from file transcription: greedy, one temperature (a fallback
 # ladder would multiply the cost of a step; an unreliable hypothesis is simply not committed alone).
+LIVE_DEFAULTS = {"beam_size": 1, "temperatures": (0.0,), "word_timestamps": True}
 # The end-of-input decode of a buffer shorter than this is given the audio before it, up to this long.
 FINAL_CONTEXT_S = 3.0
-LIVE_DEFAULTS = {"beam_size": 1, "temperatures": (0.0,), "word_timestamps": True}
 
 
 @dataclass
