@@ -68,3 +68,34 @@ def test_run_counter_records_decoder_shapes_and_cpu_seconds(tiny_model) -> None:
     tiny_model.decode(np.full((4, 1), 440, np.int64), enc, cache)
     assert dict(tiny_model.counter.decoder_shapes) == {(4, 3, 2, 0): 1, (4, 1, 2, 0): 1}
     assert tiny_model.counter.cpu_seconds["decoder"] > before
+
+
+def test_each_row_is_predicted_from_the_median_of_calibrations_before_and_after_its_run(monkeypatch) -> None:
+    """A row's rates are each rate's median over the snapshots taken before and after its run (the machine may
+    change while it runs); the slow snapshot after the run is outvoted, not ignored."""
+    from dataclasses import replace
+
+    from whisper_npu.bench import runner
+    from whisper_npu.npu import costmodel
+
+    events: list[str] = []
+    flops = iter([40e9, 45e9, 60e9, 55e9, 70e9, 5e9] * 4)  # 3 before, 3 after each run: median 50 GFLOP/s
+
+    def snapshots(clock: str, count: int) -> list[HostRates]:
+        events.append(f"calibrate {count}")
+        return [replace(RATES, cpu_gemm_flops=next(flops)) for _ in range(count)]
+
+    def stage_times(paths, model, vad, threads):  # type: ignore[no-untyped-def]
+        events.append("run")
+        return runner.StageTimes(model, "x", 60.0, 10.0, 1.0, 2.0, {1: 2}, {(5, 1, 1, 1): 100}, 1.0, 2.0)
+
+    monkeypatch.setattr(costmodel, "calibration_snapshots", snapshots)
+    monkeypatch.setattr(runner, "measure_stage_times", stage_times)
+    rows = runner.calibration_rows([], threads=2)
+    n = runner.CALIBRATION_SNAPSHOTS
+    assert n >= 3 and events[:3] == [f"calibrate {n}", "run", f"calibrate {n}"]
+    median = replace(RATES, cpu_gemm_flops=50e9)
+    enc, dec = predict_stage_seconds("tiny", {1: 2}, {(5, 1, 1, 1): 100}, median, 51864)
+    assert math.isclose(rows[0]["encoder_predicted_s"], round(enc, 3))
+    assert math.isclose(rows[0]["decoder_predicted_s"], round(dec, 3))
+    assert rows[0]["rates"]["cpu_gemm_gflops"] == 50.0  # 45 from the snapshots before alone, 55 after

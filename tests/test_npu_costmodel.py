@@ -107,5 +107,6 @@ def test_calibration_measures_positive_finite_rates() -> None:
         assert 0 < value < math.inf
     assert 1e8 < r.cpu_gemm_flops < 1e13
     for value in (r.skinny_gemm_flops, r.weight_s_per_byte, r.cross_window_s, r.cross_row_s, r.self_row_s,
-                  r.self_pos_s):  # fmt: skip
+                  r.self_pos_s, r.layer_weight_s_per_byte, r.layer_gemm_flops):  # fmt: skip
         assert value is not None and 0 < value < math.inf
+    assert r.layer_call_s is not None and 0 <= r.layer_call_s < 0.1

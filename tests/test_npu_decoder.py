@@ -161,6 +161,59 @@ def test_probe_line_recovers_the_fixed_and_per_unit_cost(monkeypatch) -> None:
     assert math.isclose(intercept, 3e-3) and math.isclose(slope, 2e-4)
 
 
+def test_probe_line_is_the_least_squares_fit_over_every_size(monkeypatch) -> None:
+    """One size's noise moves the fitted intercept by a fraction of it, not by all of it as a two-point line."""
+    from whisper_npu.npu import costmodel
+
+    monkeypatch.setattr(costmodel, "_cold", lambda *fns: [fn() for fn in fns])
+    noisy = {1: 1e-3, 10: 1.9e-3, 20: 3.0e-3, 40: 5e-3}  # ~1 ms + 0.1 ms/row, the 10-row point 0.1 ms fast
+    intercept, slope = costmodel._line(lambda n: lambda: noisy[n], (1, 10, 20, 40))
+    x = np.array(list(noisy)), np.array(list(noisy.values()))
+    want_slope, want_intercept = np.polyfit(*x, 1)
+    assert math.isclose(slope, want_slope) and math.isclose(intercept, want_intercept)
+
+
+def test_layer_probe_splits_per_call_per_byte_and_per_flop() -> None:
+    """Two layer-sized weights at several rows: the intercepts differ by the bytes, the slopes are 2·K·N a row."""
+    from whisper_npu.npu import costmodel
+
+    call, per_byte, flops = 150e-6, 1 / 20e9, 90e9
+    lines = [(call + 4 * k * n * per_byte, 2 * k * n / flops) for k, n in costmodel.LAYER_PROBE_WEIGHTS]
+    got = costmodel.layer_rates(lines)
+    assert math.isclose(got["layer_call_s"], call)
+    assert math.isclose(got["layer_weight_s_per_byte"], per_byte)
+    assert math.isclose(got["layer_gemm_flops"], flops)
+
+
+def test_layer_weights_use_the_layer_probe_and_the_logits_the_gemm_probe() -> None:
+    from whisper_npu.npu import costmodel
+
+    rates = replace(RATES, skinny_gemm_flops=60e9, weight_s_per_byte=1 / 15e9, layer_call_s=200e-6,
+                    layer_weight_s_per_byte=1 / 25e9, layer_gemm_flops=90e9)  # fmt: skip
+    for M in (1, 5, 40):
+        for K, N in ((384, 1152), (384, 1536), (1536, 384), (512, 2048)):  # tiny qkv/fc1/fc2, base fc1
+            want = 200e-6 + 4 * K * N / 25e9 + 2 * M * K * N / 90e9
+            assert math.isclose(predict("x", M, K, N, rates=rates).cpu_s, want)
+        want = 4 * 384 * 51864 / 15e9 + 2 * M * 384 * 51864 / 60e9  # the logits: 80 MB, past LAYER_WEIGHT_MAX
+        assert math.isclose(predict("logits", M, 384, 51864, rates=rates).cpu_s, want)
+    assert 4 * 512 * 2048 <= costmodel.LAYER_WEIGHT_MAX_BYTES < 4 * 384 * 51864
+
+
+def test_calibration_keeps_each_rates_median_over_snapshots(monkeypatch) -> None:
+    from whisper_npu.npu import costmodel
+
+    snaps = iter([replace(RATES, cpu_gemm_flops=f, cross_row_s=c) for f, c in ((10e9, 3e-4), (90e9, 1e-4),
+                                                                              (50e9, 2e-4))])  # fmt: skip
+    monkeypatch.setattr(costmodel, "_calibrate", lambda: next(snaps))
+    costmodel.calibrate.cache_clear()
+    try:
+        got = costmodel.calibrate("cpu", 3)
+    finally:
+        costmodel.calibrate.cache_clear()
+    assert got.cpu_gemm_flops == 50e9 and got.cross_row_s == 2e-4  # each field's own median
+    assert got.self_row_s is None and got.clock == "cpu" and "median of 3" in got.source
+
+
 def test_self_attention_probe_splits_per_row_and_per_cached_position(monkeypatch) -> None:
     """A GroupQueryAttention step of R rows after P cached positions costs R x (per row + (P + 1) x per position)."""
     from whisper_npu.npu import costmodel

@@ -479,6 +479,10 @@ def measure_stage_times(paths: list[Path], model: str, vad: bool | None, threads
 
 
 CALIBRATION_MODELS = (("tiny.en", "tiny"), ("base", "base"))
+#: Calibrations taken before and again after each row's run; the rates' medians over all of them predict it
+#: (``costmodel.calibrate``: one snapshot's rates move 1.5-3x between calibrations seconds apart, and the machine
+#: may change during the run).
+CALIBRATION_SNAPSHOTS = 3
 
 
 def _load_average() -> str:
@@ -492,19 +496,19 @@ def calibration_rows(paths: list[Path], threads: int = 2) -> list[dict[str, Any]
     """Measured vs predicted CPU stage times of tiny.en and base on ``paths``, default and --no-vad paths.
 
     Both sides are in process CPU seconds (all threads): the stage times as ``RunCounter.cpu_seconds`` counts
-    them, the predictions from host rates timed on the same clock (``calibrate("cpu")``), re-measured right
-    before each run. Other processes on a shared machine delay the work but do not add to either side; the
-    wall times are listed beside them.
+    them, the predictions from host rates timed on the same clock: each rate's median over
+    ``CALIBRATION_SNAPSHOTS`` calibrations right before and as many right after the run. Other processes on a
+    shared machine delay the work but do not add to either side; the wall times are listed beside them.
     """
     from whisper_npu.npu import costmodel
 
     rows = []
     for model, dims_name in CALIBRATION_MODELS:
         for vad in (None, False):
-            costmodel.calibrate.cache_clear()
-            rates = costmodel.calibrate("cpu")
+            before = costmodel.calibration_snapshots("cpu", CALIBRATION_SNAPSHOTS)
             load_before = _load_average()
             st = measure_stage_times(paths, model, vad, threads)
+            rates = costmodel.median_rates(before + costmodel.calibration_snapshots("cpu", CALIBRATION_SNAPSHOTS))
             vocab = 51864 if model.endswith(".en") else 51865
             enc_p, dec_p = costmodel.predict_stage_seconds(dims_name, st.encoder_windows, st.decoder_shapes, rates,
                                                            vocab)  # fmt: skip
@@ -527,6 +531,9 @@ def calibration_rows(paths: list[Path], threads: int = 2) -> list[dict[str, Any]
                           "cross_row_ms": round((rates.cross_row_s or 0) * 1e3, 4),
                           "self_row_us": round((rates.self_row_s or 0) * 1e6, 2),
                           "self_pos_ns": round((rates.self_pos_s or 0) * 1e9, 1),
+                          "layer_call_us": round((rates.layer_call_s or 0) * 1e6, 1),
+                          "layer_weight_gb_s": round(1 / (rates.layer_weight_s_per_byte or 1e30) / 1e9, 2),
+                          "layer_gemm_gflops": round((rates.layer_gemm_flops or 0) / 1e9, 1),
                           "mem_gb_s": round(rates.mem_bw_bytes_s / 1e9, 2),
                           "elementwise_ns": round(rates.elementwise_s_per_elem * 1e9, 3),
                           "node_us": round(rates.node_s * 1e6, 2)},
@@ -556,8 +563,8 @@ def render_calibration(console: Any, paths: list[Path], threads: int = 2) -> lis
         )  # fmt: skip
     table.caption = (
         "ratio = predicted / measured (target 0.75-1.25); CPU seconds = all threads of this process (other "
-        "processes delay it, they do not add to it); host rates re-measured on the same clock before each row; "
-        "load = /proc/loadavg before / after"
+        "processes delay it, they do not add to it); host rates: medians of calibrations on the same clock before "
+        "and after each row; load = /proc/loadavg before / after"
     )
     console.print(table)
     for r in rows:

@@ -91,6 +91,14 @@ class HostRates:
     #: t(M) = weight bytes x ``weight_s_per_byte`` + 2·M·K·N / ``skinny_gemm_flops`` from M = 4 and M = 40.
     skinny_gemm_flops: float | None = None
     weight_s_per_byte: float | None = None
+    #: onnxruntime MatMul with few rows over a decoder layer's weight (1-16 MB: qkv, out, fc1, fc2), cold:
+    #: t(M) = ``layer_call_s`` + weight bytes x ``layer_weight_s_per_byte`` + 2·M·K·N / ``layer_gemm_flops``,
+    #: fitted from two layer-sized weights at several row counts. Small MatMuls pay a fixed cost per call
+    #: (thread-pool hand-off, the hardware prefetcher starting over on each weight) that the logits' 25 MB Gemm
+    #: amortises, and run their rows at a different rate, so they are priced from their own probe.
+    layer_call_s: float | None = None
+    layer_weight_s_per_byte: float | None = None
+    layer_gemm_flops: float | None = None
     #: onnxruntime's decoder cross attention per layer: per window (reading its K/V) and per query row, measured
     #: for d = 384 over 1500 frames; scaled by d / 384 for other widths.
     cross_window_s: float | None = None
@@ -116,22 +124,47 @@ def _best_of(fn, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
     return best
 
 
-@lru_cache(maxsize=2)
-def calibrate(clock: str = "wall") -> HostRates:
-    """Measure the host rates (~3 s on an idle 2-core Zen 3: the decoder probes run cold, medians of 9).
+@lru_cache(maxsize=4)
+def calibrate(clock: str = "wall", snapshots: int = 1) -> HostRates:
+    """Measure the host rates (~1.5 s per snapshot on an idle 2-core Zen 3: the decoder probes run cold, medians
+    of 9).
 
-    Cached: one calibration per process and clock (``calibrate.cache_clear()``).
+    Cached: one calibration per process, clock and snapshot count (``calibrate.cache_clear()``).
 
     ``clock="cpu"`` times the same work in this process's CPU seconds (all its threads): rates per CPU-second,
     which other processes on a shared machine do not change (they only delay the work); they predict stage
     times measured the same way (``RunCounter.cpu_seconds``).
+
+    ``snapshots`` > 1 repeats the whole calibration and keeps each rate's median over the snapshots: one
+    snapshot's rates move by 1.5-3x between calibrations seconds apart even on an idle machine (the memory
+    bus, the cache state, where the scheduler put the two threads), which a stage time of many seconds averages
+    out. Routing takes one snapshot (start-up time); ``bench --calibrate`` takes several (docs/NPU_DECODER.md).
     """
+    return median_rates(calibration_snapshots(clock, snapshots))
+
+
+def calibration_snapshots(clock: str = "wall", count: int = 1) -> list[HostRates]:
+    """``count`` independent calibrations on ``clock`` (not cached: ``bench --calibrate`` takes some before and
+    some after the run it predicts)."""
     global _clock
     _clock = _CLOCKS[clock]
     try:
-        return replace(_calibrate(), source=f"measured here ({clock} clock)", clock=clock)
+        return [replace(_calibrate(), source=f"measured here ({clock} clock)", clock=clock)
+                for _ in range(max(1, count))]  # fmt: skip
     finally:
         _clock = time.perf_counter
+
+
+def median_rates(snapshots: list[HostRates]) -> HostRates:
+    """Each measured rate's median over ``snapshots`` (a rate some snapshot did not measure stays as the first's)."""
+    first = snapshots[0]
+    values = {}
+    for name in first.__dataclass_fields__:
+        got = [getattr(s, name) for s in snapshots]
+        if all(isinstance(v, float) for v in got):
+            values[name] = float(np.median(got))
+    source = first.source if len(snapshots) == 1 else f"{first.source}, median of {len(snapshots)} snapshots"
+    return replace(first, **values, source=source)
 
 
 def _calibrate() -> HostRates:
@@ -154,6 +187,7 @@ def _calibrate() -> HostRates:
         mem_bw_bytes_s=big.nbytes / read_s,
         node_s=_node_seconds(),
         **_skinny_gemm(),
+        **_layer_matmul_probe(),
     )
 
 
@@ -211,11 +245,15 @@ def _cold(*fns, repeats: int = 9) -> float | list[float]:  # type: ignore[no-unt
     return medians[0] if len(fns) == 1 else medians
 
 
-def _line(run, points: tuple[int, int]) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """(intercept, slope) of the cold time of ``run(n)`` (:func:`_cold`, both sizes in turn) through two sizes."""
-    t_lo, t_hi = _cold(run(points[0]), run(points[1]))
-    slope = max((t_hi - t_lo) / (points[1] - points[0]), 1e-12)
-    return max(t_lo - points[0] * slope, 1e-12), slope
+def _line(run, points: tuple[int, ...]) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(intercept, slope) of the cold time of ``run(n)`` (:func:`_cold`, the sizes in turn): the least-squares line
+    through the sizes' medians. More than two sizes make the intercept (a weight read, a window's K/V) less
+    sensitive to one size's noise than a line through two points."""
+    times = _cold(*(run(n) for n in points))
+    x = np.asarray(points, np.float64)
+    y = np.asarray(times, np.float64)
+    slope = max(float(np.polyfit(x, y, 1)[0]), 1e-12)
+    return max(float(np.mean(y - slope * x)), 1e-12), slope
 
 
 def _skinny_gemm() -> dict[str, float]:
@@ -240,7 +278,7 @@ def _skinny_gemm() -> dict[str, float]:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["M", K])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["M", N])], [numpy_helper.from_array(w, "w")],
     )  # fmt: skip
-    weight, per_row = _line(lambda m: lambda: gemm.run(None, {"x": np.ones((m, K), np.float32)}), (1, 40))
+    weight, per_row = _line(lambda m: lambda: gemm.run(None, {"x": np.ones((m, K), np.float32)}), GEMM_PROBE_ROWS)
     S, H, hd, W = FRAMES_PER_WINDOW, 6, 64, 4
     k = rng.standard_normal((W, H, S, hd), dtype=np.float32)
     v = rng.standard_normal((W, H, S, hd), dtype=np.float32)
@@ -265,6 +303,45 @@ def _skinny_gemm() -> dict[str, float]:
         "self_row_s": self_row,
         "self_pos_s": self_pos,
     }
+
+
+#: Row counts at which the Gemm and layer MatMul probes are timed: a decoder step's 1-40 rows.
+GEMM_PROBE_ROWS = (1, 10, 20, 40)
+#: The layer MatMul probe's two weights (K, N): tiny's fc1 (2.4 MB) and base's fc1 (4.2 MB).
+LAYER_PROBE_WEIGHTS = ((384, 1536), (512, 2048))
+#: Largest weight priced with the layer probe; larger ones (the logits, 25-33 MB) stream like the Gemm probe's.
+LAYER_WEIGHT_MAX_BYTES = 16 << 20
+
+
+def _layer_matmul_probe() -> dict[str, float]:
+    """A decoder layer's MatMul (2 threads, cold) on two layer-sized weights at ``GEMM_PROBE_ROWS`` rows each:
+    per call, per weight byte and per FLOP (see ``HostRates.layer_call_s``)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    lines = []
+    for K, N in LAYER_PROBE_WEIGHTS:
+        w = rng.standard_normal((K, N), dtype=np.float32)
+        mm = _ort_session(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])],
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["M", K])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["M", N])], [numpy_helper.from_array(w, "w")],
+        )  # fmt: skip
+        lines.append(_line(lambda m, mm=mm, K=K: lambda: mm.run(None, {"x": np.ones((m, K), np.float32)}),
+                           GEMM_PROBE_ROWS))  # fmt: skip
+    return layer_rates(lines)
+
+
+def layer_rates(lines: list[tuple[float, float]]) -> dict[str, float]:
+    """Per call, per byte and per FLOP of a layer MatMul from the (intercept, slope per row) lines of the
+    ``LAYER_PROBE_WEIGHTS``: the intercepts differ by the weights' bytes, the slopes are 2·K·N FLOPs a row."""
+    (i_a, s_a), (i_b, s_b) = lines
+    (k_a, n_a), (k_b, n_b) = LAYER_PROBE_WEIGHTS
+    bytes_a, bytes_b = 4 * k_a * n_a, 4 * k_b * n_b
+    per_byte = max((i_b - i_a) / (bytes_b - bytes_a), 1e-13)
+    call = max(i_a - bytes_a * per_byte, 0.0)
+    flops = (2 * k_a * n_a + 2 * k_b * n_b) / (s_a + s_b)
+    return {"layer_call_s": call, "layer_weight_s_per_byte": per_byte, "layer_gemm_flops": flops}
 
 
 def _self_attention_probe(H: int, hd: int, rows: int = 40, capacity: int = 448) -> tuple[float, float]:
@@ -394,6 +471,8 @@ def predict(
     cpu = flops / r.cpu_gemm_flops + weight_read
     if M <= SKINNY_ROWS and r.skinny_gemm_flops and r.weight_s_per_byte:  # a decoder step's shape, measured
         cpu = flops / r.skinny_gemm_flops + K * N * 4 * r.weight_s_per_byte
+        if K * N * 4 <= LAYER_WEIGHT_MAX_BYTES and r.layer_call_s is not None and r.layer_weight_s_per_byte:
+            cpu = r.layer_call_s + K * N * 4 * r.layer_weight_s_per_byte + flops / (r.layer_gemm_flops or 1e12)
     bound = "" if compute >= stream else f", B stream {tile_rows}x{cfg.K * cfg.N * 2 / 1e6:.2f}MB {stream * 1e3:.3f}ms"
     formula = (
         f"npu = launch {launch * 1e6:.1f}us{f' + switch {sw * 1e3:.2f}ms' if switch else ''}"
