@@ -400,7 +400,8 @@ def render_npu_projection(console: Any, measured: dict[str, float] | None = None
 
     # Host rates per CPU-second of this process: on a shared machine, wall-clock rates measure the other
     # processes as much as this one (the CPU side then reads as if it ran on one core, nothing else running).
-    rates = costmodel.calibrate("cpu")
+    # Each rate is the median of several calibrations, as for the calibration rows.
+    rates = costmodel.calibrate("cpu", 2 * CALIBRATION_SNAPSHOTS)
     measured = measured or {}
     render_batched_projection(console, target, rates)
     table = Table(title=f"PROJECTED on {target}: cost model, no NPU used; per 30 s window, beam 5")
