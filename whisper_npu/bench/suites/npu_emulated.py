@@ -92,12 +92,23 @@ def _long_form(cpu, npu, seconds: float) -> dict:  # type: ignore[no-untyped-def
     }
 
 
-def bench_model(model: str, repeat: int, long_s: float = 0.0, host_off: bool = True) -> dict:
+#: Host rates of a CPU so slow that the routing policy puts every decoder overlay group on the NPU at every row
+#: count (``--route-all``): the emulated run then exercises each decoder weight GEMM, not only those this
+#: machine's rates select.
+ROUTE_ALL_RATES = dict(pack_s_per_elem=1e-10, copy_s_per_byte=1e-11, cpu_gemm_flops=1e8,
+                       elementwise_s_per_elem=5e-10, mem_bw_bytes_s=1e8,
+                       source="--route-all: a CPU slow enough that every group is routed")  # fmt: skip
+
+
+def bench_model(model: str, repeat: int, long_s: float = 0.0, host_off: bool = True, route_all: bool = False) -> dict:
     import whisper_npu
     from whisper_npu.bench.runner import find_reference, manifest_files, word_error_rate
+    from whisper_npu.npu.costmodel import HostRates
 
     cpu = whisper_npu.load_model(model, device="cpu", threads=2)
     npu = whisper_npu.load_model(model, device="npu", npu_runtime="emulator", threads=2, cache=False)
+    if route_all:
+        npu.npu.dispatcher.rates = HostRates(**ROUTE_ALL_RATES)
     refs, cpu_text, npu_text, files = [], [], [], []
     from whisper_npu.npu import emulator
 
@@ -144,6 +155,7 @@ def bench_model(model: str, repeat: int, long_s: float = 0.0, host_off: bool = T
     jfk = next((f for f in files if "jfk" in f["file"]), None)
     return {
         "model": model,
+        "route_all": route_all,
         "cpu_wer": cpu_wer,
         "npu_emulated_wer": npu_wer,
         "wer_delta_points": round((npu_wer - cpu_wer) * 100, 3),
@@ -237,10 +249,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the second pass with the emulated arithmetic off (WER and routing only)",
     )
+    parser.add_argument(
+        "--route-all",
+        action="store_true",
+        help="route every decoder overlay group to the NPU at every row count (instead of this machine's policy)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("WHISPER_NPU_XCLBINS", str(_fixtures(args.models)))
     before = machine_reference()
-    rows = [bench_model(m, args.repeat, args.long, not args.skip_host_off) for m in args.models]
+    rows = [bench_model(m, args.repeat, args.long, not args.skip_host_off, args.route_all) for m in args.models]
     after = machine_reference()
     for r in rows:
         r["machine_reference"] = {"before": before, "after": after}
